@@ -1,0 +1,225 @@
+"""One short training loop with the whole training set kept as a tensor on the device.
+
+No DataLoader: batches are slices of a seeded permutation, and augmentation (random crop with
+zero padding, horizontal flip) is a batched tensor op, as in airbench. A NaN or inf loss ends the
+run with ``diverged=True`` instead of raising, because sigmoid and unnormalised nets do diverge.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run. Defaults follow the paper (SGD 0.01, momentum 0.9,
+    weight decay 5e-4, cosine), with Dataset Condensation's batch of 256."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # "cosine", "step" (x0.1 at half the epochs, as Dataset Condensation) or "constant"
+    crop_padding: int = 4  # 0 disables random crops
+    flip: bool = True
+    mean: tuple[float, ...] | None = None  # None: per-channel statistics of train_x
+    std: tuple[float, ...] | None = None
+    seed: int = 0
+    device: str = "auto"  # "auto" picks CUDA when present, else CPU
+    channels_last: bool = False  # CUDA only
+    bf16: bool = False  # bf16 autocast, CUDA only
+    eval_batch_size: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {self.epochs} and {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine, step or constant")
+        if self.crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What one run produced. Accuracies are in percent; ``val_acc``/``test_acc`` are None when
+    that split was not given."""
+
+    train_loss: float
+    val_acc: float | None
+    test_acc: float | None
+    epochs: int
+    seconds: float
+    images_per_sec: float
+    diverged: bool
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is CUDA when present, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def to_float(x: torch.Tensor, mean, std, device: torch.device) -> torch.Tensor:
+    """uint8 images -> normalised float32 on ``device`` (float input is taken as already in [0, 1])."""
+    x = x.to(device)
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (zero padding, per-example offsets) and horizontal flip of a batch, as tensor ops."""
+    n, _, h, w = x.shape
+    dev = x.device
+    if padding > 0:
+        padded = F.pad(x, (padding,) * 4)
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
+        rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (n,1,h,1)
+        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (n,1,1,w)
+        batch = torch.arange(n, device=dev)[:, None, None, None]
+        chan = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+        x = padded[batch, chan, rows, cols]
+    if flip:
+        mask = torch.rand(n, generator=generator, device=dev) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> float:
+    """Accuracy in percent of ``model`` on normalised images ``x``."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        correct += (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
+    model.train(was_training)
+    return 100.0 * correct / max(len(y), 1)
+
+
+def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
+    if schedule == "cosine":
+        return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    if schedule == "step":
+        return lambda step: 0.1 if step >= total_steps // 2 else 1.0
+    return lambda step: 1.0
+
+
+def train(
+    model: nn.Module,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    config: TrainConfig,
+    *,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    on_epoch: Callable[[int, nn.Module, Callable[[], float | None]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on (train_x, train_y) and evaluate it on ``val`` and ``test``.
+
+    ``on_epoch(epoch, model, val_acc_fn)`` runs after every epoch (``val_acc_fn()`` evaluates on
+    ``val``); it may raise to stop the run, e.g. ``optuna.TrialPruned``.
+    """
+    if train_x.ndim != 4 or len(train_x) != len(train_y) or len(train_y) == 0:
+        raise ValueError(
+            f"train_x must be (N, C, H, W) with N = len(train_y) > 0, got {tuple(train_x.shape)} "
+            f"and {len(train_y)} labels"
+        )
+    device = resolve_device(config.device)
+    cuda = device.type == "cuda"
+    mean = config.mean
+    std = config.std
+    if mean is None or std is None:
+        flat = (train_x.float() / (255 if train_x.dtype == torch.uint8 else 1)).transpose(0, 1).flatten(1)
+        mean, std = tuple(flat.mean(1).tolist()), tuple(flat.std(1).clamp_min(1e-6).tolist())
+    memory_format = torch.channels_last if (cuda and config.channels_last) else torch.contiguous_format
+
+    def prepare(x, y):
+        return to_float(x, mean, std, device).contiguous(memory_format=memory_format), y.to(device)
+
+    x, y = prepare(train_x, train_y)
+    val_t = prepare(*val) if val is not None else None
+    test_t = prepare(*test) if test is not None else None
+    model.to(device=device, memory_format=memory_format).train()
+
+    g = torch.Generator(device=device).manual_seed(config.seed)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay, nesterov=False)
+    n = len(y)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config.schedule, steps_per_epoch * config.epochs))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.bf16)
+
+    def val_acc() -> float | None:
+        return evaluate(model, *val_t, config.eval_batch_size) if val_t is not None else None
+
+    history: list[dict] = []
+    diverged = False
+    epoch_loss = float("nan")
+    seen = 0
+    start = time.perf_counter()
+    epochs_done = 0
+    for epoch in range(config.epochs):
+        perm = torch.randperm(n, generator=g, device=device)
+        loss_sum = torch.zeros((), device=device)
+        count = 0
+        for i in range(0, n, config.batch_size):
+            idx = perm[i : i + config.batch_size]
+            if len(idx) < 2 and n >= 2:  # batchnorm cannot train on a single example
+                continue
+            xb = augment(x[idx], config.crop_padding, config.flip, g)
+            with autocast:
+                loss = F.cross_entropy(model(xb), y[idx])
+            if not torch.isfinite(loss):
+                diverged = True
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(idx)
+            count += len(idx)
+        seen += count
+        if diverged:
+            break
+        epochs_done = epoch + 1
+        epoch_loss = (loss_sum / max(count, 1)).item()
+        history.append({"epoch": epochs_done, "train_loss": epoch_loss})
+        if on_epoch is not None:
+            on_epoch(epochs_done, model, val_acc)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if diverged or not all(torch.isfinite(p).all() for p in model.parameters()):
+        diverged = True
+        epoch_loss = float("nan")
+    return TrainResult(
+        train_loss=epoch_loss,
+        val_acc=val_acc(),
+        test_acc=evaluate(model, *test_t, config.eval_batch_size) if test_t is not None else None,
+        epochs=epochs_done,
+        seconds=seconds,
+        images_per_sec=seen / seconds if seconds > 0 else 0.0,
+        diverged=diverged,
+        history=history,
+    )
