@@ -164,9 +164,10 @@ def _load_torchvision(name: str, root: Path, download: bool):
 
 
 def _synthetic(n_train: int = 1200, n_test: int = 300, size: int = 16, classes: int = 4, seed: int = 1234):
-    """A small learnable grey-image problem: one random template per class plus noise."""
+    """A small learnable grey-image problem: one smooth random template per class plus noise."""
     g = torch.Generator().manual_seed(seed)
-    templates = torch.rand(classes, 1, size, size, generator=g) * 200
+    coarse = torch.rand(classes, 1, 4, 4, generator=g)
+    templates = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear") * 220
     def make(n):
         y = torch.arange(n) % classes
         x = templates[y] + torch.randn(n, 1, size, size, generator=g) * 60
