@@ -56,6 +56,8 @@ class Dataset:
     fingerprint: str
     seed: int
     val_size: int
+    train_index: np.ndarray  # position of each train_x image in the original training set
+    source_size: int  # length of the original training set (train + val)
 
     @property
     def num_classes(self) -> int:
@@ -212,4 +214,6 @@ def load_dataset(
         fingerprint=fingerprint(train_x, train_y, val_x, val_y, test_x, test_y),
         seed=seed,
         val_size=val_size,
+        train_index=tr,
+        source_size=len(full_y),
     )
