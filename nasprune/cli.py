@@ -28,7 +28,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_prune(sub) -> None:
-    pass
+    p = sub.add_parser("prune", help="build a proxy set (scoring run + selection)",
+                       description="Train the pruning network once (or reuse --scores) and select a proxy set.")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--root", default=None, help="dataset folder (default $NASPRUNE_DATA or ~/.cache/nasprune/data)")
+    p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
+    p.add_argument("--val-size", type=int, default=None)
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split")
+    p.add_argument("--train-size", type=int, default=None, help="keep a stratified subset of the training split")
+    p.add_argument("--method", default="influence", help="influence or a baseline: " + ", ".join(_methods()))
+    p.add_argument("--per-class", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="seed of the selection")
+    p.add_argument("--out", required=True, help="proxy file to write (JSON)")
+    p.add_argument("--scores", default=None,
+                   help="scoring-run file: reused if it exists, else written after the scoring run")
+    p.add_argument("--scoring-spec", default=None, help="pruning network, e.g. w64-d3-relu-instancenorm-avgpooling")
+    p.add_argument("--scoring-epochs", type=int, default=None)
+    p.add_argument("--target", default=None, help="influence target: paper, scaled, classwise")
+    p.add_argument("--l2", type=float, default=None, help="L2 of the last-layer refit")
+    p.add_argument("--solver", default=None, choices=["swap", "anneal"])
+    p.add_argument("--time-limit", type=float, default=None, help="selection seconds (influence)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_run_prune)
+
+
+def _methods() -> list[str]:
+    from nasprune.prune import METHODS
+
+    return list(METHODS)
+
+
+def _run_prune(args) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from nasprune.data import load_dataset
+    from nasprune.prune import InfluenceConfig, build_proxy
+    from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
+
+    if args.method not in _methods():
+        raise ValueError(f"unknown method {args.method!r}; choose one of {', '.join(_methods())}")
+    dataset = load_dataset(args.dataset, root=args.root, download=args.download, val_size=args.val_size,
+                           seed=args.split_seed, train_size=args.train_size)
+    if args.scores and Path(args.scores).exists():
+        run = ScoringRun.load(args.scores, dataset)
+        print(f"reusing scoring run {args.scores} ({run.config['spec']}, val acc {run.val_acc:.1f}%)")
+    else:
+        overrides = {k: v for k, v in {"spec": args.scoring_spec, "epochs": args.scoring_epochs}.items() if v}
+        config = ScoringConfig(**overrides, device=args.device)
+        print(f"scoring run: training {config.spec} for {config.epochs} epochs on {len(dataset.train_y)} images")
+        run = run_scoring(dataset, config, progress=True)
+        if args.scores:
+            run.save(args.scores)
+    influence = InfluenceConfig()
+    changes = {"target": args.target, "l2": args.l2, "solver": args.solver, "time_limit": args.time_limit}
+    influence = replace(influence, **{k: v for k, v in changes.items() if v is not None})
+    proxy = build_proxy(dataset, run, args.method, args.per_class, seed=args.seed, influence=influence)
+    proxy.save(args.out)
+    s = proxy.stats
+    extra = f", objective {proxy.objective:.4g} (||T|| {s['t_norm']:.4g})" if proxy.objective is not None else ""
+    print(f"{args.method}: kept {len(proxy)} of {len(dataset.train_y)} images "
+          f"({min(proxy.per_class.values())}-{max(proxy.per_class.values())} per class){extra}; "
+          f"pruning net acc on kept {s['pruning_net_acc_on_kept']:.1f}%; "
+          f"selection {s['selection_seconds']:.1f}s -> {args.out}")
+    return 0
 
 
 # --- search --------------------------------------------------------------------------------------------------

@@ -183,11 +183,13 @@ def load_dataset(
     download: bool = False,
     val_size: int | None = None,
     seed: int = 0,
+    train_size: int | None = None,
 ) -> Dataset:
     """Load ``name`` (one of :data:`DATASETS`) with a validation split carved from the training set.
 
     ``val_size`` defaults to 10,000 for the MNIST family (50,000 train left, like CIFAR-10) and
-    5,000 for CIFAR; the split is stratified by class and fixed by ``seed``.
+    5,000 for CIFAR; the split is stratified by class and fixed by ``seed``. ``train_size`` keeps a
+    stratified, seeded subset of the training split (for quick runs and tests); None keeps all of it.
     """
     if name not in _DEFAULTS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -200,6 +202,11 @@ def load_dataset(
             name, Path(root) if root is not None else default_root(), download
         )
     tr, va = stratified_split(full_y, val_size, seed)
+    if train_size is not None and train_size < len(tr):
+        if train_size < 1:
+            raise DatasetError(f"train_size must be >= 1, got {train_size}")
+        _, keep = stratified_split(full_y[tr], train_size, seed + 1)
+        tr = tr[keep]
     train_x, train_y = full_x[tr], full_y[tr]
     val_x, val_y = full_x[va], full_y[va]
     if mean is None:

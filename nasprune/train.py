@@ -134,11 +134,13 @@ def train(
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     test: tuple[torch.Tensor, torch.Tensor] | None = None,
     on_epoch: Callable[[int, nn.Module, Callable[[], float | None]], None] | None = None,
+    on_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on (train_x, train_y) and evaluate it on ``val`` and ``test``.
 
     ``on_epoch(epoch, model, val_acc_fn)`` runs after every epoch (``val_acc_fn()`` evaluates on
-    ``val``); it may raise to stop the run, e.g. ``optuna.TrialPruned``.
+    ``val``); it may raise to stop the run, e.g. ``optuna.TrialPruned``. ``on_batch(indices, logits)``
+    sees every training step's example indices and detached logits (for forgetting statistics).
     """
     if train_x.ndim != 4 or len(train_x) != len(train_y) or len(train_y) == 0:
         raise ValueError(
@@ -189,10 +191,13 @@ def train(
                 continue
             xb = augment(x[idx], config.crop_padding, config.flip, g)
             with autocast:
-                loss = F.cross_entropy(model(xb), y[idx])
+                logits = model(xb)
+                loss = F.cross_entropy(logits, y[idx])
             if not torch.isfinite(loss):
                 diverged = True
                 break
+            if on_batch is not None:
+                on_batch(idx, logits.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,200 @@
+"""The scoring run: train the pruning network once and record every per-example statistic.
+
+One training of a ConvNet with a small linear bottleneck before the classifier (the authors' code
+uses Linear(512, 50) -> Linear(50, 10)) yields, for every training example:
+
+- forgetting events (Toneva et al. 2019): transitions from correct to wrong in the minibatches
+  where the example is seen; examples never learned count as ``epochs`` events, the usual convention;
+- EL2N and GraNd (Paul et al. 2021) at an early epoch: ||softmax - onehot|| and the norm of the
+  last layer's loss gradient, ||softmax - onehot|| * ||[h, 1]||;
+- the final bottleneck features, logits and the classifier's weight and bias, from which
+  influence, herding and k-center work.
+
+The run is one file, so several proxy sets come from one training.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from nasprune import __version__
+from nasprune.data import Dataset
+from nasprune.train import TrainConfig, resolve_device, to_float, train
+from search_spaces import ConvNetSpec, build_convnet
+
+FORMAT = "nasprune.scoring/1"
+
+
+class ScoringError(ValueError):
+    """A scoring-run file that is corrupted or belongs to other data."""
+
+
+@dataclass
+class ScoringConfig:
+    """The pruning network and its training. Defaults follow anchors section 6 (w64-d3, 64-d bottleneck)."""
+
+    spec: str = "w64-d3-relu-instancenorm-avgpooling"
+    bottleneck: int = 64
+    epochs: int = 6
+    score_epoch: int = 2  # epoch after which EL2N and GraNd are taken (Paul et al.: early in training)
+    batch_size: int = 256
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        ConvNetSpec.from_id(self.spec)
+        if not 1 <= self.score_epoch <= self.epochs:
+            raise ValueError(f"score_epoch must be in [1, epochs={self.epochs}], got {self.score_epoch}")
+        if self.bottleneck < 1:
+            raise ValueError(f"bottleneck must be >= 1, got {self.bottleneck}")
+
+
+@dataclass
+class ScoringRun:
+    """Everything the selection methods need, for every example of ``Dataset.train_x``."""
+
+    config: dict
+    dataset: str
+    fingerprint: str
+    labels: torch.Tensor  # (n,) int64
+    features: torch.Tensor  # (n, bottleneck) float32, penultimate layer after training
+    logits: torch.Tensor  # (n, C)
+    weight: torch.Tensor  # (C, bottleneck) final classifier
+    bias: torch.Tensor  # (C,)
+    forgetting: torch.Tensor  # (n,) int64 forgetting events
+    el2n: torch.Tensor  # (n,) at score_epoch
+    grand: torch.Tensor  # (n,) at score_epoch
+    train_acc: float
+    val_acc: float | None
+    seconds: dict  # training, features
+    version: str = __version__
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"format": FORMAT, **asdict(self)}, tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, dataset: Dataset | None = None) -> "ScoringRun":
+        path = Path(path)
+        if not path.is_file():
+            raise ScoringError(f"no scoring-run file at {path}")
+        try:
+            doc = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises several types for truncated or foreign files
+            raise ScoringError(f"{path} is not a readable scoring-run file ({type(e).__name__}: {e})") from None
+        if not isinstance(doc, dict) or doc.pop("format", None) != FORMAT:
+            raise ScoringError(f"{path} is not a nasprune scoring-run file")
+        run = cls(**doc)
+        if len(run.labels) != len(run.features) or len(run.forgetting) != len(run.labels):
+            raise ScoringError(f"{path} is inconsistent: arrays of different lengths")
+        if dataset is not None:
+            run.check_dataset(dataset)
+        return run
+
+    def check_dataset(self, dataset: Dataset) -> None:
+        if dataset.fingerprint != self.fingerprint or not torch.equal(dataset.train_y, self.labels):
+            raise ScoringError(
+                f"this scoring run was made on {self.dataset} (fingerprint {self.fingerprint[:16]}...) but is used "
+                f"with {dataset.name} (fingerprint {dataset.fingerprint[:16]}...); rerun the scoring on this data"
+            )
+
+
+def pruning_network(config: ScoringConfig, dataset: Dataset) -> nn.Module:
+    """The ConvNet of ``config.spec`` with a linear bottleneck before its classifier."""
+    net = build_convnet(config.spec, dataset.in_channels, dataset.image_size, dataset.num_classes)
+    net.features.append(nn.Linear(net.classifier.in_features, config.bottleneck))
+    net.classifier = nn.Linear(config.bottleneck, dataset.num_classes)
+    return net
+
+
+class _Forgetting:
+    """Counts correct-to-wrong transitions per example across the minibatches it appears in."""
+
+    def __init__(self, labels: torch.Tensor):
+        self.labels = labels
+        self.prev = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
+        self.learned = torch.zeros_like(self.prev)
+        self.events = torch.zeros(len(labels), dtype=torch.int64, device=labels.device)
+
+    def __call__(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
+        correct = logits.argmax(1) == self.labels[idx]
+        self.events[idx] += (self.prev[idx] & ~correct).long()
+        self.prev[idx] = correct
+        self.learned[idx] |= correct
+
+    def counts(self, epochs: int) -> torch.Tensor:
+        return torch.where(self.learned, self.events, torch.full_like(self.events, epochs)).cpu()
+
+
+@torch.inference_mode()
+def _features_and_logits(model: nn.Module, x: torch.Tensor, batch: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    model.eval()
+    feats = torch.cat([model.features(x[i : i + batch]) for i in range(0, len(x), batch)])
+    model.train()
+    return feats, model.classifier(feats)
+
+
+def _el2n_grand(feats: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    err = F.softmax(logits.float(), 1) - F.one_hot(labels, logits.shape[1]).float()
+    el2n = err.norm(dim=1)
+    return el2n, el2n * torch.sqrt(feats.float().pow(2).sum(1) + 1)
+
+
+def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progress: bool = False) -> ScoringRun:
+    """Train the pruning network once on ``dataset.train_x`` and collect every statistic."""
+    config = config or ScoringConfig()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = pruning_network(config, dataset)
+    labels_dev = dataset.train_y.to(device)
+    forgetting = _Forgetting(labels_dev)
+    x_dev = to_float(dataset.train_x, dataset.mean, dataset.std, device)
+    early: dict[str, torch.Tensor] = {}
+    bar = tqdm(total=config.epochs, desc="scoring run", unit="epoch", disable=not progress)
+
+    def on_epoch(epoch: int, net: nn.Module, _val) -> None:
+        bar.update(1)
+        if epoch == config.score_epoch:
+            feats, logits = _features_and_logits(net, x_dev)
+            early["el2n"], early["grand"] = _el2n_grand(feats, logits, labels_dev)
+
+    train_cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                            weight_decay=config.weight_decay, mean=dataset.mean, std=dataset.std,
+                            seed=config.seed, device=str(device))
+    result = train(model, dataset.train_x, dataset.train_y, train_cfg, val=(dataset.val_x, dataset.val_y),
+                   on_epoch=on_epoch, on_batch=forgetting)
+    bar.close()
+    if result.diverged:
+        raise ValueError(f"the pruning network {config.spec} diverged; lower lr (got {config.lr})")
+    start = time.perf_counter()
+    feats, logits = _features_and_logits(model, x_dev)
+    feature_seconds = time.perf_counter() - start
+    return ScoringRun(
+        config=asdict(config),
+        dataset=dataset.name,
+        fingerprint=dataset.fingerprint,
+        labels=dataset.train_y.clone(),
+        features=feats.float().cpu(),
+        logits=logits.float().cpu(),
+        weight=model.classifier.weight.detach().float().cpu(),
+        bias=model.classifier.bias.detach().float().cpu(),
+        forgetting=forgetting.counts(config.epochs),
+        el2n=early["el2n"].float().cpu(),
+        grand=early["grand"].float().cpu(),
+        train_acc=float((logits.argmax(1) == labels_dev).float().mean().item() * 100),
+        val_acc=result.val_acc,
+        seconds={"training": result.seconds, "features": feature_seconds},
+    )

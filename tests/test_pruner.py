@@ -1,0 +1,160 @@
+"""The pruning pipeline on real Fashion-MNIST: scoring run -> influence -> selection -> ProxySet."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nasprune.cli import main as cli_main
+from nasprune.data import load_dataset
+from nasprune.influence import leave_group_out_check
+from nasprune.prune import METHODS, InfluenceConfig, build_proxy, influence_vectors
+from nasprune.proxy import ProxyError, ProxySet
+from nasprune.scoring import ScoringConfig, ScoringError, ScoringRun, _Forgetting, run_scoring
+from nasprune.selection import influence_objective, select_baseline
+
+SMALL = ScoringConfig(spec="w16-d2-relu-batchnorm-avgpooling", bottleneck=16, epochs=2, score_epoch=1, lr=0.05,
+                      batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def small_fmnist():
+    """3,000 real Fashion-MNIST training images (stratified), the usual 10,000 val and test."""
+    return load_dataset("fashion-mnist", train_size=3000)
+
+
+@pytest.fixture(scope="module")
+def run(small_fmnist):
+    return run_scoring(small_fmnist, SMALL)
+
+
+def test_scoring_run_collects_every_statistic(run, small_fmnist):
+    n = len(small_fmnist.train_y)
+    assert run.features.shape == (n, 16) and run.logits.shape == (n, 10)
+    assert run.weight.shape == (10, 16) and run.bias.shape == (10,)
+    assert run.val_acc > 60 and run.train_acc > 60
+    assert run.forgetting.dtype == torch.int64 and run.forgetting.min() >= 0
+    assert 0 < run.forgetting.float().mean() < 2
+    assert ((run.el2n >= 0) & (run.el2n <= 2**0.5 + 1e-6)).all()
+    assert (run.grand >= run.el2n - 1e-6).all()  # ||[h, 1]|| >= 1
+    # the classifier really is the final layer applied to the stored features
+    assert torch.allclose(run.features @ run.weight.T + run.bias, run.logits, atol=1e-4)
+
+
+def test_forgetting_counts_transitions():
+    f = _Forgetting(torch.tensor([0, 1, 2]))
+    seen = [torch.tensor([[1.0, 0, 0], [1, 0, 0], [1, 0, 0]]),  # right, wrong, wrong
+            torch.tensor([[0.0, 1, 0], [0, 1, 0], [1, 0, 0]]),  # wrong (forgot), right, wrong
+            torch.tensor([[1.0, 0, 0], [1, 0, 0], [1, 0, 0]])]  # right, wrong (forgot), wrong
+    for logits in seen:
+        f(torch.arange(3), logits)
+    assert f.counts(epochs=3).tolist() == [1, 1, 3]  # never learned counts as `epochs`
+
+
+def test_scoring_run_file_round_trip_and_refusals(run, small_fmnist, tmp_path):
+    path = run.save(tmp_path / "run.pt")
+    again = ScoringRun.load(path, small_fmnist)
+    assert torch.equal(again.features, run.features) and again.config == run.config
+    other = load_dataset("fashion-mnist", train_size=3000, seed=1)
+    with pytest.raises(ScoringError, match="rerun the scoring on this data"):
+        ScoringRun.load(path, other)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ScoringError, match="not a readable scoring-run file"):
+        ScoringRun.load(broken)
+    with pytest.raises(ScoringError, match="no scoring-run file"):
+        ScoringRun.load(tmp_path / "missing.pt")
+
+
+def test_influence_predicts_leave_group_out_on_real_features(run):
+    report = leave_group_out_check(run.features, run.labels, run.weight, run.bias, l2=1e-3, groups=12,
+                                   group_size=60, seed=0)
+    assert report["all_converged"]
+    assert report["pearson_r_reweighted"] > 0.9 and report["mean_cosine_reweighted"] > 0.9
+    assert report["pearson_r"] > 0.8
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_keeps_exact_quotas_and_is_deterministic(run, small_fmnist, method):
+    cfg = InfluenceConfig(time_limit=5, bound=False)
+    a = build_proxy(small_fmnist, run, method, 20, seed=0, influence=cfg)
+    b = build_proxy(small_fmnist, run, method, 20, seed=0, influence=cfg)
+    assert a.per_class == {c: 20 for c in range(10)}
+    assert len(np.unique(a.indices)) == 200
+    assert np.array_equal(a.indices, b.indices)
+    assert torch.bincount(small_fmnist.train_y[a.indices], minlength=10).tolist() == [20] * 10
+
+
+@pytest.mark.parametrize("target", ["paper", "scaled", "classwise"])
+def test_influence_beats_random_on_its_own_objective(run, small_fmnist, target):
+    cfg = InfluenceConfig(target=target, l2=1e-3, time_limit=5, bound=True)
+    proxy = build_proxy(small_fmnist, run, "influence", 20, influence=cfg)
+    S, _ = influence_vectors(run, cfg)
+    randoms = [influence_objective(S, run.labels, select_baseline("random", run.labels, 20, seed=s).kept,
+                                   target=target) for s in range(5)]
+    assert proxy.objective < min(randoms)
+    assert proxy.objective == pytest.approx(influence_objective(S, run.labels, proxy.indices, target=target),
+                                            rel=1e-5)
+    assert proxy.stats["lower_bound"] <= proxy.objective + 1e-9
+    assert proxy.stats["t_norm"] > 0
+
+
+def test_literal_target_keeps_hard_examples(run, small_fmnist):
+    """Anchors section 6: the literal Eq. 4 fills a small proxy with examples the network gets wrong."""
+    literal = build_proxy(small_fmnist, run, "influence", 20, influence=InfluenceConfig(target="paper", l2=1e-3,
+                                                                                      time_limit=5, bound=False))
+    rnd = build_proxy(small_fmnist, run, "random", 20)
+    assert literal.stats["pruning_net_acc_on_kept"] < rnd.stats["pruning_net_acc_on_kept"] - 20
+
+
+def test_proxy_file_round_trip_and_refusals(run, small_fmnist, tmp_path):
+    proxy = build_proxy(small_fmnist, run, "herding", 10)
+    path = proxy.save(tmp_path / "p.json")
+    again = ProxySet.load(path, small_fmnist)
+    assert np.array_equal(again.indices, proxy.indices) and again.per_class == proxy.per_class
+    assert again.method == "herding" and again.fingerprint == small_fmnist.fingerprint
+    x, y = again.tensors(small_fmnist)
+    assert torch.equal(x, small_fmnist.train_x[proxy.indices])
+    # tampered: one index changed, checksum kept
+    doc = json.loads(path.read_text())
+    doc["proxy"]["indices"][0] += 1
+    (tmp_path / "t.json").write_text(json.dumps(doc))
+    with pytest.raises(ProxyError, match="checksum mismatch"):
+        ProxySet.load(tmp_path / "t.json")
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(ProxyError, match="not a nasprune proxy file"):
+        ProxySet.load(tmp_path / "junk.json")
+    with pytest.raises(ProxyError, match="built on fashion-mnist .* but is used with"):
+        ProxySet.load(path, load_dataset("fashion-mnist", train_size=3000, seed=1))
+
+
+def test_subset_indexes_the_original_torchvision_training_set(run, small_fmnist):
+    from torchvision.datasets import FashionMNIST
+
+    from nasprune.data import default_root
+
+    proxy = build_proxy(small_fmnist, run, "random", 5)
+    original = FashionMNIST(str(default_root()), train=True)
+    subset = proxy.subset(original)
+    assert len(subset) == 50
+    for k in (0, 17, 49):
+        img, label = subset[k]
+        assert torch.equal(torch.as_tensor(np.array(img))[None], small_fmnist.train_x[proxy.indices[k]])
+        assert label == int(small_fmnist.train_y[proxy.indices[k]])
+    assert len(proxy.subset(small_fmnist)) == 50
+    with pytest.raises(ProxyError, match="original training set of 60000 images"):
+        proxy.subset(torch.utils.data.TensorDataset(torch.zeros(10)))
+
+
+def test_cli_prune_reuses_a_scoring_run(run, tmp_path, capsys, monkeypatch):
+    run_path = run.save(tmp_path / "run.pt")
+    out = tmp_path / "proxy.json"
+    code = cli_main(["prune", "--dataset", "fashion-mnist", "--method", "forgetting", "--per-class", "7",
+                     "--scores", str(run_path), "--out", str(out), "--train-size", "3000"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "reusing scoring run" in text and "kept 70 of 3000 images" in text
+    assert len(ProxySet.load(out)) == 70
+    assert cli_main(["prune", "--method", "magic", "--out", str(out)]) == 2
+    assert "unknown method 'magic'" in capsys.readouterr().err
