@@ -98,21 +98,84 @@ def _run_prune(args) -> int:
 
 
 def _add_search(sub) -> None:
-    pass
+    p = sub.add_parser(
+        "search", help="train every candidate on every training set of an experiment (resumable)",
+        description="Run the jobs of the experiment in DIR (DIR/experiment.json) that have not finished. "
+                    "Rerun it to resume a killed run; run it on another machine with the same --storage URL "
+                    "to join.")
+    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes (default 1; 0 runs the jobs in this process)")
+    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
+                   "the journal file DIR/optuna.journal)")
+    p.add_argument("--threads", type=int, metavar="T", help="torch threads per worker (default cpus / N)")
+    p.add_argument("--retry-failed", action="store_true", help="give jobs that used up their retries one more try")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_search)
+
+
+def _search(args) -> int:
+    from nasprune.runner import run_search
+
+    try:
+        s = run_search(args.experiment, workers=args.workers, storage=args.storage, threads=args.threads,
+                       retry_failed=args.retry_failed, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("nasprune search: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(f"{s['complete']} of {s['total']} jobs complete, {s['failed']} failed, {s['unfinished']} unfinished")
+    return 0 if not s["failed"] and not any(s["worker_exitcodes"]) else 1
 
 
 # --- report --------------------------------------------------------------------------------------------------
 
 
 def _add_report(sub) -> None:
-    pass
+    p = sub.add_parser(
+        "report", help="write jobs.csv, table1.csv/.md and plots for an experiment",
+        description="Read the finished jobs of the experiment in DIR from its storage and write jobs.csv, "
+                    "table1.csv, table1.md, proxy_vs_whole.png and table1.png into DIR.")
+    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json")
+    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's)")
+    p.add_argument("--whole", default="whole", metavar="NAME", help="the training set the proxies are "
+                   "compared with (default: whole)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.set_defaults(func=_report)
+
+
+def _report(args) -> int:
+    from nasprune.report import write_report
+
+    paths = write_report(args.experiment, storage=args.storage, whole=args.whole, n_boot=args.bootstrap,
+                         seed=args.seed)
+    for path in paths.values():
+        print(path)
+    return 0
 
 
 # --- run -----------------------------------------------------------------------------------------------------
 
 
 def _add_run(sub) -> None:
-    pass
+    p = sub.add_parser("run", help="the whole pipeline from one config: scoring, proxies, search, report",
+                       description="Run every stage of CONFIG whose output is missing (a killed run resumes). "
+                                   "CONFIG is a YAML file or a shipped config: quick, paper, fmnist-ref.")
+    p.add_argument("config", help="YAML file or shipped config name")
+    p.add_argument("--out", default=None, help="run directory (default runs/<name>)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the config's)")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL shared by several machines")
+    p.set_defaults(func=_run_run)
+
+
+def _run_run(args) -> int:
+    from nasprune.pipeline import PipelineConfig, run_pipeline
+
+    config = PipelineConfig.load(args.config)
+    out = args.out or f"runs/{config.name}"
+    paths = run_pipeline(config, out, workers=args.workers, storage=args.storage)
+    print(f"done: {paths['table1.md']}" if "table1.md" in paths else f"done: {out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

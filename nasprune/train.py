@@ -215,7 +215,8 @@ def train(
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    if diverged or not all(torch.isfinite(p).all() for p in model.parameters()):
+    state = [t for t in model.state_dict().values() if t.is_floating_point()]  # parameters and BN statistics
+    if diverged or not all(torch.isfinite(t).all() for t in state):
         diverged = True
         epoch_loss = float("nan")
     return TrainResult(
