@@ -15,8 +15,10 @@ from search_spaces.convnet import (
     count_params,
     feature_dim,
 )
+from search_spaces.subsets import stratified_subset
 
 __all__ = [
     "ACTIVATIONS", "DEPTHS", "NORMS", "POOLINGS", "WIDTHS", "ConvNet", "ConvNetSpec", "SpecError",
     "build_convnet", "convnet_720", "count_flops", "count_params", "feature_dim",
+    "stratified_subset",
 ]

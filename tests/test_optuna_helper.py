@@ -1,0 +1,46 @@
+"""The Optuna helper: any sampler over the ConvNet space on a proxy, with per-epoch reports for pruners."""
+
+import numpy as np
+import optuna
+import pytest
+
+from nasprune.optuna import make_objective, search_on_proxy
+from nasprune.proxy import ProxyError, ProxySet
+from nasprune.train import TrainConfig
+from nasprune.data import load_dataset
+
+SPACE = {"widths": (4, 8), "depths": (1,), "acts": ("relu", "leakyrelu"), "norms": ("none", "instancenorm"),
+         "pools": ("avgpooling",)}
+
+
+@pytest.fixture(scope="module")
+def proxy(synthetic):
+    return ProxySet.from_selection(synthetic, np.arange(0, 1000, 5), "random")
+
+
+def test_tpe_search_on_a_proxy_reports_every_epoch(synthetic, proxy):
+    study = search_on_proxy(synthetic, proxy, n_trials=3, train_config=TrainConfig(epochs=3),
+                            sampler=optuna.samplers.TPESampler(seed=0), **SPACE)
+    assert len(study.trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    for t in study.trials:
+        assert sorted(t.intermediate_values) == [1, 2, 3] and t.intermediate_values[3] == t.value
+        assert t.user_attrs["candidate"].startswith(("w4-d1-", "w8-d1-")) and 0 <= t.user_attrs["test_acc"] <= 100
+    # same seed, same architecture: same number
+    again = search_on_proxy(synthetic, proxy, n_trials=1, train_config=TrainConfig(epochs=3),
+                            sampler=optuna.samplers.TPESampler(seed=0), **SPACE)
+    assert again.trials[0].params == study.trials[0].params and again.trials[0].value == study.trials[0].value
+
+
+def test_pruner_stops_trials_and_unbuildable_specs_are_pruned(synthetic, proxy):
+    study = search_on_proxy(synthetic, proxy, n_trials=2, train_config=TrainConfig(epochs=3),
+                            pruner=optuna.pruners.ThresholdPruner(lower=101.0), **SPACE)
+    assert all(t.state == optuna.trial.TrialState.PRUNED and list(t.intermediate_values) == [1] for t in study.trials)
+    bad = optuna.create_study(direction="maximize")
+    bad.optimize(make_objective(synthetic, proxy, TrainConfig(epochs=1), widths=(6,), depths=(1,),
+                                norms=("groupnorm",)), n_trials=1)  # groupnorm needs width % 4 == 0
+    assert bad.trials[0].state == optuna.trial.TrialState.PRUNED
+
+
+def test_proxy_of_other_data_is_refused(synthetic, proxy):
+    with pytest.raises(ProxyError, match="fingerprint"):
+        make_objective(load_dataset("synthetic", seed=1), proxy)

@@ -1,0 +1,71 @@
+"""Reports: every file written, table1.csv recomputable from jobs.csv alone, the CLI end to end."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nasprune.cli import main
+from nasprune.proxy import ProxySet
+from nasprune.report import JOBS_CSV_COLUMNS, table1_from_csv, write_report
+from nasprune.runner import Experiment, run_search
+
+FILES = ("jobs.csv", "table1.csv", "table1.md", "proxy_vs_whole.png", "table1.png")
+
+
+def hand_built_jobs() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    whole = rng.uniform(40, 90, 16)
+    rows = []
+    sets = (("random", whole + rng.normal(0, 10, 16), 100), ("ours", whole + rng.normal(0, 3, 16), 100),
+            ("whole", whole, 5000))
+    for ts, vals, images in sets:
+        for i, v in enumerate(vals):
+            for seed in (0, 1):
+                rows.append({"training_set": ts, "candidate": f"w{8 * (i + 1)}-d1-relu-none-none", "seed": seed,
+                             "val_acc": v + seed, "test_acc": v + seed - 0.5, "train_loss": 0.5, "seconds": 3.0,
+                             "diverged": False, "images": images, "bytes": images * 784, "method": ts,
+                             "proxy_minutes": 1.5 if ts == "ours" else np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_write_report_writes_everything_and_table1_is_recomputable(tmp_path):
+    paths = write_report(tmp_path, jobs=hand_built_jobs(), n_boot=100, seed=3)
+    assert sorted(p.name for p in paths.values()) == sorted(FILES)
+    assert all((tmp_path / f).stat().st_size > 0 for f in FILES)
+    jobs = pd.read_csv(tmp_path / "jobs.csv")
+    assert list(jobs.columns[:8]) == JOBS_CSV_COLUMNS and len(jobs) == 96
+    written = pd.read_csv(tmp_path / "table1.csv")
+    recomputed = table1_from_csv(tmp_path / "jobs.csv", n_boot=100, seed=3)
+    recomputed.to_csv(tmp_path / "again.csv", index=False)
+    pd.testing.assert_frame_equal(written, pd.read_csv(tmp_path / "again.csv"))
+    assert written["training_set"].tolist() == ["random", "ours", "whole"]
+    assert written.loc[1, "proxy_minutes"] == 1.5 and written.loc[2, "images"] == 5000
+    md = (tmp_path / "table1.md").read_text()
+    assert "| training set | best-arch test acc (%) | Spearman (top 10) | time (min) | storage (images) |" in md
+    assert "| whole |" in md and "5,000" in md
+    assert (tmp_path / "proxy_vs_whole.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_without_jobs_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no finished jobs"):
+        write_report(tmp_path, jobs=hand_built_jobs().iloc[:0])
+
+
+def test_search_and_report_commands_end_to_end(tmp_path, synthetic, capsys):
+    ProxySet.from_selection(synthetic, np.arange(0, 1000, 5), "random").save(tmp_path / "random.json")
+    Experiment(name="cli", dataset={"name": "synthetic"},
+               candidates=["w8-d1-relu-none-avgpooling", "w8-d1-relu-instancenorm-maxpooling"],
+               training_sets={"random": {"proxy": "random.json", "train": {"epochs": 1}},
+                              "whole": {"proxy": None, "train": {"epochs": 1}}}).save(tmp_path)
+    assert main(["search", "--experiment", str(tmp_path), "--workers", "0", "--no-progress"]) == 0
+    assert "4 of 4 jobs complete, 0 failed" in capsys.readouterr().out
+    assert main(["report", "--experiment", str(tmp_path), "--bootstrap", "50"]) == 0
+    assert all((tmp_path / f).exists() for f in FILES)
+    assert len(pd.read_csv(tmp_path / "jobs.csv")) == 4
+    assert main(["search", "--experiment", str(tmp_path / "missing")]) == 2
+    assert "no experiment.json in" in capsys.readouterr().err
+
+
+def test_run_search_rejects_bad_worker_count(tmp_path):
+    with pytest.raises(ValueError, match="workers must be an int >= 0, got -1"):
+        run_search(tmp_path, workers=-1)
