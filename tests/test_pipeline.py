@@ -1,0 +1,76 @@
+"""`nasprune run`: the whole pipeline from one config, resumable stage by stage."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from nasprune.cli import main as cli_main
+from nasprune.pipeline import PipelineConfig, run_pipeline
+from nasprune.proxy import ProxySet
+
+TINY = {
+    "name": "tiny",
+    "dataset": {"name": "synthetic"},
+    "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "epochs": 2, "score_epoch": 1,
+                "lr": 0.05},
+    "proxies": {"per_class": 10, "influence": {"time_limit": 2, "l2": 1e-3},
+                "sets": [{"name": "random-s0", "method": "random", "seed": 0},
+                         {"name": "ours", "method": "influence", "influence": {"target": "scaled"}}]},
+    "search": {"candidates": ["w8-d1-relu-none-avgpooling", "w8-d1-sigmoid-batchnorm-maxpooling",
+                              "w8-d1-leakyrelu-instancenorm-none"],
+               "seeds": [0], "workers": 0, "proxy_train": {"epochs": 2, "lr": 0.05},
+               "whole_train": {"epochs": 1, "lr": 0.05}},
+}
+
+
+def _write(tmp_path, doc, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_pipeline_runs_every_stage_then_resumes_without_redoing_them(tmp_path):
+    config = PipelineConfig.load(_write(tmp_path, TINY))
+    out = tmp_path / "run"
+    logs: list[str] = []
+    paths = run_pipeline(config, out, progress=False, log=logs.append)
+    jobs = pd.read_csv(paths["jobs.csv"])
+    assert len(jobs) == 3 * 3  # (whole + 2 proxies) x 3 candidates x 1 seed
+    table = pd.read_csv(paths["table1.csv"])
+    assert list(table.training_set) == ["random-s0", "ours", "whole"]
+    ours = ProxySet.load(out / "proxies" / "ours.json")
+    assert ours.config["influence"]["target"] == "scaled" and ours.config["influence"]["l2"] == 1e-3
+    assert len(ours) == 40 and ours.stats["scoring_seconds"] > 0
+    # second run: every artifact exists, so no scoring, no new proxies, no new jobs
+    logs.clear()
+    run_pipeline(config, out, progress=False, log=logs.append)
+    assert any("not needed, every proxy file exists" in line for line in logs)
+    assert len(pd.read_csv(paths["jobs.csv"])) == 9
+
+
+def test_shipped_configs_load_and_cover_every_factor():
+    from search_spaces import ConvNetSpec
+
+    for name in ("quick", "fmnist-ref", "paper"):
+        config = PipelineConfig.load(name)
+        specs = [ConvNetSpec.from_id(c) for c in config.candidates()]
+        assert {s.act for s in specs} == {"sigmoid", "relu", "leakyrelu"}, name
+    assert len(PipelineConfig.load("paper").candidates()) == 720
+    assert len(PipelineConfig.load("fmnist-ref").candidates()) == 36
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"proxies": {"methods": ["magic"]}}, "unknown proxy method 'magic'"),
+    ({"search": {"candidates": ["w8-d9-relu-none-none-x"]}}, "unknown candidate id"),
+    ({"colour": "red"}, "unknown keys"),
+    ({"proxies": {"sets": [{"name": "whole", "method": "random"}]}}, "not 'whole'"),
+    ({"proxies": {"influence": {"target": "best"}}}, "unknown target 'best'"),
+])
+def test_bad_configs_are_refused_before_anything_runs(tmp_path, change, match):
+    with pytest.raises(ValueError, match=match):
+        PipelineConfig.load(_write(tmp_path, {**TINY, **change}))
+
+
+def test_cli_run_unknown_config_is_a_clear_error(capsys):
+    assert cli_main(["run", "no-such-config"]) == 2
+    assert "shipped configs: fmnist-ref, paper, quick" in capsys.readouterr().err
