@@ -47,6 +47,9 @@ def _add_prune(sub) -> None:
     p.add_argument("--target", default=None, help="influence target: paper, scaled, classwise")
     p.add_argument("--l2", type=float, default=None, help="L2 of the last-layer refit")
     p.add_argument("--solver", default=None, choices=["swap", "anneal"])
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="influence only: Eq. 3, prune as much as possible with ||sum pruned S|| <= EPSILON "
+                        "(target paper; --per-class is then ignored)")
     p.add_argument("--time-limit", type=float, default=None, help="selection seconds (influence)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_run_prune)
@@ -81,7 +84,8 @@ def _run_prune(args) -> int:
         if args.scores:
             run.save(args.scores)
     influence = InfluenceConfig()
-    changes = {"target": args.target, "l2": args.l2, "solver": args.solver, "time_limit": args.time_limit}
+    changes = {"target": args.target, "l2": args.l2, "solver": args.solver, "time_limit": args.time_limit,
+               "epsilon": args.epsilon}
     influence = replace(influence, **{k: v for k, v in changes.items() if v is not None})
     proxy = build_proxy(dataset, run, args.method, args.per_class, seed=args.seed, influence=influence)
     proxy.save(args.out)

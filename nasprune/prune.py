@@ -16,7 +16,8 @@ from nasprune.data import Dataset
 from nasprune.influence import last_layer_influence, refit_last_layer
 from nasprune.proxy import ProxySet
 from nasprune.scoring import ScoringRun
-from nasprune.selection import BASELINES, TARGETS, SelectionResult, cardinality_prune, select_baseline
+from nasprune.selection import (BASELINES, TARGETS, SelectionResult, cardinality_prune, epsilon_prune,
+                                select_baseline)
 
 #: every method ``build_proxy`` knows: ours ("influence") and the baselines.
 METHODS: tuple[str, ...] = ("influence", *BASELINES)
@@ -39,10 +40,14 @@ class InfluenceConfig:
     solver: str = "swap"
     time_limit: float | None = 60.0
     bound: bool = True
+    epsilon: float | None = None  # set: Eq. 3 (prune as many as the bound allows) instead of per-class quotas
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ValueError(f"unknown target {self.target!r}; choose one of {', '.join(TARGETS)}")
+        if self.epsilon is not None and (self.epsilon < 0 or self.target != "paper"):
+            raise ValueError(f"epsilon needs epsilon >= 0 and target 'paper' (got {self.epsilon}, {self.target!r}): "
+                             "with the scaled or classwise target, pruning everything meets any epsilon")
         if self.l2 + self.damping <= 0:
             raise ValueError("l2 + damping must be > 0: the last layer's Hessian is singular without them")
 
@@ -85,7 +90,10 @@ def select(run: ScoringRun, method: str, per_class, *, seed: int = 0,
     if method in ("influence", "influence_score"):
         inputs["S"], info = influence_vectors(run, influence)
     start = time.perf_counter()
-    if method == "influence":
+    if method == "influence" and influence.epsilon is not None:
+        result = epsilon_prune(inputs["S"], influence.epsilon, labels=run.labels, target=influence.target,
+                               time_limit=influence.time_limit)
+    elif method == "influence":
         result = cardinality_prune(inputs["S"], run.labels, per_class, target=influence.target,
                                    solver=influence.solver, seed=seed, time_limit=influence.time_limit,
                                    bound=influence.bound)
@@ -98,7 +106,11 @@ def select(run: ScoringRun, method: str, per_class, *, seed: int = 0,
 
 def build_proxy(dataset: Dataset, run: ScoringRun, method: str, per_class=100, *, seed: int = 0,
                 influence: InfluenceConfig | None = None) -> ProxySet:
-    """Select ``per_class`` images of each class with ``method`` and package them as a ``ProxySet``."""
+    """Select ``per_class`` images of each class with ``method`` and package them as a ``ProxySet``.
+
+    With ``influence.epsilon`` set, the influence method solves Eq. 3 instead: it keeps whatever the
+    largest pruned set within epsilon leaves, and ``per_class`` is ignored.
+    """
     run.check_dataset(dataset)
     influence = influence or InfluenceConfig()
     result, info = select(run, method, per_class, seed=seed, influence=influence)

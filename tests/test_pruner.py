@@ -158,3 +158,19 @@ def test_cli_prune_reuses_a_scoring_run(run, tmp_path, capsys, monkeypatch):
     assert len(ProxySet.load(out)) == 70
     assert cli_main(["prune", "--method", "magic", "--out", str(out)]) == 2
     assert "unknown method 'magic'" in capsys.readouterr().err
+
+
+def test_epsilon_formulation_prunes_within_the_bound(run, small_fmnist):
+    from nasprune.prune import influence_vectors
+
+    cfg = InfluenceConfig(target="paper", l2=1e-3, epsilon=0.05, time_limit=20)
+    proxy = build_proxy(small_fmnist, run, "influence", seed=0, influence=cfg)
+    S, _ = influence_vectors(run, cfg)
+    pruned = np.setdiff1d(np.arange(len(S)), proxy.indices)
+    assert 0 < len(pruned) < len(S)
+    assert float(S[pruned].double().sum(0).norm()) <= 0.05 + 1e-9
+    looser = build_proxy(small_fmnist, run, "influence", influence=InfluenceConfig(target="paper", l2=1e-3,
+                                                                                 epsilon=0.5, time_limit=20))
+    assert len(looser) <= len(proxy)  # a looser bound prunes at least as much
+    with pytest.raises(ValueError, match="pruning everything meets any epsilon"):
+        InfluenceConfig(target="classwise", epsilon=0.1)
