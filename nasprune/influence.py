@@ -181,7 +181,7 @@ def refit_last_layer(features: torch.Tensor, labels: torch.Tensor, weight: torch
         raise ValueError(f"need max_iter >= 0 and tol > 0, got max_iter={max_iter}, tol={tol}.")
     start = time.perf_counter()
     xt, y, theta_m = _check_layer(features, labels, weight, bias)
-    n, (C, k) = len(xt), theta_m.shape
+    C, k = theta_m.shape
     eye = torch.eye(C * k, dtype=xt.dtype, device=xt.device)
 
     def evaluate(theta, with_grad=True):

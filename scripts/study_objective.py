@@ -23,7 +23,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 

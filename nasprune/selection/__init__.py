@@ -6,8 +6,9 @@ diagnostics.
 
 from ._baselines import BASELINES, baseline_inputs, select_baseline
 from ._common import SelectionResult, check_random_state, resolve_quota
-from ._influence import (SOLVERS, TARGETS, TargetSpec, cardinality_prune, epsilon_prune, influence_objective,
-                         relaxation_bound)
+from ._cardinality import cardinality_prune, influence_objective, relaxation_bound
+from ._epsilon import epsilon_prune
+from ._problem import SOLVERS, TARGETS, TargetSpec
 
 #: Names of all selection methods: "influence" (``cardinality_prune``) and every baseline.
 METHODS: tuple[str, ...] = ("influence", *BASELINES)
