@@ -19,11 +19,11 @@ from torch import nn
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of one training run. Defaults follow the paper (SGD 0.01, momentum 0.9,
-    weight decay 5e-4, cosine), with Dataset Condensation's batch of 256."""
+    """Hyperparameters of one training run. Defaults follow the paper (batch 128, SGD 0.01, momentum
+    0.9, weight decay 5e-4, cosine)."""
 
     epochs: int = 10
-    batch_size: int = 256
+    batch_size: int = 128
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4

@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--images", type=int, default=1000)
-    ap.add_argument("--batch-size", type=int, default=256, help="nasprune's batch (the textbook loop uses 128)")
+    ap.add_argument("--batch-size", type=int, default=128, help="nasprune's batch (the textbook loop uses 128)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true", help="1 round of 1 epoch")
     args = ap.parse_args()
