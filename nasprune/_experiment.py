@@ -112,8 +112,9 @@ class Experiment:
             raise ExperimentError(f"{path}: {e}") from None
 
     def jobs(self) -> list[tuple[str, str, int]]:
-        """Every (training set, candidate, seed), in the order workers take them."""
-        return [(t, c, s) for t in self.training_sets for c in self.candidates for s in self.seeds]
+        """Every (training set, candidate, seed), in the order workers take them: seed by seed, so a
+        partial run already holds one complete seed of every training set."""
+        return [(t, c, s) for s in self.seeds for t in self.training_sets for c in self.candidates]
 
     def study_name(self, training_set: str) -> str:
         return f"{self.name}:{training_set}"

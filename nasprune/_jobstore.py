@@ -245,16 +245,18 @@ def recover(storage, sid: int, exp: Experiment, grace: float) -> int:
 
 
 def claim(storage, study_ids: dict[str, int], exp: Experiment) -> tuple[str, int, FrozenTrial] | None:
-    """Take the first WAITING trial of the first training set that has one, as ``(set, study id, trial)``.
+    """Take the first WAITING trial in ``exp.jobs()`` order (seed by seed, then training set), as
+    ``(set, study id, trial)``.
 
     Drops a trial whose job already has a complete trial or a lower-numbered live one (two processes
     queued it at once), and moves on.
     """
     key = f"claim:{host_id()}:{os.getpid()}"
-    for ts, sid in study_ids.items():
-        snapshot = storage.get_all_trials(sid, deepcopy=False)
+    snapshots = {ts: storage.get_all_trials(sid, deepcopy=False) for ts, sid in study_ids.items()}
+    for seed, ts in ((s, ts) for s in exp.seeds for ts in study_ids):
+        sid, snapshot = study_ids[ts], snapshots[ts]
         for t in snapshot:
-            if t.state != TrialState.WAITING:
+            if t.state != TrialState.WAITING or t.user_attrs.get("seed") != seed:
                 continue
             try:
                 storage.set_trial_user_attr(t._trial_id, key, _me())

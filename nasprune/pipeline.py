@@ -24,6 +24,7 @@ from nasprune.report import write_report
 from nasprune.runner import Experiment, run_search
 from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
 from search_spaces import convnet_720, stratified_subset
+from search_spaces.convnet import ConvNetSpec
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -94,9 +95,9 @@ class PipelineConfig:
         if isinstance(spec, list):
             return list(spec)
         grid = convnet_720(**{k: tuple(v) for k, v in spec.get("grid", {}).items()})
-        if spec.get("exclude_config"):  # e.g. a development set kept apart from a reference experiment's
-            taken = set(PipelineConfig.load(spec["exclude_config"]).candidates())
-            grid = [g for g in grid if g.id not in taken]
+        if spec.get("exclude"):  # e.g. a development set's ids, kept apart from a reference experiment
+            excluded = {ConvNetSpec.from_id(c).id for c in spec["exclude"]}  # an unknown id raises SpecError
+            grid = [g for g in grid if g.id not in excluded]
         count = spec.get("count")
         chosen = grid if count is None else stratified_subset(grid, int(count), seed=int(spec.get("seed", 0)))
         return [s.id for s in chosen]

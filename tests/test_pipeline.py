@@ -1,5 +1,7 @@
 """`nasprune run`: the whole pipeline from one config, resumable stage by stage."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
@@ -59,10 +61,25 @@ def test_shipped_configs_load_and_cover_every_factor():
     assert len(PipelineConfig.load("fmnist-ref").candidates()) == 36
 
 
+def test_reference_candidates_are_disjoint_from_the_development_set():
+    dev = PipelineConfig.load(Path(__file__).parents[1] / "results/objective-study/config.yaml").candidates()
+    ref = PipelineConfig.load("fmnist-ref").candidates()
+    assert len(dev) == 16 and not set(dev) & set(ref)
+
+
+def test_excluded_candidates_are_never_drawn():
+    grid = {"grid": {"widths": [8]}, "count": 12, "seed": 0}
+    drawn = PipelineConfig(name="t", dataset={"name": "synthetic"}, search={"candidates": grid}).candidates()
+    again = PipelineConfig(name="t", dataset={"name": "synthetic"},
+                           search={"candidates": {**grid, "exclude": drawn[:5]}}).candidates()
+    assert len(again) == 12 and not set(again) & set(drawn[:5])
+
+
 @pytest.mark.parametrize("change,match", [
     ({"proxies": {"methods": ["magic"]}}, "unknown proxy method 'magic'"),
     ({"search": {"candidates": ["w8-d9-relu-none-none-x"]}}, "unknown candidate id"),
     ({"colour": "red"}, "unknown keys"),
+    ({"search": {"candidates": {"grid": {"widths": [8]}, "exclude": ["w8-d1-relu"]}}}, "cannot parse ConvNet id"),
     ({"proxies": {"sets": [{"name": "whole", "method": "random"}]}}, "not 'whole'"),
     ({"proxies": {"influence": {"target": "best"}}}, "unknown target 'best'"),
 ])

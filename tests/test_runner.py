@@ -280,3 +280,18 @@ def test_two_workers_on_postgres_do_every_job_once(tmp_path, synthetic):
 
         for ts in exp.training_sets:
             optuna.delete_study(study_name=exp.study_name(ts), storage=url)
+
+
+def test_workers_take_jobs_seed_by_seed(tmp_path, synthetic, monkeypatch):
+    """A partial run holds a whole seed of every training set before any job of the next seed runs."""
+    exp = make_experiment(tmp_path, synthetic, seeds=[3, 0])
+    calls = []
+
+    def fake_train_job(loaded, ts, candidate, seed):
+        calls.append((ts, candidate, seed))
+        return fake_result(50.0)
+
+    monkeypatch.setattr(runner, "_train_job", fake_train_job)
+    run_search(tmp_path, workers=0, progress=False)
+    assert calls == exp.jobs()
+    assert [s for *_, s in calls] == [3] * 6 + [0] * 6
