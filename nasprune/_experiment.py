@@ -86,20 +86,31 @@ class Experiment:
             raise ExperimentError(f"experiment config: {e}") from None
 
     def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write ``DIR/experiment.json``; a different config already there is refused unless ``overwrite``."""
+        """Write ``DIR/experiment.json``; a different config already there is refused unless ``overwrite``.
+
+        Adding training sets is not a difference: the stored ones and everything else must be unchanged,
+        so every finished job stays valid and only the new sets' jobs are queued.
+        """
         path = Path(directory) / CONFIG_FILE
         new = pretty(self.to_dict())
         if path.exists() and not overwrite:
             old = Experiment.load(directory)
-            if old.to_dict() | {"version": None} != self.to_dict() | {"version": None}:
+            if not self._extends(old):
                 raise ExperimentError(f"{path} holds another experiment; pass overwrite=True to replace it "
                                       f"(- stored, + new):\n{diff(pretty(old.to_dict()), new)}")
-            return path
+            if self.training_sets.keys() == old.training_sets.keys():
+                return path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(new + "\n")
         tmp.replace(path)
         return path
+
+    def _extends(self, old: "Experiment") -> bool:
+        """Whether this config is ``old`` itself, or ``old`` with training sets added."""
+        kept = {k: v for k, v in self.training_sets.items() if k in old.training_sets}
+        return (dataclasses.replace(self, training_sets=kept).to_dict() | {"version": None}
+                == old.to_dict() | {"version": None})
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Experiment":

@@ -15,11 +15,7 @@ set, each candidate with two seeds -- then writes, from the finished jobs alone:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,23 +24,13 @@ from scipy import stats
 
 from nasprune.metrics import candidate_means, compare, paired_difference
 from nasprune.pipeline import PipelineConfig, run_pipeline
+from nasprune.provenance import provenance
 from nasprune.proxy import ProxySet
 from nasprune.runner import load_jobs
 
 DIR = Path("results/objective-study")
 RANDOMS = ("random-s0", "random-s1", "random-s2")
 KEY_METRICS = ("kendall_all", "spearman_all", "spearman_top10", "regret")
-
-
-def provenance(seconds: float, config: PipelineConfig) -> dict:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "nasprune", "search_spaces"], capture_output=True,
-                                text=True).stdout.strip())
-    return {"git_commit": commit, "uncommitted_library_changes": dirty,
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-            "seeds": config.search.get("seeds"), "proxy_seeds": {s["name"]: s["seed"] for s in config.proxy_sets()},
-            "this_invocation_wall_seconds": round(seconds, 1)}
 
 
 def whole_stability(jobs: pd.DataFrame) -> dict:
@@ -151,8 +137,9 @@ def main() -> None:
     paired.to_csv(directory / "paired.csv", index=False)
     exp = config.experiment(directory)
     jobs_done = len(pd.read_csv(directory / "jobs.csv"))
-    write_readme(directory, study, paired, stability, provenance(time.perf_counter() - start, config), config,
-                 jobs_done, len(exp.jobs()))
+    prov = provenance(time.perf_counter() - start, seeds=config.search.get("seeds"),
+                      proxy_seeds={s["name"]: s["seed"] for s in config.proxy_sets()})
+    write_readme(directory, study, paired, stability, prov, config, jobs_done, len(exp.jobs()))
     print(f"{jobs_done} of {len(exp.jobs())} jobs finished")
     if len(study):
         print(study[["proxy", *KEY_METRICS, "mean_proxy_val_acc", "pruning_net_acc_on_kept"]].to_string(index=False))

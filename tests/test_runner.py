@@ -295,3 +295,24 @@ def test_workers_take_jobs_seed_by_seed(tmp_path, synthetic, monkeypatch):
     run_search(tmp_path, workers=0, progress=False)
     assert calls == exp.jobs()
     assert [s for *_, s in calls] == [3] * 6 + [0] * 6
+
+
+def test_adding_a_training_set_keeps_finished_jobs_and_runs_only_the_new_ones(tmp_path, synthetic, monkeypatch):
+    exp = make_experiment(tmp_path, synthetic, seeds=[0])
+    calls = []
+    monkeypatch.setattr(runner, "_train_job", lambda loaded, ts, c, s: calls.append(ts) or fake_result(50.0))
+    run_search(tmp_path, workers=0, progress=False)
+    before = load_jobs(tmp_path)
+    ProxySet.from_selection(synthetic, np.arange(100), "random").save(tmp_path / "first100.json")
+    extended = exp.to_dict()
+    extended["training_sets"]["first100"] = {"proxy": "first100.json", "train": {"epochs": 1}}
+    Experiment.from_dict(extended).save(tmp_path)  # an added set is not a changed config
+    run_search(tmp_path, workers=0, progress=False)
+    assert calls == ["random"] * 3 + ["whole"] * 3 + ["first100"] * 3
+    after = load_jobs(tmp_path)
+    pd.testing.assert_frame_equal(after[after.training_set != "first100"].reset_index(drop=True), before)
+    changed = Experiment.load(tmp_path).to_dict()
+    changed["training_sets"]["random"]["train"]["epochs"] = 2  # a stored set changed: still refused
+    del changed["training_sets"]["first100"]
+    with pytest.raises(ExperimentError, match="holds another experiment"):
+        Experiment.from_dict(changed).save(tmp_path)
