@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import subprocess
@@ -37,3 +38,8 @@ def provenance(wall_seconds: float | None = None, **extra) -> dict:
         **({"wall_seconds": round(wall_seconds, 1)} if wall_seconds is not None else {}),
         **extra,
     }
+
+
+def markdown(prov: dict) -> list[str]:
+    """A README section holding the record as JSON."""
+    return ["## Provenance", "", "```json", json.dumps(prov, indent=2), "```", ""]

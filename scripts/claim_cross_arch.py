@@ -10,14 +10,11 @@ and trains ResNet-18/50.)
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from _pruning_rates import Setup, run_grid, summarise, write_readme
-from nasprune.provenance import provenance
+from _pruning_rates import main
 
 OUT = Path("results/cross-arch")
 SPECS = ["w32-d3-relu-instancenorm-avgpooling", "w64-d3-relu-instancenorm-avgpooling"]
@@ -38,27 +35,15 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
         for method, g in s[s.method != "whole"].groupby("method"):
             ax.plot(g.pruned_fraction * 100, g.test_acc, marker="o", label=method)
         ax.axhline(s[s.method == "whole"].test_acc.iloc[0], color="k", ls=":", label="whole set")
-        ax.set(xlabel="pruned (% of training images)", ylabel="test accuracy (%)", title=f"{spec}\n(selected by w16-d3)")
+        ax.set(xlabel="pruned (% of training images)", ylabel="test accuracy (%)",
+               title=f"{spec}\n(selected by w16-d3)")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(OUT))
-    args = ap.parse_args()
-    setup, out, started = Setup(), Path(args.out), time.perf_counter()
-    rows = run_grid(setup, out, SPECS, RATES, METHODS, SEEDS)
-    summary = summarise(rows)
-    summary.to_csv(out / "summary.csv", index=False)
-    plot(summary, out / "cross_arch.png")
-    write_readme(out / "README.md", "Cross-architecture generalisation (the paper's Fig. 3) at CPU scale",
-                 "claim_cross_arch.py", __doc__,
-                 summary, "cross_arch.png", provenance(time.perf_counter() - started, setup=vars(setup), seeds=SEEDS))
-    print(summary.to_string(index=False))
-
-
 if __name__ == "__main__":
-    main()
+    main(title="Cross-architecture generalisation (the paper's Fig. 3) at CPU scale", script="claim_cross_arch.py",
+         doc=__doc__, out=OUT, specs=SPECS, rates=RATES, methods=METHODS, seeds=SEEDS, plot=plot,
+         plot_name="cross_arch.png")

@@ -11,14 +11,11 @@ training set (not ResNet-18 for 200). Random pruning at the same per-class rates
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from _pruning_rates import METHODS, Setup, run_grid, summarise, write_readme
-from nasprune.provenance import provenance
+from _pruning_rates import METHODS, main
 
 OUT = Path("results/efficiency")
 RATES = [0.2, 0.4, 0.6]
@@ -47,20 +44,7 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(OUT))
-    args = ap.parse_args()
-    setup, out, started = Setup(), Path(args.out), time.perf_counter()
-    rows = run_grid(setup, out, [setup.scoring_spec], RATES, [m for m in METHODS if m != "whole"], SEEDS)
-    summary = summarise(rows)
-    summary.to_csv(out / "summary.csv", index=False)
-    plot(summary, out / "efficiency.png")
-    write_readme(out / "README.md", "Training efficiency (the paper's Fig. 4) at CPU scale", "claim_efficiency.py",
-                 __doc__, summary,
-                 "efficiency.png", provenance(time.perf_counter() - started, setup=vars(setup), seeds=SEEDS))
-    print(summary.to_string(index=False))
-
-
 if __name__ == "__main__":
-    main()
+    main(title="Training efficiency (the paper's Fig. 4) at CPU scale", script="claim_efficiency.py", doc=__doc__,
+         out=OUT, specs=None, rates=RATES, methods=[m for m in METHODS if m != "whole"], seeds=SEEDS, plot=plot,
+         plot_name="efficiency.png")

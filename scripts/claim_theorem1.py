@@ -21,7 +21,6 @@ the scoring run's pruning network.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from nasprune.data import stratified_split
 from nasprune.influence import flatten_params, last_layer_influence, refit_last_layer
 from nasprune.prune import InfluenceConfig
-from nasprune.provenance import provenance
+from nasprune.provenance import markdown, provenance
 from nasprune.scoring import ScoringRun
 from nasprune.selection import epsilon_prune
 
@@ -138,12 +137,7 @@ def write_readme(rows: pd.DataFrame, info: dict, prov: dict, path: Path) -> None
         "",
         "![Theorem 1](theorem1.png)",
         "",
-        "## Provenance",
-        "",
-        "```json",
-        json.dumps(prov, indent=2),
-        "```",
-        "",
+        *markdown(prov),
     ]
     path.write_text("\n".join(lines))
 

@@ -14,7 +14,6 @@ candidate, seed) job through the Optuna journal -- then writes, from the finishe
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pandas as pd
 
 from nasprune.metrics import paired_difference
 from nasprune.pipeline import PipelineConfig, run_pipeline
-from nasprune.provenance import provenance
+from nasprune.provenance import markdown, provenance
 from nasprune.report import write_report
 from nasprune.runner import job_status
 
@@ -120,12 +119,7 @@ def write_readme(directory: Path, config: PipelineConfig, table: pd.DataFrame, p
         *[f"| {r.versus} | {r.metric} | {r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] | {r.candidates} |"
           for r in pairs.itertuples()],
         "",
-        "## Provenance",
-        "",
-        "```json",
-        json.dumps(prov, indent=2),
-        "```",
-        "",
+        *markdown(prov),
     ]
     (directory / "README.md").write_text("\n".join(lines))
 

@@ -15,7 +15,6 @@ set, each candidate with two seeds -- then writes, from the finished jobs alone:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from scipy import stats
 
 from nasprune.metrics import candidate_means, compare, paired_difference
 from nasprune.pipeline import PipelineConfig, run_pipeline
-from nasprune.provenance import provenance
+from nasprune.provenance import markdown, provenance
 from nasprune.proxy import ProxySet
 from nasprune.runner import load_jobs
 
@@ -116,7 +115,7 @@ def write_readme(directory: Path, study: pd.DataFrame, paired: pd.DataFrame, sta
             above = all(g.lo > 0) and len(g) == len(RANDOMS)
             lines.append(f"| {proxy} | {metric} | " + " | ".join(cells.get(r, "") for r in RANDOMS) +
                          f" | {'yes' if above else 'no'} |")
-    lines += ["", "## Provenance", "", "```json", json.dumps(prov, indent=2), "```", ""]
+    lines += ["", *markdown(prov)]
     (directory / "README.md").write_text("\n".join(lines))
 
 

@@ -11,10 +11,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 
 import _pruning_rates as pr  # noqa: E402
+import claim_efficiency  # noqa: E402
 import claim_theorem1  # noqa: E402
 
 from nasprune.data import stratified_split  # noqa: E402
-from nasprune.scoring import ScoringConfig, run_scoring  # noqa: E402
 
 TINY = pr.Setup(train_size=1000, scoring_spec="w8-d2-relu-instancenorm-avgpooling", scoring_epochs=2, epochs=1)
 
@@ -48,6 +48,12 @@ def test_run_grid_trains_every_job_once_and_resumes(tiny):
     pd.testing.assert_frame_equal(rows, again)  # nothing retrained
     summary = pr.summarise(again)
     assert summary.set_index("method").time_fraction["whole"] == 1.0
+    claim_efficiency.plot(summary, out / "efficiency.png")
+    pr.write_readme(out / "README.md", "title", "claim_efficiency.py", claim_efficiency.__doc__, summary,
+                    "efficiency.png", {"seed": 0})
+    readme = (out / "README.md").read_text()
+    assert (out / "efficiency.png").stat().st_size > 0
+    assert "| w8-d1-relu-none-avgpooling | cardinality | 50% |" in readme
 
 
 def test_theorem1_gap_is_measured_against_exact_refits(tiny):
