@@ -21,6 +21,7 @@ the scoring run's pruning network.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -94,14 +95,16 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for method, marker in (("eq3", "o"), ("random", "x")):
         r = rows[rows.method == method]
-        axes[0].scatter(r.bound_paper / r.n, r.gap.abs(), marker=marker, label=method)
+        axes[0].scatter(r.bound_paper / r.n, r.gap, marker=marker, label=method)
         axes[1].scatter(r.predicted_change, r.measured_change, marker=marker, label=method)
-    lim = rows.predicted_change.max() * 1.1
-    axes[1].plot([0, lim], [0, lim], "k:", lw=1, label="y = x")
-    axes[0].set(xscale="log", yscale="log", xlabel="epsilon / n  (||sum of pruned S_i|| / n)",
-                ylabel="|eval loss gap| after pruning", title="Theorem 1: loss gap against epsilon/n")
-    axes[1].set(xlabel="first-order prediction n/(n-m)||sum (S_i - T/n)||", ylabel="||theta_pruned - theta_hat||",
-                title="parameter change: predicted against measured")
+    lo, hi = rows.predicted_change.min() / 2, rows.predicted_change.max() * 2
+    axes[1].plot([lo, hi], [lo, hi], "k:", lw=1, label="y = x")
+    axes[0].axhline(0, color="k", lw=0.5)
+    axes[0].set_yscale("symlog", linthresh=1e-4)
+    axes[0].set(xscale="log", xlabel="epsilon / n  (||sum of pruned S_i|| / n)",
+                ylabel="eval loss after pruning - before", title="Theorem 1: loss gap against epsilon/n")
+    axes[1].set(xscale="log", yscale="log", xlabel="first-order prediction n/(n-m)||sum (S_i - T/n)||",
+                ylabel="||theta_pruned - theta_hat||", title="parameter change: predicted against measured")
     for ax in axes:
         ax.legend()
     fig.tight_layout()
@@ -127,7 +130,7 @@ def write_readme(rows: pd.DataFrame, info: dict, prov: dict, path: Path) -> None
     ]
     for r in eq3.itertuples():
         g = rnd.get_group(r.eps_fraction)
-        lines.append(f"| {r.eps_fraction:.2f} | {r.pruned} ({r.pruned / r.n:.1%}) | {r.bound_paper / r.n:.3g} | "
+        lines.append(f"| {r.eps_fraction:.3g} | {r.pruned} ({r.pruned / r.n:.1%}) | {r.bound_paper / r.n:.3g} | "
                      f"{r.gap:+.2e} | {(g.bound_paper / g.n).mean():.3g} | {g.gap.mean():+.2e} "
                      f"({g.gap.min():+.1e}..{g.gap.max():+.1e}) | {r.measured_change:.3g} / "
                      f"{r.predicted_change:.3g} |")
@@ -150,7 +153,14 @@ def main() -> None:
     ap.add_argument("--random-draws", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--replot", action="store_true", help="only redraw the plot and README from the saved results")
     args = ap.parse_args()
+    out = Path(args.out)
+    if args.replot:  # redraw and rewrite from results.csv and run.json, without recomputing
+        rows, saved = pd.read_csv(out / "results.csv"), json.loads((out / "run.json").read_text())
+        plot(rows, out / "theorem1.png")
+        write_readme(rows, saved["info"], saved["provenance"], out / "README.md")
+        return
     if not Path(args.scores).is_file():
         raise SystemExit(f"no scoring run at {args.scores}; run `nasprune run fmnist-ref --out results/fmnist-ref` "
                          "first or pass --scores FILE")
@@ -160,11 +170,11 @@ def main() -> None:
     rows, info = gap_curve(run.features[fit_idx], run.labels[fit_idx], run.features[eval_idx],
                            run.labels[eval_idx], run.weight, run.bias, l2=args.l2,
                            random_draws=args.random_draws, seed=args.seed)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "results.csv", index=False)
     plot(rows, out / "theorem1.png")
     prov = provenance(time.perf_counter() - start, seed=args.seed, scoring_config=run.config, **info)
+    (out / "run.json").write_text(json.dumps({"info": info, "provenance": prov}, indent=2) + "\n")
     write_readme(rows, info, prov, out / "README.md")
     print(f"wrote {out}/results.csv, theorem1.png, README.md")
 
