@@ -124,7 +124,6 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     """Run every stage whose artifact is missing; return the report's paths (none when ``report`` is False)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "pipeline.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
     ds = config.dataset
     dataset = load_dataset(ds["name"], root=ds.get("root"), download=bool(ds.get("download", False)),
                            val_size=ds.get("val_size"), seed=int(ds.get("seed", 0)), train_size=ds.get("train_size"))
@@ -148,6 +147,7 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
         path = proxy_paths[s["name"]]
         if path.exists():
             proxy = ProxySet.load(path, dataset)
+            _check_proxy_config(proxy, s, per_class, path)
         else:
             proxy = build_proxy(dataset, run, s["method"], per_class, seed=s["seed"],
                                 influence=InfluenceConfig(**s["influence"]))
@@ -156,6 +156,7 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
             f"{proxy.stats['pruning_net_acc_on_kept']:.1f}%")
     exp = config.experiment(directory)
     exp.save(directory)
+    (directory / "pipeline.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
     workers = int(workers if workers is not None else config.search.get("workers", 1))
     log(f"[3/4] search: {len(exp.candidates)} candidates x {len(exp.training_sets)} training sets x "
         f"{len(exp.seeds)} seeds, {workers} worker(s)")
@@ -165,3 +166,15 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     paths = write_report(directory, storage=storage or exp.storage)
     log(f"[4/4] report: {', '.join(str(p) for p in paths.values())}")
     return paths
+
+
+def _check_proxy_config(proxy: ProxySet, s: dict, per_class, path: Path) -> None:
+    """Refuse to reuse a proxy file built with other settings than the config asks for."""
+    asked = {"method": s["method"], "per_class": per_class, "seed": s["seed"]}
+    if s["method"] in ("influence", "influence_score"):
+        asked["influence"] = asdict(InfluenceConfig(**s["influence"]))
+    built = {k: proxy.config.get(k) for k in asked}
+    if built != asked:
+        changed = {k: (built[k], asked[k]) for k in asked if built[k] != asked[k]}
+        raise ValueError(f"{path} was built with other settings than the config asks for "
+                         f"(setting: (built, asked)) {changed}; delete the file to rebuild it")

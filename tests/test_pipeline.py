@@ -48,6 +48,13 @@ def test_pipeline_runs_every_stage_then_resumes_without_redoing_them(tmp_path):
     run_pipeline(config, out, progress=False, log=logs.append)
     assert any("not needed, every proxy file exists" in line for line in logs)
     assert len(pd.read_csv(paths["jobs.csv"])) == 9
+    # a proxy file built with other settings than the config now asks for is refused, not reused
+    changed = {**TINY, "proxies": {**TINY["proxies"], "influence": {"time_limit": 2, "l2": 1e-4}}}
+    journal, recorded = (out / "optuna.journal").read_bytes(), (out / "pipeline.yaml").read_text()
+    with pytest.raises(ValueError, match=r"ours.json was built with other settings .*'influence'"):
+        run_pipeline(PipelineConfig.load(_write(tmp_path, changed, "changed.yaml")), out, progress=False,
+                     log=logs.append)
+    assert (out / "optuna.journal").read_bytes() == journal and (out / "pipeline.yaml").read_text() == recorded
 
 
 def test_shipped_configs_load_and_cover_every_factor():
