@@ -118,10 +118,13 @@ def build_proxy(dataset: Dataset, run: ScoringRun, method: str, per_class=100, *
     config = {"method": method, "per_class": per_class, "seed": seed, "scoring": run.config}
     if method in ("influence", "influence_score"):
         config["influence"] = asdict(influence)
+    scoring_seconds = float(sum(run.seconds.values()))
     stats = {
         **info,
         **kept_set_profile(run, result.kept),
-        "scoring_seconds": float(sum(run.seconds.values())),
+        "scoring_seconds": scoring_seconds,
+        # what building this proxy cost: the scoring run (random needs none) and the selection
+        "proxy_seconds": info["selection_seconds"] + (0.0 if method == "random" else scoring_seconds),
         "t_norm": result.t_norm,
         "lower_bound": result.lower_bound,
         "target": result.target,

@@ -84,6 +84,9 @@ def test_every_method_keeps_exact_quotas_and_is_deterministic(run, small_fmnist,
     assert len(np.unique(a.indices)) == 200
     assert np.array_equal(a.indices, b.indices)
     assert torch.bincount(small_fmnist.train_y[a.indices], minlength=10).tolist() == [20] * 10
+    # the proxy's cost counts the scoring run, except for random, which does not use it
+    scoring = sum(run.seconds.values())
+    assert a.stats["proxy_seconds"] == pytest.approx(a.stats["selection_seconds"] + (method != "random") * scoring)
 
 
 @pytest.mark.parametrize("target", ["paper", "scaled", "classwise"])
