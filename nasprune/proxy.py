@@ -68,6 +68,16 @@ class ProxySet:
 
     # --- files -------------------------------------------------------------------------------------------
 
+    def build_minutes(self) -> float | None:
+        """Minutes spent building this proxy (scoring run + selection; a random proxy needs no scoring
+        run), from ``stats``; None if unknown."""
+        st = self.stats
+        if "proxy_seconds" in st:
+            return float(st["proxy_seconds"]) / 60
+        scoring = None if self.method == "random" else st.get("scoring_seconds")
+        parts = [float(p) for p in (scoring, st.get("selection_seconds", st.get("seconds"))) if p is not None]
+        return sum(parts) / 60 if parts else None
+
     def _payload(self) -> dict:
         d = asdict(self)
         d["indices"] = [int(i) for i in self.indices]

@@ -87,7 +87,7 @@ def _load(directory: Path) -> _Loaded:
             sets[ts], proxy_desc, method, minutes = (ds.train_x, ds.train_y), None, "whole", 0.0
         else:
             proxy = ProxySet.load(path, ds)  # ProxyError: corrupted, or built on other data
-            sets[ts], method, minutes = proxy.tensors(ds), proxy.method, _proxy_minutes(proxy.stats, proxy.method)
+            sets[ts], method, minutes = proxy.tensors(ds), proxy.method, proxy.build_minutes()
             proxy_desc = {"method": proxy.method, "images": len(proxy),
                           "indices_sha256": hashlib.sha256(proxy.indices.astype("int64").tobytes()).hexdigest()}
         kwargs[ts] = {"mean": ds.mean, "std": ds.std, **entry["train"]}
@@ -100,17 +100,6 @@ def _load(directory: Path) -> _Loaded:
         info[ts] = {"images": n, "bytes": n * pixels, "method": method, "proxy_minutes": minutes,
                     "version": __version__}
     return _Loaded(exp, Path(directory), ds, sets, kwargs, identity, info)
-
-
-def _proxy_minutes(stats: dict, method: str) -> float | None:
-    """Minutes spent building a proxy, from ``ProxySet.stats`` (scoring run + selection; a random proxy
-    needs no scoring run); None if unknown."""
-    if "proxy_seconds" in stats:
-        return float(stats["proxy_seconds"]) / 60
-    scoring = None if method == "random" else stats.get("scoring_seconds")
-    parts = [scoring, stats.get("selection_seconds", stats.get("seconds"))]
-    parts = [float(p) for p in parts if p is not None]
-    return sum(parts) / 60 if parts else None
 
 
 # --- one job -----------------------------------------------------------------------------------------------------

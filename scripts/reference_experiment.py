@@ -22,6 +22,7 @@ import pandas as pd
 from nasprune.metrics import paired_difference
 from nasprune.pipeline import PipelineConfig, run_pipeline
 from nasprune.provenance import markdown, provenance
+from nasprune.proxy import ProxySet
 from nasprune.report import write_report
 from nasprune.runner import job_status
 
@@ -68,6 +69,27 @@ def goals(table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
     return out
 
 
+def anatomy(directory: Path, config: PipelineConfig) -> list[str]:
+    """Each proxy's selection facts: the Eq. 4 objective beside norm(T), the certified lower bound, and how
+    the pruning network sees the kept images."""
+    lines = ["## The proxies", "",
+             "| proxy | target, l2 | Eq. 4 objective | norm(T) | lower bound | pruning-net acc on kept (%) | "
+             "building it (min) |", "|---|---|---|---|---|---|---|"]
+    for s in config.proxy_sets():
+        proxy = ProxySet.load(directory / "proxies" / f"{s['name']}.json")
+        st, inf = proxy.stats, proxy.config.get("influence") or {}
+        num = (lambda k: "" if st.get(k) is None else f"{st[k]:.4g}")
+        setting = f"{inf.get('target')}, {inf.get('l2'):g}" if s["method"] == "influence" else (
+            f"l2 {inf.get('l2'):g}" if inf else "")
+        objective = "" if proxy.objective is None else f"{proxy.objective:.4g}"
+        lines.append(f"| {s['name']} | {setting} | {objective} | {num('t_norm')} | {num('lower_bound')} | "
+                     f"{st['pruning_net_acc_on_kept']:.1f} | {proxy.build_minutes():.1f} |")
+    lines += ["", "T is the sum of all S_i. How the choice of target and l2 changes the proxy's ranking is measured "
+              "on 16 other candidates in `results/objective-study/` (its table lists the objective beside "
+              "norm(T) for every setting).", ""]
+    return lines
+
+
 def write_readme(directory: Path, config: PipelineConfig, table: pd.DataFrame, pairs: pd.DataFrame,
                  status: pd.DataFrame, prov: dict) -> None:
     done = int((status.state == "complete").sum())
@@ -100,6 +122,7 @@ def write_readme(directory: Path, config: PipelineConfig, table: pd.DataFrame, p
         "epochs |",
         f"| our proxy | literal Eq. 4 | Eq. 4 with {config.proxies.get('influence')} |",
         "",
+        *anatomy(directory, config),
         "## Goals (same run)",
         "",
         *goals(table, pairs),
