@@ -21,7 +21,7 @@ from nasprune.data import Dataset, load_dataset
 from nasprune.prune import InfluenceConfig, influence_vectors
 from nasprune.provenance import markdown, provenance
 from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
-from nasprune.selection import cardinality_prune, epsilon_prune, resolve_quota
+from nasprune.selection import cardinality_prune, epsilon_prune, select_baseline
 from nasprune.train import TrainConfig, train
 from search_spaces.convnet import ConvNetSpec, build_convnet
 
@@ -77,8 +77,10 @@ def _epsilon_at_rate(S: torch.Tensor, labels: torch.Tensor, rate: float, tol: fl
     return np.asarray(best[0]), best[1]
 
 
-def select_at_rate(run: ScoringRun, method: str, rate: float, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Kept indices after pruning the fraction ``rate`` with ``method``, and what it cost."""
+def select_at_rate(run: ScoringRun, method: str, rate: float, seed: int = 0,
+                   cache: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Kept indices after pruning the fraction ``rate`` with ``method``, and what it cost. ``cache`` keeps
+    the influence vectors of each InfluenceConfig across calls (they do not depend on the rate)."""
     if method not in METHODS or method == "whole":
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     started = time.perf_counter()
@@ -87,12 +89,14 @@ def select_at_rate(run: ScoringRun, method: str, rate: float, seed: int = 0) -> 
     quota = {c: round((1 - rate) * k) for c, k in enumerate(counts)}
     info: dict = {}
     if method == "random":
-        rng = np.random.default_rng(seed)
-        kept = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels.numpy() == c), q, replace=False)
-                                       for c, q in resolve_quota(labels, quota).items()]))
+        kept = select_baseline("random", labels, quota, seed=seed).kept
     else:
         config = InfluenceConfig(target="paper") if method in ("cardinality-paper", "epsilon") else InfluenceConfig()
-        S, _ = influence_vectors(run, config)
+        cache = {} if cache is None else cache
+        key = (config.l2, config.damping, config.method, config.refit)  # what S depends on
+        if key not in cache:
+            cache[key] = influence_vectors(run, config)[0]
+        S = cache[key]
         if method == "epsilon":
             kept, info["epsilon"] = _epsilon_at_rate(S, labels, rate)
         else:
@@ -126,6 +130,7 @@ def run_grid(setup: Setup, out: Path, specs: list[str], rates: list[float], meth
     dataset = setup.dataset()
     run = setup.scoring(dataset, out / "scoring.pt")
     selections: dict = {}
+    influence: dict = {}
     jobs = [(s, "whole", 0.0, sd) for sd in seeds for s in specs] + \
            [(s, m, r, sd) for sd in seeds for r in rates for m in methods for s in specs]
     for spec, method, rate, seed in jobs:
@@ -136,7 +141,7 @@ def run_grid(setup: Setup, out: Path, specs: list[str], rates: list[float], meth
         else:
             key = (method, rate, seed if method == "random" else 0)  # the influence methods are deterministic
             if key not in selections:
-                selections[key] = select_at_rate(run, method, rate, seed=seed)
+                selections[key] = select_at_rate(run, method, rate, seed=seed, cache=influence)
             kept, info = selections[key]
         row = {"spec": spec, "method": method, "rate": rate, "seed": seed, **info,
                **train_on(dataset, kept, spec, setup.epochs, seed)}
