@@ -61,13 +61,12 @@ def gap_curve(fit_x: torch.Tensor, fit_y: torch.Tensor, eval_x: torch.Tensor, ev
     def measure(pruned: np.ndarray, method: str, eps: float, draw: int) -> dict:
         keep = np.setdiff1d(np.arange(n), pruned)
         fit = refit_last_layer(fit_x[keep], fit_y[keep], full.weight, full.bias, l2=l2)
-        m = len(pruned)
+        m, after = len(pruned), loss(eval_x, eval_y, fit.weight, fit.bias)
         return {"eps_fraction": eps / float(T.norm()), "epsilon": eps, "method": method, "draw": draw, "n": n,
                 "pruned": m, "bound_paper": float(S[pruned].sum(0).norm()),
                 "predicted_change": float((S[pruned] - T / n).sum(0).norm()) * n / (n - m),
                 "measured_change": float((flatten_params(fit.weight, fit.bias) - theta_hat).norm()),
-                "eval_loss": loss(eval_x, eval_y, fit.weight, fit.bias), "eval_loss_full": base,
-                "gap": loss(eval_x, eval_y, fit.weight, fit.bias) - base,
+                "eval_loss": after, "eval_loss_full": base, "gap": after - base,
                 "refit_grad_norm": fit.grad_norm}
 
     rows = []
