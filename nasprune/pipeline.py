@@ -174,6 +174,8 @@ def _check_proxy_config(proxy: ProxySet, s: dict, per_class, path: Path) -> None
     if s["method"] in ("influence", "influence_score"):
         asked["influence"] = asdict(InfluenceConfig(**s["influence"]))
     built = {k: proxy.config.get(k) for k in asked}
+    if isinstance(built.get("influence"), dict):  # fields added to InfluenceConfig since: their defaults
+        built["influence"] = asdict(InfluenceConfig(**built["influence"]))
     if built != asked:
         changed = {k: (built[k], asked[k]) for k in asked if built[k] != asked[k]}
         raise ValueError(f"{path} was built with other settings than the config asks for "

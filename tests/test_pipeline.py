@@ -48,6 +48,11 @@ def test_pipeline_runs_every_stage_then_resumes_without_redoing_them(tmp_path):
     run_pipeline(config, out, progress=False, log=logs.append)
     assert any("not needed, every proxy file exists" in line for line in logs)
     assert len(pd.read_csv(paths["jobs.csv"])) == 9
+    # a file written before a field joined InfluenceConfig (here: epsilon) holds that field's default: reused
+    ours.config["influence"].pop("epsilon")
+    ours.save(out / "proxies" / "ours.json")
+    run_pipeline(config, out, progress=False, log=logs.append)
+    assert "epsilon" not in ProxySet.load(out / "proxies" / "ours.json").config["influence"]
     # a proxy file built with other settings than the config now asks for is refused, not reused
     changed = {**TINY, "proxies": {**TINY["proxies"], "influence": {"time_limit": 2, "l2": 1e-4}}}
     journal, recorded = (out / "optuna.journal").read_bytes(), (out / "pipeline.yaml").read_text()
