@@ -29,6 +29,8 @@ from nasprune.runner import load_jobs
 
 DIR = Path("results/objective-study")
 RANDOMS = ("random-s0", "random-s1", "random-s2")
+# Ablations added after the default was chosen, each beside the proxy it differs from; outside the rule.
+ABLATIONS = {"scaled-l2-1e-5-norefit": "scaled-l2-1e-5"}
 KEY_METRICS = ("kendall_all", "spearman_all", "spearman_top10", "regret")
 
 
@@ -54,6 +56,7 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[pd.Da
         rows.append({
             "proxy": name, "method": s["method"], "target": s["influence"].get("target") if s["method"] == "influence"
             else None, "l2": s["influence"].get("l2") if s["method"] == "influence" else None,
+            "refit": s["influence"].get("refit", True) if s["method"] == "influence" else None,
             "candidates": m["candidates"],
             **{k: m[k] for k in KEY_METRICS}, **{f"{k}_{e}": m[f"{k}_{e}"] for k in KEY_METRICS for e in ("lo", "hi")},
             "best_arch_test_acc": m["best_arch_test_acc"],
@@ -64,7 +67,7 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[pd.Da
         })
         if name in RANDOMS:
             continue
-        for r in RANDOMS:
+        for r in (*RANDOMS, *([ABLATIONS[name]] if name in ABLATIONS else [])):
             if r not in set(jobs.training_set):
                 continue
             for metric in ("kendall_all", "spearman_top10"):
@@ -110,12 +113,12 @@ def write_readme(directory: Path, study: pd.DataFrame, paired: pd.DataFrame, sta
         lines += ["", "## Paired differences against each random draw (same resampled candidates)", "",
                   "| proxy | metric | vs random-s0 | vs random-s1 | vs random-s2 | CI above 0 for all draws |",
                   "|---|---|---|---|---|---|"]
-        for (proxy, metric), g in paired.groupby(["proxy", "metric"], sort=False):
+        for (proxy, metric), g in paired[paired.versus.isin(RANDOMS)].groupby(["proxy", "metric"], sort=False):
             cells = {r.versus: f"{r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" for r in g.itertuples()}
             above = all(g.lo > 0) and len(g) == len(RANDOMS)
             lines.append(f"| {proxy} | {metric} | " + " | ".join(cells.get(r, "") for r in RANDOMS) +
                          f" | {'yes' if above else 'no'} |")
-    lines += ["", *choose_default(study, paired), "", *markdown(prov)]
+    lines += ["", *choose_default(study, paired), "", *refit_ablation(directory, study, paired), "", *markdown(prov)]
     (directory / "README.md").write_text("\n".join(lines))
 
 
@@ -123,7 +126,7 @@ def choose_default(study: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
     """The rule, fixed when the literal Eq. 4 proxies had finished: among the influence formulations, the one
     with the largest paired Kendall-tau gain over random (mean over the three draws), top-10 Spearman gain
     breaking ties; the goal is met when every paired CI of both metrics is above 0."""
-    influence = study[study.method == "influence"].proxy
+    influence = study[(study.method == "influence") & ~study.proxy.isin(list(ABLATIONS))].proxy
     p = paired[paired.proxy.isin(influence)]
     if p.empty:
         return ["## The default", "", "No influence proxy has finished jobs yet."]
@@ -141,6 +144,35 @@ def choose_default(study: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
     lines += [f"| {name} | {r.kendall_all:+.3f} | {r.spearman_top10:+.3f} |" for name, r in gain.iterrows()]
     lines += ["", f"Chosen: **{best}**. Goal (every paired CI above 0): **{'met' if met else 'not met'}**.", ""]
     return lines + reasoning(study, gain, p)
+
+
+def refit_ablation(directory: Path, study: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
+    """Each no-refit proxy beside its refit twin: how many kept images they share, both rankings, and the paired
+    difference (no refit minus refit) over the same candidates."""
+    s = study.set_index("proxy")
+    done = [(a, t) for a, t in ABLATIONS.items() if a in s.index and t in s.index]
+    if not done:
+        return []
+    lines = ["## Refit or not (ablation, added after the default was chosen)", "",
+             "Without the refit, theta-hat is the pruning net's trained last layer, not the minimiser of the "
+             "L2-regularised loss, so T also carries the residual gradient.", "",
+             "| no refit | refit twin | kept images shared | norm(T) no refit / refit | Kendall no refit / refit | "
+             "paired Kendall (no refit - refit) | paired top-10 Spearman (no refit - refit) |",
+             "|---|---|---|---|---|---|---|"]
+    for a, t in done:
+        kept = [set(ProxySet.load(directory / "proxies" / f"{n}.json").indices.tolist()) for n in (a, t)]
+        d = paired[(paired.proxy == a) & (paired.versus == t)].set_index("metric")
+        cell = {m: f"{d.loc[m, 'estimate']:+.3f} [{d.loc[m, 'lo']:+.3f}, {d.loc[m, 'hi']:+.3f}]" if m in d.index
+                else "" for m in ("kendall_all", "spearman_top10")}
+        lines.append(f"| {a} | {t} | {len(kept[0] & kept[1])} of {len(kept[1])} | {s.loc[a, 't_norm']:.3g} / "
+                     f"{s.loc[t, 't_norm']:.3g} | {s.loc[a, 'kendall_all']:.3f} / {s.loc[t, 'kendall_all']:.3f} | "
+                     f"{cell['kendall_all']} | {cell['spearman_top10']} |")
+        lines += ["", f"- {a} shares {len(kept[0] & kept[1])} of {len(kept[1])} kept images with {t}: the refit "
+                  "changes which images Eq. 4 keeps. Whether it changes the ranking: paired Kendall "
+                  f"{cell['kendall_all']}, "
+                  + ("a CI that includes 0." if d.loc["kendall_all", "lo"] <= 0 <= d.loc["kendall_all", "hi"]
+                     else "a CI that excludes 0.")]
+    return lines
 
 
 def reasoning(study: pd.DataFrame, gain: pd.DataFrame, p: pd.DataFrame) -> list[str]:
