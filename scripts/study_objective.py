@@ -159,6 +159,7 @@ def refit_ablation(directory: Path, study: pd.DataFrame, paired: pd.DataFrame) -
              "| no refit | refit twin | kept images shared | norm(T) no refit / refit | Kendall no refit / refit | "
              "paired Kendall (no refit - refit) | paired top-10 Spearman (no refit - refit) |",
              "|---|---|---|---|---|---|---|"]
+    notes = []
     for a, t in done:
         kept = [set(ProxySet.load(directory / "proxies" / f"{n}.json").indices.tolist()) for n in (a, t)]
         d = paired[(paired.proxy == a) & (paired.versus == t)].set_index("metric")
@@ -167,12 +168,14 @@ def refit_ablation(directory: Path, study: pd.DataFrame, paired: pd.DataFrame) -
         lines.append(f"| {a} | {t} | {len(kept[0] & kept[1])} of {len(kept[1])} | {s.loc[a, 't_norm']:.3g} / "
                      f"{s.loc[t, 't_norm']:.3g} | {s.loc[a, 'kendall_all']:.3f} / {s.loc[t, 'kendall_all']:.3f} | "
                      f"{cell['kendall_all']} | {cell['spearman_top10']} |")
-        lines += ["", f"- {a} shares {len(kept[0] & kept[1])} of {len(kept[1])} kept images with {t}: the refit "
+        if "kendall_all" not in d.index:
+            continue
+        notes += [f"- {a} shares {len(kept[0] & kept[1])} of {len(kept[1])} kept images with {t}: the refit "
                   "changes which images Eq. 4 keeps. Whether it changes the ranking: paired Kendall "
                   f"{cell['kendall_all']}, "
                   + ("a CI that includes 0." if d.loc["kendall_all", "lo"] <= 0 <= d.loc["kendall_all", "hi"]
                      else "a CI that excludes 0.")]
-    return lines
+    return lines + ["", *notes]
 
 
 def reasoning(study: pd.DataFrame, gain: pd.DataFrame, p: pd.DataFrame) -> list[str]:
