@@ -154,6 +154,20 @@ def write_readme(directory: Path, config: PipelineConfig, table: pd.DataFrame, p
     (directory / "README.md").write_text("\n".join(lines))
 
 
+BEGIN, END = "<!-- BEGIN fmnist-ref table1: written by scripts/reference_experiment.py -->", "<!-- END fmnist-ref table1 -->"
+
+
+def embed_table(readme: Path, directory: Path) -> None:
+    """Replace the block between BEGIN and END in the project README with Table 1 and its plot."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        return
+    table = (directory / "table1.md").read_text().splitlines()[2:]
+    block = [BEGIN, "", *table, "", f"![Table 1 of fmnist-ref]({directory}/table1.png)", "", END]
+    head, rest = text.split(BEGIN, 1)
+    readme.write_text(head + "\n".join(block) + rest.split(END, 1)[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--analyse", action="store_true", help="only write up the jobs finished so far")
@@ -172,6 +186,7 @@ def main() -> None:
     prov = provenance(time.perf_counter() - start, seeds=config.search.get("seeds"),
                       proxy_seed=config.proxies.get("seed", 0))
     write_readme(DIR, config, table, pairs, job_status(DIR), prov)
+    embed_table(Path("README.md"), DIR)
     print((DIR / "README.md").read_text())
 
 

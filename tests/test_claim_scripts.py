@@ -69,3 +69,20 @@ def test_theorem1_gap_is_measured_against_exact_refits(tiny):
     # so only roughly: within a factor of 2, and strongly correlated)
     ratio = rows.measured_change / rows.predicted_change
     assert ratio.between(0.5, 2).all() and np.corrcoef(rows.measured_change, rows.predicted_change)[0, 1] > 0.9
+
+
+def test_reference_table_replaces_only_its_block_in_the_readme(tmp_path):
+    import reference_experiment as ref
+
+    (tmp_path / "table1.md").write_text("# Table 1\n\n| a |\n|---|\n| 1 |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{ref.BEGIN}\nstale table\n{ref.END}\noutro\n")
+    ref.embed_table(readme, tmp_path)
+    text = readme.read_text()
+    assert "stale table" not in text and "| 1 |" in text and "table1.png" in text
+    assert text.startswith("intro\n") and text.endswith("\noutro\n")
+    ref.embed_table(readme, tmp_path)  # idempotent
+    assert readme.read_text() == text
+    readme.write_text("no markers\n")  # a README without the block is left alone
+    ref.embed_table(readme, tmp_path)
+    assert readme.read_text() == "no markers\n"
