@@ -80,6 +80,11 @@ def _fmt(row, k, nd=3):
     return f"{row[k]:.{nd}f} [{row[k + '_lo']:.{nd}f}, {row[k + '_hi']:.{nd}f}]"
 
 
+def _paired(r) -> str:
+    """A paired difference (a row of ``paired``) as signed estimate [lo, hi]."""
+    return f"{r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]"
+
+
 def write_readme(directory: Path, study: pd.DataFrame, paired: pd.DataFrame, stability: dict, prov: dict,
                  config: PipelineConfig, jobs_done: int, jobs_total: int) -> None:
     lines = [
@@ -114,7 +119,7 @@ def write_readme(directory: Path, study: pd.DataFrame, paired: pd.DataFrame, sta
                   "| proxy | metric | vs random-s0 | vs random-s1 | vs random-s2 | CI above 0 for all draws |",
                   "|---|---|---|---|---|---|"]
         for (proxy, metric), g in paired[paired.versus.isin(RANDOMS)].groupby(["proxy", "metric"], sort=False):
-            cells = {r.versus: f"{r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" for r in g.itertuples()}
+            cells = {r.versus: _paired(r) for r in g.itertuples()}
             above = all(g.lo > 0) and len(g) == len(RANDOMS)
             lines.append(f"| {proxy} | {metric} | " + " | ".join(cells.get(r, "") for r in RANDOMS) +
                          f" | {'yes' if above else 'no'} |")
@@ -161,20 +166,18 @@ def refit_ablation(directory: Path, study: pd.DataFrame, paired: pd.DataFrame) -
              "|---|---|---|---|---|---|---|"]
     notes = []
     for a, t in done:
-        kept = [set(ProxySet.load(directory / "proxies" / f"{n}.json").indices.tolist()) for n in (a, t)]
+        kept, twin = (set(ProxySet.load(directory / "proxies" / f"{n}.json").indices.tolist()) for n in (a, t))
+        shared = f"{len(kept & twin)} of {len(twin)}"
         d = paired[(paired.proxy == a) & (paired.versus == t)].set_index("metric")
-        cell = {m: f"{d.loc[m, 'estimate']:+.3f} [{d.loc[m, 'lo']:+.3f}, {d.loc[m, 'hi']:+.3f}]" if m in d.index
-                else "" for m in ("kendall_all", "spearman_top10")}
-        lines.append(f"| {a} | {t} | {len(kept[0] & kept[1])} of {len(kept[1])} | {s.loc[a, 't_norm']:.3g} / "
-                     f"{s.loc[t, 't_norm']:.3g} | {s.loc[a, 'kendall_all']:.3f} / {s.loc[t, 'kendall_all']:.3f} | "
+        cell = {m: _paired(d.loc[m]) if m in d.index else "" for m in ("kendall_all", "spearman_top10")}
+        lines.append(f"| {a} | {t} | {shared} | {s.loc[a, 't_norm']:.3g} / {s.loc[t, 't_norm']:.3g} | "
+                     f"{s.loc[a, 'kendall_all']:.3f} / {s.loc[t, 'kendall_all']:.3f} | "
                      f"{cell['kendall_all']} | {cell['spearman_top10']} |")
-        if "kendall_all" not in d.index:
-            continue
-        notes += [f"- {a} shares {len(kept[0] & kept[1])} of {len(kept[1])} kept images with {t}: the refit "
-                  "changes which images Eq. 4 keeps. Whether it changes the ranking: paired Kendall "
-                  f"{cell['kendall_all']}, "
-                  + ("a CI that includes 0." if d.loc["kendall_all", "lo"] <= 0 <= d.loc["kendall_all", "hi"]
-                     else "a CI that excludes 0.")]
+        if "kendall_all" in d.index:
+            k = d.loc["kendall_all"]
+            notes.append(f"- {a} shares {shared} kept images with {t}: the refit changes which images Eq. 4 "
+                         f"keeps. Whether it changes the ranking: paired Kendall {cell['kendall_all']}, a CI that "
+                         f"{'includes' if k.lo <= 0 <= k.hi else 'excludes'} 0.")
     return lines + ["", *notes]
 
 
