@@ -39,6 +39,31 @@ class DatasetError(ValueError):
     """A dataset that cannot be found, read or split."""
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which data and split: the arguments of :func:`load_dataset` as one value, as configs and experiments
+    record them."""
+
+    name: str
+    root: str | None = None  # None: $NASPRUNE_DATA or ~/.cache/nasprune/data
+    download: bool = False
+    val_size: int | None = None  # None: the dataset's default
+    seed: int = 0  # of the train/val split
+    train_size: int | None = None  # None: the whole training split
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise DatasetError(f"unknown dataset {self.name!r}; choose one of {', '.join(DATASETS)}")
+        for key in ("val_size", "train_size"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise DatasetError(f"{key} must be >= 1 or null, got {value}")
+
+    def load(self) -> "Dataset":
+        return load_dataset(self.name, root=self.root, download=self.download, val_size=self.val_size,
+                            seed=self.seed, train_size=self.train_size)
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Train/val/test splits as uint8 (N, C, H, W) images and int64 labels, on the CPU."""
@@ -209,9 +234,12 @@ def load_dataset(
         tr = tr[keep]
     train_x, train_y = full_x[tr], full_y[tr]
     val_x, val_y = full_x[va], full_y[va]
-    if mean is None:
-        flat = train_x.float().div_(255).transpose(0, 1).reshape(train_x.shape[1], -1)
-        mean, std = tuple(flat.mean(1).tolist()), tuple(flat.std(1).tolist())
+    if mean is None:  # exact integer sums, so the statistics do not depend on the number of threads
+        flat = train_x.transpose(0, 1).reshape(train_x.shape[1], -1).long()
+        n = flat.shape[1]
+        total, squares = flat.sum(1).double(), flat.pow(2).sum(1).double()
+        mean = (total / n / 255).tolist()
+        std = ((squares - total * total / n) / (n - 1)).sqrt().div(255).tolist()
     return Dataset(
         name=name,
         train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y, test_x=test_x, test_y=test_y,

@@ -1,182 +1,275 @@
 """The whole pipeline from one config file: scoring run, proxies, search on every set, report.
 
+:class:`PipelineConfig` is one ``nasprune run`` config (``nasprune/configs/quick.yaml`` is a commented example):
+the dataset, the scoring run, the proxies and the search, each a typed dataclass, validated as a whole by
+:func:`nasprune.config.from_mapping` when the file is read, before any work starts.
+
 Each stage writes its artifact into the run directory and is skipped when that artifact already
 exists, so a killed ``nasprune run`` picks up where it stopped:
 
-    DIR/scoring.pt             the scoring run (one training of the pruning network)
-    DIR/proxies/<method>.json  one ProxySet per method
+    DIR/scoring.pt             the scoring run (one training of the pruning network; DIR/scoring.ckpt while
+                               it trains, so a killed scoring run resumes from its last epoch)
+    DIR/proxies/<name>.json    one ProxySet per proxy
     DIR/experiment.json        the search (runner), its Optuna journal, then the report files
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from nasprune.data import load_dataset
-from nasprune.prune import METHODS, InfluenceConfig, build_proxy
+from nasprune.config import ConfigError, from_mapping, to_mapping
+from nasprune.data import DatasetSpec
+from nasprune.experiment import Experiment, ExperimentError, TrainingSet
+from nasprune.prune import METHODS, InfluenceConfig, build_proxy, needs_scoring_run
 from nasprune.proxy import ProxySet
 from nasprune.report import write_report
-from nasprune.runner import Experiment, run_search
+from nasprune.runner import run_search
 from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
-from search_spaces import convnet_720, stratified_subset
-from search_spaces.convnet import ConvNetSpec
+from nasprune.train import TrainConfig
+from search_spaces import ConvNetSpec, convnet_720, stratified_subset
+from search_spaces.convnet import ACTIVATIONS, DEPTHS, NORMS, POOLINGS, WIDTHS
+
+__all__ = ["CONFIG_DIR", "CandidateDraw", "Grid", "PipelineConfig", "PipelineResult", "ProxiesConfig", "ProxySpec",
+           "SearchConfig", "run_pipeline"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-@dataclass
-class PipelineConfig:
-    """One ``nasprune run`` config (YAML). See ``nasprune/configs/quick.yaml`` for a commented example."""
+@dataclass(frozen=True)
+class ProxySpec:
+    """One proxy set to build: its name, selection method, seed and influence settings.
+
+    In YAML, ``influence`` lists only the settings that differ from ``proxies.influence`` (which lists
+    those that differ from :class:`InfluenceConfig`'s defaults); here it holds all of them.
+    """
 
     name: str
-    dataset: dict
-    scoring: dict = field(default_factory=dict)
-    proxies: dict = field(default_factory=dict)  # per_class, seed, influence, and methods or sets
-    search: dict = field(default_factory=dict)  # candidates, seeds, workers, max_retries, proxy_train, whole_train
+    method: str
+    seed: int | None = None  # None: proxies.seed
+    influence: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name) or self.name == "whole":
+            raise ConfigError(f"a proxy name is letters, digits, '.', '_' or '-' and not 'whole', got {self.name!r}",
+                              "name")
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}", "method")
+
+
+@dataclass(frozen=True)
+class ProxiesConfig:
+    """The proxies of a run: ``methods`` is short for one set per method, named after it; ``sets`` lists
+    them explicitly (several seeds or influence settings of one method)."""
+
+    per_class: int = 100
+    seed: int = 0
+    methods: tuple[str, ...] = ("random", "herding", "forgetting", "influence")
+    influence: dict = field(default_factory=dict)
+    sets: tuple[ProxySpec, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.per_class < 1:
+            raise ConfigError(f"must be an int >= 1, got {self.per_class!r}", "per_class")
+        for i, m in enumerate(self.methods):
+            if m not in METHODS:
+                raise ConfigError(f"unknown method {m!r}; choose one of {', '.join(METHODS)}", f"methods[{i}]")
+        from_mapping(InfluenceConfig, self.influence, "influence")
+        for i, s in enumerate(self.sets or ()):
+            from_mapping(InfluenceConfig, {**self.influence, **s.influence}, f"sets[{i}].influence")
+        names = [s.name for s in self.resolved()]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"proxy names must be distinct, got {names}", "sets")
+
+    def resolved(self) -> list[ProxySpec]:
+        """Every proxy to build, with its seed and its full influence settings."""
+        sets = self.sets if self.sets is not None else [ProxySpec(m, m) for m in self.methods]
+        return [dataclasses.replace(
+            s, seed=self.seed if s.seed is None else s.seed,
+            influence=dataclasses.asdict(from_mapping(InfluenceConfig, {**self.influence, **s.influence})))
+            for s in sets]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Factor levels of the ConvNet grid (``convnet_720``'s arguments); the defaults give the 720."""
+
+    widths: tuple[int, ...] = WIDTHS
+    depths: tuple[int, ...] = DEPTHS
+    acts: tuple[str, ...] = ACTIVATIONS
+    norms: tuple[str, ...] = NORMS
+    pools: tuple[str, ...] = POOLINGS
+
+
+@dataclass(frozen=True)
+class CandidateDraw:
+    """Candidates drawn from ``grid`` minus ``exclude`` (e.g. a development pool kept apart) by
+    ``stratified_subset``: ``count`` of them, every level of every factor present; None keeps them all."""
+
+    grid: Grid = field(default_factory=Grid)
+    count: int | None = None
+    seed: int = 0
+    exclude: tuple[str, ...] = ()
+
+    def ids(self) -> list[str]:
+        g = self.grid
+        specs = convnet_720(g.widths, g.depths, g.acts, g.norms, g.pools)
+        excluded = {ConvNetSpec.from_id(c).id for c in self.exclude}  # an unknown id raises SpecError
+        specs = [s for s in specs if s.id not in excluded]
+        chosen = specs if self.count is None else stratified_subset(specs, self.count, seed=self.seed)
+        return [s.id for s in chosen]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Which candidates to train, with which seeds and training configs, and how many workers."""
+
+    candidates: tuple[str, ...] | CandidateDraw = field(default_factory=CandidateDraw)
+    seeds: tuple[int, ...] = (0,)
+    workers: int = 1
+    max_retries: int = 2
+    storage: str | None = None
+    proxy_train: TrainConfig = field(default_factory=TrainConfig)
+    whole_train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError(f"must be an int >= 0, got {self.workers!r}", "workers")
+        for key in ("proxy_train", "whole_train"):
+            if getattr(self, key).seed != 0:
+                raise ConfigError("the training seed comes from search.seeds; remove it here", f"{key}.seed")
+
+    def candidate_ids(self) -> list[str]:
+        return list(self.candidates) if isinstance(self.candidates, tuple) else self.candidates.ids()
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """One ``nasprune run`` config: see ``nasprune/configs/quick.yaml`` for a commented example."""
+
+    name: str
+    dataset: DatasetSpec
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    proxies: ProxiesConfig = field(default_factory=ProxiesConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+            raise ConfigError(f"must be letters, digits, '.', '_' or '-', got {self.name!r}", "name")
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike) -> "PipelineConfig":
-        """A shipped config by name (``quick``, ``paper``, ...) or a YAML file."""
+        """A shipped config by name (``quick``, ``paper``, ``fmnist-ref``) or a YAML file, fully validated:
+        the candidates and the experiment it makes are checked too."""
         path = Path(name_or_path)
         if not path.is_file():
             shipped = CONFIG_DIR / f"{name_or_path}.yaml"
             if not shipped.is_file():
                 known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-                raise FileNotFoundError(f"no config file {name_or_path!r}; shipped configs: {known}")
+                raise FileNotFoundError(f"no config file {str(name_or_path)!r}; shipped configs: {known}")
             path = shipped
         try:
             doc = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
-            raise ValueError(f"{path} is not valid YAML: {e}") from None
-        if not isinstance(doc, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        unknown = set(doc) - {"name", "dataset", "scoring", "proxies", "search"}
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-        config = cls(**doc)
-        config.check()
+            raise ConfigError(f"not valid YAML: {e}", str(path)) from None
+        except UnicodeDecodeError:
+            raise ConfigError("not a text file", str(path)) from None
+        try:
+            config = from_mapping(cls, doc)
+            config.experiment()  # candidates exist and fit the experiment format
+        except ConfigError as e:
+            raise ConfigError(e.problem, f"{path}: {e.key}" if e.key else str(path)) from None
         return config
 
-    def check(self) -> None:
-        """Refuse a bad config before anything runs."""
-        ScoringConfig(**self.scoring)
-        for s in self.proxy_sets():
-            if s["method"] not in METHODS:
-                raise ValueError(f"unknown proxy method {s['method']!r}; choose from {', '.join(METHODS)}")
-            InfluenceConfig(**s["influence"])
-        self.experiment(Path("."))  # validates candidates, seeds and training configs
+    def experiment(self):
+        """The search as an :class:`~nasprune.experiment.Experiment`: the whole set first (no proxy can be
+        scored before it, so a partial run is informative), then one training set per proxy."""
+        sets = {"whole": TrainingSet(None, self.search.whole_train)}
+        for s in self.proxies.resolved():
+            sets[s.name] = TrainingSet(f"proxies/{s.name}.json", self.search.proxy_train)
+        try:
+            return Experiment(name=self.name, dataset=dataclasses.replace(self.dataset, download=False),
+                              candidates=self.search.candidate_ids(), training_sets=sets,
+                              seeds=list(self.search.seeds), max_retries=self.search.max_retries,
+                              storage=self.search.storage)
+        except (ExperimentError, ValueError) as e:
+            raise ConfigError(str(e), "search") from None
 
-    def proxy_sets(self) -> list[dict]:
-        """Every proxy to build, as {name, method, seed, influence}.
 
-        ``proxies.methods: [random, influence]`` is short for one set per method named after it;
-        ``proxies.sets`` lists them explicitly, e.g. ``{name: ours-l2-1e-5, method: influence,
-        influence: {l2: 1.0e-5}}``, so one run compares several seeds or influence settings.
-        """
-        base_influence = dict(self.proxies.get("influence", {}))
-        seed = int(self.proxies.get("seed", 0))
-        sets = self.proxies.get("sets") or [
-            {"name": m, "method": m} for m in self.proxies.get("methods", ["random", "herding", "forgetting",
-                                                                          "influence"])]
-        out = [{"name": s["name"], "method": s["method"], "seed": int(s.get("seed", seed)),
-                "influence": {**base_influence, **s.get("influence", {})}} for s in sets]
-        names = [s["name"] for s in out]
-        if len(set(names)) != len(names) or "whole" in names:
-            raise ValueError(f"proxy set names must be distinct and not 'whole', got {names}")
-        return out
+@dataclass
+class PipelineResult:
+    """What ``run_pipeline`` did: the search's job summary (as ``run_search`` returns it) and the report's files."""
 
-    def candidates(self) -> list[str]:
-        spec = self.search.get("candidates", {})
-        if isinstance(spec, list):
-            return list(spec)
-        grid = convnet_720(**{k: tuple(v) for k, v in spec.get("grid", {}).items()})
-        if spec.get("exclude"):  # e.g. a development set's ids, kept apart from a reference experiment
-            excluded = {ConvNetSpec.from_id(c).id for c in spec["exclude"]}  # an unknown id raises SpecError
-            grid = [g for g in grid if g.id not in excluded]
-        count = spec.get("count")
-        chosen = grid if count is None else stratified_subset(grid, int(count), seed=int(spec.get("seed", 0)))
-        return [s.id for s in chosen]
-
-    def experiment(self, directory: Path) -> Experiment:
-        # the whole set first: no proxy can be scored before it, so a partial run is still informative
-        sets: dict[str, dict[str, Any]] = {"whole": {"proxy": None, "train": dict(self.search.get("whole_train", {}))}}
-        for s in self.proxy_sets():
-            sets[s["name"]] = {"proxy": f"proxies/{s['name']}.json", "train": dict(self.search.get("proxy_train", {}))}
-        return Experiment(
-            name=self.name,
-            dataset={k: self.dataset.get(k) for k in ("name", "root", "val_size", "seed", "train_size")
-                     if k in self.dataset},
-            candidates=self.candidates(),
-            training_sets=sets,
-            seeds=list(self.search.get("seeds", [0])),
-            max_retries=int(self.search.get("max_retries", 2)),
-            storage=self.search.get("storage"),
-        )
+    summary: dict
+    report: dict[str, Path]
 
 
 def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, workers: int | None = None,
-                 storage: str | None = None, progress: bool = True, report: bool = True, log=print) -> dict:
-    """Run every stage whose artifact is missing; return the report's paths (none when ``report`` is False)."""
+                 storage: str | None = None, progress: bool = True, report: bool = True, log=print) -> PipelineResult:
+    """Run every stage whose artifact is missing (no report when ``report`` is False)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    ds = config.dataset
-    dataset = load_dataset(ds["name"], root=ds.get("root"), download=bool(ds.get("download", False)),
-                           val_size=ds.get("val_size"), seed=int(ds.get("seed", 0)), train_size=ds.get("train_size"))
-    scoring_path = directory / "scoring.pt"
-    proxy_paths = {s["name"]: directory / "proxies" / f"{s['name']}.json" for s in config.proxy_sets()}
+    dataset = config.dataset.load()
+    proxies = config.proxies.resolved()
+    paths = {s.name: directory / "proxies" / f"{s.name}.json" for s in proxies}
+    missing = [s for s in proxies if not paths[s.name].exists()]
     run = None
-    if all(p.exists() for p in proxy_paths.values()):
-        log("[1/4] scoring run: not needed, every proxy file exists")
+    scoring_path = directory / "scoring.pt"
+    if not any(needs_scoring_run(s.method) for s in missing):
+        log("[1/4] scoring run: not needed" + (", every proxy file exists" if not missing else
+                                                  f" by {', '.join(sorted({s.method for s in missing}))}"))
     elif scoring_path.exists():
         run = ScoringRun.load(scoring_path, dataset)
         log(f"[1/4] scoring run: reusing {scoring_path}")
     else:
-        scoring = ScoringConfig(**config.scoring)
+        scoring = config.scoring
         log(f"[1/4] scoring run: {scoring.spec}, {scoring.epochs} epochs on {len(dataset.train_y)} images")
-        run = run_scoring(dataset, scoring, progress=progress)
+        run = run_scoring(dataset, scoring, progress=progress, checkpoint=directory / "scoring.ckpt")
         run.save(scoring_path)
     if run is not None:
         log(f"      pruning network val acc {run.val_acc:.1f}%, {sum(run.seconds.values()):.0f}s")
-    per_class = config.proxies.get("per_class", 100)
-    for s in config.proxy_sets():
-        path = proxy_paths[s["name"]]
+    per_class = config.proxies.per_class
+    for s in proxies:
+        path = paths[s.name]
         if path.exists():
             proxy = ProxySet.load(path, dataset)
             _check_proxy_config(proxy, s, per_class, path)
         else:
-            proxy = build_proxy(dataset, run, s["method"], per_class, seed=s["seed"],
-                                influence=InfluenceConfig(**s["influence"]))
+            proxy = build_proxy(dataset, run, s.method, per_class, seed=s.seed, influence=InfluenceConfig(**s.influence))
             proxy.save(path)
-        log(f"[2/4] proxy {s['name']:24s} {len(proxy):6d} images, pruning-net acc on kept "
-            f"{proxy.stats['pruning_net_acc_on_kept']:.1f}%")
-    exp = config.experiment(directory)
+        acc = proxy.stats.get("pruning_net_acc_on_kept")
+        log(f"[2/4] proxy {s.name:24s} {len(proxy):6d} images" +
+            (f", pruning-net acc on kept {acc:.1f}%" if acc is not None else ""))
+    exp = config.experiment()
     exp.save(directory)
-    (directory / "pipeline.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
-    workers = int(workers if workers is not None else config.search.get("workers", 1))
+    (directory / "pipeline.yaml").write_text(yaml.safe_dump(to_mapping(config), sort_keys=False))
+    workers = workers if workers is not None else config.search.workers
     log(f"[3/4] search: {len(exp.candidates)} candidates x {len(exp.training_sets)} training sets x "
         f"{len(exp.seeds)} seeds, {workers} worker(s)")
-    run_search(directory, workers=workers, storage=storage or exp.storage, progress=progress)
+    summary = run_search(directory, workers=workers, storage=storage or exp.storage, progress=progress)
     if not report:
-        return {}
-    paths = write_report(directory, storage=storage or exp.storage)
-    log(f"[4/4] report: {', '.join(str(p) for p in paths.values())}")
-    return paths
+        return PipelineResult(summary, {})
+    written = write_report(directory, storage=storage or exp.storage)
+    log(f"[4/4] report: {', '.join(str(p) for p in written.values())}")
+    return PipelineResult(summary, written)
 
 
-def _check_proxy_config(proxy: ProxySet, s: dict, per_class, path: Path) -> None:
+def _check_proxy_config(proxy: ProxySet, s: ProxySpec, per_class: int, path: Path) -> None:
     """Refuse to reuse a proxy file built with other settings than the config asks for."""
-    asked = {"method": s["method"], "per_class": per_class, "seed": s["seed"]}
-    if s["method"] in ("influence", "influence_score"):
-        asked["influence"] = asdict(InfluenceConfig(**s["influence"]))
+    asked = {"method": s.method, "per_class": per_class, "seed": s.seed}
     built = {k: proxy.config.get(k) for k in asked}
-    if isinstance(built.get("influence"), dict):  # fields added to InfluenceConfig since: their defaults
-        built["influence"] = asdict(InfluenceConfig(**built["influence"]))
+    if s.method in ("influence", "influence_score"):
+        asked["influence"] = InfluenceConfig(**s.influence)
+        try:  # fields added to InfluenceConfig since the file was written count at their defaults
+            built["influence"] = from_mapping(InfluenceConfig, proxy.config.get("influence") or {})
+        except ConfigError:
+            built["influence"] = proxy.config.get("influence")
     if built != asked:
-        changed = {k: (built[k], asked[k]) for k in asked if built[k] != asked[k]}
-        raise ValueError(f"{path} was built with other settings than the config asks for "
-                         f"(setting: (built, asked)) {changed}; delete the file to rebuild it")
+        changed = {k: (to_mapping(built[k]), to_mapping(asked[k])) for k in asked if built[k] != asked[k]}
+        raise ConfigError(f"was built with other settings than the config asks for (setting: (built, asked)) "
+                          f"{changed}; delete the file to rebuild it", str(path))

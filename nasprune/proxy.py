@@ -42,6 +42,7 @@ class ProxySet:
     config: dict = field(default_factory=dict)
     objective: float | None = None
     stats: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)  # Dataset.describe() of the data it was built on (split settings)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     version: str = __version__
 
@@ -61,6 +62,7 @@ class ProxySet:
             config=dict(config or {}),
             objective=None if objective is None else float(objective),
             stats=dict(stats or {}),
+            data=dataset.describe(),
         )
 
     def __len__(self) -> int:
@@ -119,19 +121,28 @@ class ProxySet:
                "per_class": {int(k): int(v) for k, v in payload["per_class"].items()}}
         )
         if dataset is not None:
-            proxy.check_dataset(dataset)
+            try:
+                proxy.check_dataset(dataset)
+            except ProxyError as e:
+                raise ProxyError(f"{path}: {e}") from None
         return proxy
 
     # --- use ---------------------------------------------------------------------------------------------
 
     def check_dataset(self, dataset: Dataset) -> None:
-        """Raise :class:`ProxyError` unless ``dataset`` is the exact data this proxy indexes."""
-        if dataset.fingerprint != self.fingerprint:
-            raise ProxyError(
-                f"this proxy was built on {self.dataset} (fingerprint {self.fingerprint[:16]}...) but is used "
-                f"with {dataset.name} (fingerprint {dataset.fingerprint[:16]}...); the data or its split "
-                "(seed, val_size) differ"
-            )
+        """Raise :class:`ProxyError` unless ``dataset`` is the exact data this proxy indexes; the message
+        names the split settings that differ and how to rebuild the proxy."""
+        if dataset.fingerprint == self.fingerprint:
+            return
+        now = dataset.describe()
+        differ = [f"{k} {self.data[k]} -> {now[k]}" for k in ("name", "seed", "val_size", "train")
+                  if k in self.data and self.data[k] != now.get(k)]
+        what = (f"differs in {', '.join(differ)} (built -> used)" if differ
+                else "differs (the data files themselves, or a split this file does not record)")
+        raise ProxyError(
+            f"this proxy was built on other data than it is used with: the split {what}. Use the split it was "
+            f"built on, or rebuild it for this one: nasprune prune --dataset {dataset.name} --split-seed "
+            f"{dataset.seed} --val-size {dataset.val_size} --method {self.method} --out FILE")
 
     def tensors(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """The kept training images and labels."""

@@ -17,6 +17,7 @@ machines, each running the same command.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import multiprocessing as mp
@@ -76,7 +77,7 @@ class _Loaded:
 def _load(directory: Path) -> _Loaded:
     """Load the experiment, its dataset and proxies; refuse candidates or proxies that do not fit the data."""
     exp = Experiment.load(directory)
-    ds = load_dataset(**exp.dataset)
+    ds = exp.dataset.load()
     for c in exp.candidates:
         block_shapes(ConvNetSpec.from_id(c), ds.in_channels, ds.image_size)  # SpecError if the map vanishes
     sets, kwargs, identity, info = {}, {}, {}, {}
@@ -90,16 +91,21 @@ def _load(directory: Path) -> _Loaded:
             sets[ts], method, minutes = proxy.tensors(ds), proxy.method, proxy.build_minutes()
             proxy_desc = {"method": proxy.method, "images": len(proxy),
                           "indices_sha256": hashlib.sha256(proxy.indices.astype("int64").tobytes()).hexdigest()}
-        kwargs[ts] = {"mean": ds.mean, "std": ds.std, **entry["train"]}
+        kwargs[ts] = entry.config(ds.mean, ds.std).to_dict()
         config = TrainConfig(**kwargs[ts]).to_dict()
         config.pop("seed")
         identity[ts] = store.jsonable({
             "experiment": exp.name, "training_set": ts, "proxy": proxy_desc, "train": config,
-            "dataset": {**exp.dataset, "root": None, "fingerprint": ds.fingerprint}})  # root may differ by host
+            "dataset": {**_dataset_identity(exp), "fingerprint": ds.fingerprint}})
         n = len(sets[ts][1])
         info[ts] = {"images": n, "bytes": n * pixels, "method": method, "proxy_minutes": minutes,
                     "version": __version__}
     return _Loaded(exp, Path(directory), ds, sets, kwargs, identity, info)
+
+
+def _dataset_identity(exp: Experiment) -> dict:
+    """The split as studies record it (the root may differ by host; a stored experiment never downloads)."""
+    return {k: v for k, v in dataclasses.asdict(exp.dataset).items() if k != "download"} | {"root": None}
 
 
 # --- one job -----------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from nasprune import __version__
 from nasprune.data import Dataset
-from nasprune.train import TrainConfig, resolve_device, to_float, train
+from nasprune.train import Checkpoint, TrainConfig, resolve_device, to_float, train
 from search_spaces import ConvNetSpec, build_convnet
 
 FORMAT = "nasprune.scoring/1"
@@ -93,8 +93,9 @@ class ScoringRun:
             raise ScoringError(f"no scoring-run file at {path}")
         try:
             doc = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises several types for truncated or foreign files
-            raise ScoringError(f"{path} is not a readable scoring-run file ({type(e).__name__}: {e})") from None
+        except Exception as e:  # torch raises several types (and pages of advice) for truncated or foreign files
+            raise ScoringError(f"{path}: not a nasprune scoring-run file (torch cannot read it: {type(e).__name__}); "
+                               "give another path to make a new scoring run, or delete it") from None
         if not isinstance(doc, dict) or doc.pop("format", None) != FORMAT:
             raise ScoringError(f"{path} is not a nasprune scoring-run file")
         run = cls(**doc)
@@ -153,8 +154,14 @@ def _el2n_grand(feats: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor)
     return el2n, el2n * torch.sqrt(feats.float().pow(2).sum(1) + 1)
 
 
-def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progress: bool = False) -> ScoringRun:
-    """Train the pruning network once on ``dataset.train_x`` and collect every statistic."""
+def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progress: bool = False,
+                checkpoint: str | Path | None = None) -> ScoringRun:
+    """Train the pruning network once on ``dataset.train_x`` and collect every statistic.
+
+    With ``checkpoint`` (a file path), the training and the statistics gathered so far are saved after every
+    epoch, a run killed midway resumes from its last epoch with the same result, and the file is removed
+    when the run is complete.
+    """
     config = config or ScoringConfig()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -174,14 +181,28 @@ def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progre
     train_cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                             weight_decay=config.weight_decay, mean=dataset.mean, std=dataset.std,
                             seed=config.seed, device=str(device))
+
+    def restore(state: dict) -> None:
+        for k in ("prev", "learned", "events"):
+            getattr(forgetting, k).copy_(state[k])
+        early.update({k: v.to(device) for k, v in state["early"].items()})
+        bar.update(state["epoch"])
+
+    saver = None if checkpoint is None else Checkpoint(
+        checkpoint, restore=restore,
+        state=lambda: {"prev": forgetting.prev.cpu(), "learned": forgetting.learned.cpu(),
+                       "events": forgetting.events.cpu(), "early": {k: v.cpu() for k, v in early.items()},
+                       "epoch": bar.n})
     result = train(model, dataset.train_x, dataset.train_y, train_cfg, val=(dataset.val_x, dataset.val_y),
-                   on_epoch=on_epoch, on_batch=forgetting)
+                   on_epoch=on_epoch, on_batch=forgetting, checkpoint=saver)
     bar.close()
     if result.diverged:
         raise ValueError(f"the pruning network {config.spec} diverged; lower lr (got {config.lr})")
     start = time.perf_counter()
     feats, logits = _features_and_logits(model, x_dev)
     feature_seconds = time.perf_counter() - start
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     return ScoringRun(
         config=asdict(config),
         dataset=dataset.name,

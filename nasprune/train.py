@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+CHECKPOINT_FORMAT = "nasprune.train-checkpoint/1"
 
 @dataclass
 class TrainConfig:
@@ -68,6 +70,44 @@ class TrainResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Checkpoint:
+    """Where ``train`` saves its state after every epoch, and resumes from when the file exists.
+
+    The model, optimiser, schedule, the batch/augmentation generator and the seconds spent so far are saved
+    atomically, so a resumed run ends exactly where an uninterrupted one would. ``state``/``restore`` carry
+    the caller's own per-epoch state (e.g. the scoring run's forgetting counts) in the same file. A file
+    written under another ``TrainConfig`` is refused.
+    """
+
+    path: str | Path
+    state: Callable[[], dict] = dict
+    restore: Callable[[dict], None] = lambda state: None
+
+    def save(self, payload: dict) -> None:
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"format": CHECKPOINT_FORMAT, **payload, "caller": self.state()}, tmp)
+        tmp.replace(path)
+
+    def load(self, config: TrainConfig) -> dict | None:
+        path = Path(self.path)
+        if not path.exists():
+            return None
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises several types for truncated or foreign files
+            raise ValueError(f"{path}: not a readable training checkpoint ({type(e).__name__}); delete it "
+                             "to start the training again") from None
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a nasprune training checkpoint; delete it to start again")
+        if payload["config"] != config.to_dict():
+            raise ValueError(f"{path}: a checkpoint of another training config ({payload['config']} against "
+                             f"{config.to_dict()}); delete it to start again")
+        return payload
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -135,12 +175,15 @@ def train(
     test: tuple[torch.Tensor, torch.Tensor] | None = None,
     on_epoch: Callable[[int, nn.Module, Callable[[], float | None]], None] | None = None,
     on_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on (train_x, train_y) and evaluate it on ``val`` and ``test``.
 
     ``on_epoch(epoch, model, val_acc_fn)`` runs after every epoch (``val_acc_fn()`` evaluates on
     ``val``); it may raise to stop the run, e.g. ``optuna.TrialPruned``. ``on_batch(indices, logits)``
-    sees every training step's example indices and detached logits (for forgetting statistics).
+    sees every training step's example indices and detached logits (for forgetting statistics). With a
+    ``checkpoint``, the state is saved after every epoch (after ``on_epoch``) and a run that finds the file
+    resumes after its last saved epoch.
     """
     if train_x.ndim != 4 or len(train_x) != len(train_y) or len(train_y) == 0:
         raise ValueError(
@@ -179,9 +222,18 @@ def train(
     diverged = False
     epoch_loss = float("nan")
     seen = 0
+    epochs_done, seconds_before = 0, 0.0
+    saved = checkpoint.load(config) if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["schedule"])
+        g.set_state(saved["generator"].to(g.get_state().device))
+        epochs_done, seconds_before, seen = saved["epoch"], saved["seconds"], saved["seen"]
+        history, epoch_loss = saved["history"], saved["train_loss"]
+        checkpoint.restore(saved["caller"])
     start = time.perf_counter()
-    epochs_done = 0
-    for epoch in range(config.epochs):
+    for epoch in range(epochs_done, config.epochs):
         perm = torch.randperm(n, generator=g, device=device)
         loss_sum = torch.zeros((), device=device)
         count = 0
@@ -212,9 +264,14 @@ def train(
         history.append({"epoch": epochs_done, "train_loss": epoch_loss})
         if on_epoch is not None:
             on_epoch(epochs_done, model, val_acc)
+        if checkpoint is not None:
+            checkpoint.save({"config": config.to_dict(), "epoch": epochs_done, "model": model.state_dict(),
+                             "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                             "generator": g.get_state().cpu(), "history": history, "train_loss": epoch_loss,
+                             "seen": seen, "seconds": seconds_before + time.perf_counter() - start})
     if cuda:
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = seconds_before + time.perf_counter() - start
     state = [t for t in model.state_dict().values() if t.is_floating_point()]  # parameters and BN statistics
     if diverged or not all(torch.isfinite(t).all() for t in state):
         diverged = True

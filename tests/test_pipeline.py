@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from nasprune.cli import main as cli_main
-from nasprune.pipeline import PipelineConfig, run_pipeline
+from nasprune.config import from_mapping
+from nasprune.pipeline import CandidateDraw, PipelineConfig, run_pipeline
 from nasprune.proxy import ProxySet
 
 TINY = {
@@ -35,7 +36,7 @@ def test_pipeline_runs_every_stage_then_resumes_without_redoing_them(tmp_path):
     config = PipelineConfig.load(_write(tmp_path, TINY))
     out = tmp_path / "run"
     logs: list[str] = []
-    paths = run_pipeline(config, out, progress=False, log=logs.append)
+    paths = run_pipeline(config, out, progress=False, log=logs.append).report
     jobs = pd.read_csv(paths["jobs.csv"])
     assert len(jobs) == 3 * 3  # (whole + 2 proxies) x 3 candidates x 1 seed
     table = pd.read_csv(paths["table1.csv"])
@@ -56,7 +57,7 @@ def test_pipeline_runs_every_stage_then_resumes_without_redoing_them(tmp_path):
     # a proxy file built with other settings than the config now asks for is refused, not reused
     changed = {**TINY, "proxies": {**TINY["proxies"], "influence": {"time_limit": 2, "l2": 1e-4}}}
     journal, recorded = (out / "optuna.journal").read_bytes(), (out / "pipeline.yaml").read_text()
-    with pytest.raises(ValueError, match=r"ours.json was built with other settings .*'influence'"):
+    with pytest.raises(ValueError, match=r"ours.json: was built with other settings .*'influence'"):
         run_pipeline(PipelineConfig.load(_write(tmp_path, changed, "changed.yaml")), out, progress=False,
                      log=logs.append)
     assert (out / "optuna.journal").read_bytes() == journal and (out / "pipeline.yaml").read_text() == recorded
@@ -67,30 +68,29 @@ def test_shipped_configs_load_and_cover_every_factor():
 
     for name in ("quick", "fmnist-ref", "paper"):
         config = PipelineConfig.load(name)
-        specs = [ConvNetSpec.from_id(c) for c in config.candidates()]
+        specs = [ConvNetSpec.from_id(c) for c in config.search.candidate_ids()]
         assert {s.act for s in specs} == {"sigmoid", "relu", "leakyrelu"}, name
-    assert len(PipelineConfig.load("paper").candidates()) == 720
-    assert len(PipelineConfig.load("fmnist-ref").candidates()) == 36
+    assert len(PipelineConfig.load("paper").search.candidate_ids()) == 720
+    assert len(PipelineConfig.load("fmnist-ref").search.candidate_ids()) == 36
 
 
 def test_reference_candidates_are_disjoint_from_the_development_set():
-    dev = PipelineConfig.load(Path(__file__).parents[1] / "results/objective-study/config.yaml").candidates()
-    ref = PipelineConfig.load("fmnist-ref").candidates()
+    dev = PipelineConfig.load(Path(__file__).parents[1] / "results/objective-study/config.yaml").search.candidate_ids()
+    ref = PipelineConfig.load("fmnist-ref").search.candidate_ids()
     assert len(dev) == 16 and not set(dev) & set(ref)
 
 
 def test_excluded_candidates_are_never_drawn():
     grid = {"grid": {"widths": [8]}, "count": 12, "seed": 0}
-    drawn = PipelineConfig(name="t", dataset={"name": "synthetic"}, search={"candidates": grid}).candidates()
-    again = PipelineConfig(name="t", dataset={"name": "synthetic"},
-                           search={"candidates": {**grid, "exclude": drawn[:5]}}).candidates()
+    drawn = from_mapping(CandidateDraw, grid).ids()
+    again = from_mapping(CandidateDraw, {**grid, "exclude": drawn[:5]}).ids()
     assert len(again) == 12 and not set(again) & set(drawn[:5])
 
 
 @pytest.mark.parametrize("change,match", [
-    ({"proxies": {"methods": ["magic"]}}, "unknown proxy method 'magic'"),
+    ({"proxies": {"methods": ["magic"]}}, "unknown method 'magic'"),
     ({"search": {"candidates": ["w8-d9-relu-none-none-x"]}}, "unknown candidate id"),
-    ({"colour": "red"}, "unknown keys"),
+    ({"colour": "red"}, "colour: unknown key"),
     ({"search": {"candidates": {"grid": {"widths": [8]}, "exclude": ["w8-d1-relu"]}}}, "cannot parse ConvNet id"),
     ({"proxies": {"sets": [{"name": "whole", "method": "random"}]}}, "not 'whole'"),
     ({"proxies": {"influence": {"target": "best"}}}, "unknown target 'best'"),
@@ -103,3 +103,17 @@ def test_bad_configs_are_refused_before_anything_runs(tmp_path, change, match):
 def test_cli_run_unknown_config_is_a_clear_error(capsys):
     assert cli_main(["run", "no-such-config"]) == 2
     assert "shipped configs: fmnist-ref, paper, quick" in capsys.readouterr().err
+
+
+def test_random_proxies_need_no_scoring_run(tmp_path):
+    doc = {**TINY, "proxies": {"per_class": 10, "sets": [{"name": "r0", "method": "random", "seed": 0},
+                                                         {"name": "r1", "method": "random", "seed": 1}]},
+           "search": {**TINY["search"], "candidates": TINY["search"]["candidates"][:1]}}
+    logs: list[str] = []
+    result = run_pipeline(PipelineConfig.load(_write(tmp_path, doc)), tmp_path / "run", progress=False,
+                          log=logs.append, report=False)
+    assert not (tmp_path / "run" / "scoring.pt").exists()
+    assert any("scoring run: not needed by random" in line for line in logs), logs
+    r0, r1 = (ProxySet.load(tmp_path / "run" / "proxies" / f"{n}.json") for n in ("r0", "r1"))
+    assert len(r0) == len(r1) == 40 and list(r0.indices) != list(r1.indices)
+    assert result.summary["complete"] == 3 and result.summary["failed"] == 0

@@ -1,0 +1,181 @@
+"""The one config validator: a mapping (from YAML, ``experiment.json`` or the CLI) into a typed dataclass.
+
+:func:`from_mapping` builds a config dataclass field by field against its type hints, so that an unknown
+key at any depth, a wrong type or a value the dataclass refuses is one :class:`ConfigError` that names the
+key, the value and what is expected, before any work starts::
+
+    >>> from_mapping(TrainConfig, {"epocs": 2}, "search.proxy_train")
+    ConfigError: search.proxy_train.epocs: unknown key (did you mean 'epochs'?); known keys: epochs, ...
+
+Every config dataclass of the pipeline goes through it: ``DatasetSpec``, ``TrainConfig``,
+``ScoringConfig``, ``InfluenceConfig``, the experiment (``nasprune/experiment.py``) and the ``nasprune run``
+config (``nasprune/pipeline.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Union
+
+__all__ = ["ConfigError", "check_fields", "from_mapping", "to_mapping"]
+
+
+class ConfigError(ValueError):
+    """A config value that is unknown, of the wrong type or refused; ``key`` is its dotted path."""
+
+    def __init__(self, problem: str, key: str = ""):
+        self.problem, self.key = problem, key
+        super().__init__(f"{key}: {problem}" if key else problem)
+
+    def under(self, prefix: str) -> "ConfigError":
+        """The same error with its key seen from one level up."""
+        return type(self)(self.problem, _join(prefix, self.key))
+
+
+def _join(prefix: str, key: str) -> str:
+    if not prefix:
+        return key
+    return f"{prefix}{key}" if key.startswith("[") or not key else f"{prefix}.{key}"
+
+
+# --- the validator -----------------------------------------------------------------------------------------------
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_mapping(cls: type, data: Any, where: str = "") -> Any:
+    """An instance of dataclass ``cls`` from ``data``, every field checked against its type hint.
+
+    An instance of ``cls`` is returned as it is. ``where`` is the key path of ``data`` in its file, for
+    messages. Raises :class:`ConfigError`.
+    """
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a mapping of {cls.__name__} settings, got {_show(data)}", where)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown key{hint}; known keys: {', '.join(fields)}", _join(where, str(key)))
+    missing = [name for name, f in fields.items() if name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing required key {missing[0]!r}", where)
+    hints = _hints(cls)
+    values = {key: _coerce(value, hints[key], _join(where, key)) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise e.under(where) from None
+    except (ValueError, TypeError) as e:  # the dataclass's own checks (__post_init__)
+        raise ConfigError(str(e), where) from None
+
+
+def check_fields(config: Any) -> None:
+    """Check (and convert, e.g. lists to tuples) every field of a dataclass instance in place, for a
+    dataclass that validates itself in ``__post_init__`` whichever way it was built."""
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        object.__setattr__(config, f.name, _coerce(getattr(config, f.name), hints[f.name], f.name))
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` as type ``tp``, or a ConfigError naming ``where``. Lists become tuples where the hint says so;
+    a float may be written as an int or in YAML's string form of scientific notation (``1e-5``)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as e:
+                errors.append(e)
+        if len(options) == 1 and errors[0].key != where:  # the mistake is inside the value: say where
+            raise errors[0]
+        same_shape = [e for a, e in zip(options, errors) if _shape(a) == _shape(type(value))]
+        if len(same_shape) == 1 and len(options) > 1:  # e.g. a mapping given where a list or a mapping is allowed
+            raise same_shape[0]
+        raise ConfigError(f"expected {' or '.join(_name(a) for a in args)}, got {_show(value)}", where)
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, {} if value is None else value, where)  # an empty YAML section: defaults
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*", value):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin in (list, tuple) or tp in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            item = args[0] if args else Any
+            items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+            return tuple(items) if (origin or tp) is tuple else items
+    elif origin is dict or tp is dict:
+        if isinstance(value, Mapping):
+            item = args[1] if args else Any
+            return {k: _coerce(v, item, _join(where, str(k))) for k, v in value.items()}
+    else:
+        raise TypeError(f"from_mapping cannot check type {tp!r} (at {where})")
+    raise ConfigError(f"expected {_name(tp)}, got {_show(value)}", where)
+
+
+def _shape(tp: Any) -> str:
+    origin = typing.get_origin(tp) or tp
+    if dataclasses.is_dataclass(tp) or origin is dict or (isinstance(origin, type) and issubclass(origin, Mapping)):
+        return "mapping"
+    return "list" if origin in (list, tuple) else "scalar"
+
+
+_PLURAL = {int: "ints", float: "numbers", str: "strings", bool: "booleans"}
+
+
+def _name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping of {tp.__name__} settings"
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (list, tuple) or tp in (list, tuple):
+        return f"a list of {_PLURAL.get(args[0], _name(args[0]))}" if args and args[0] is not Any else "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    return {int: "an int", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def to_mapping(config: Any) -> Any:
+    """A config dataclass as plain YAML/JSON values (tuples become lists): ``from_mapping`` reads it back."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: to_mapping(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, (list, tuple)):
+        return [to_mapping(v) for v in config]
+    if isinstance(config, Mapping):
+        return {k: to_mapping(v) for k, v in config.items()}
+    return config

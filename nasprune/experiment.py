@@ -1,0 +1,188 @@
+"""The experiment: dataset, candidates, training sets with their training configs, and seeds.
+
+Typed and validated at construction (mappings, e.g. from ``experiment.json``, go through
+:func:`nasprune.config.from_mapping`), so a bad experiment is refused before anything runs. Saved as
+``DIR/experiment.json``; a different experiment is never written over a stored one unless asked, and
+"different" is inequality of the dataclasses, so a file that spells a default out equals one that omits it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nasprune import __version__
+from nasprune.config import ConfigError, check_fields, from_mapping, to_mapping
+from nasprune.data import DatasetSpec
+from nasprune.train import TrainConfig
+from search_spaces.convnet import ConvNetSpec, SpecError
+
+__all__ = ["CONFIG_FILE", "FORMAT", "Experiment", "ExperimentError", "TrainingSet"]
+
+FORMAT = "nasprune.experiment/1"
+CONFIG_FILE = "experiment.json"
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class ExperimentError(ConfigError):
+    """An experiment that is invalid, or that differs from the one already stored."""
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """One training set: a proxy file, or None for the whole training split, and how to train on it.
+
+    ``proxy`` is taken from the experiment directory when relative. ``train`` may not set ``seed`` (each
+    job's seed is the experiment's); its ``mean``/``std`` left None mean the dataset's, so every training
+    set is normalised alike.
+    """
+
+    proxy: str | None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.seed != 0:
+            raise ConfigError("is set by the experiment's seeds; remove it here", "train.seed")
+
+    def config(self, mean: tuple[float, ...], std: tuple[float, ...], seed: int = 0) -> TrainConfig:
+        """The training config of one job: the dataset's normalisation unless set, and the job's seed."""
+        t = self.train
+        return dataclasses.replace(t, mean=t.mean if t.mean is not None else tuple(mean),
+                                   std=t.std if t.std is not None else tuple(std), seed=seed)
+
+
+@dataclass
+class Experiment:
+    """What to train and compare. Saved as ``DIR/experiment.json``.
+
+    Attributes:
+        name: names the Optuna studies (``"{name}:{training set}"``); letters, digits, ``._-``.
+        dataset: the data and split (:class:`~nasprune.data.DatasetSpec`; a mapping of its fields is accepted).
+        candidates: ConvNet spec ids, e.g. ``"w32-d3-relu-instancenorm-avgpooling"``.
+        training_sets: name -> :class:`TrainingSet` (or a mapping ``{"proxy": ..., "train": {...}}``).
+        seeds: one job per candidate, training set and seed; the seed drives initialisation and batches.
+        max_retries: a job whose training raises is tried at most ``1 + max_retries`` times.
+        storage: None for the journal file ``DIR/optuna.journal``, or an Optuna RDB URL.
+    """
+
+    name: str
+    dataset: DatasetSpec
+    candidates: list[str]
+    training_sets: dict[str, TrainingSet]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    max_retries: int = 2
+    storage: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            check_fields(self)
+        except ConfigError as e:
+            raise ExperimentError(e.problem, e.key) from None
+        if not _NAME.fullmatch(self.name):
+            raise ExperimentError(f"must be letters, digits, '.', '_' or '-', got {self.name!r}", "name")
+        self.dataset = dataclasses.replace(self.dataset, download=False)  # a stored experiment never downloads
+        _check_candidates(self.candidates)
+        if not self.training_sets:
+            raise ExperimentError("must name at least one training set", "training_sets")
+        for name in self.training_sets:
+            if not _NAME.fullmatch(name):
+                raise ExperimentError(f"a name is letters, digits, '.', '_' or '-', got {name!r}", "training_sets")
+        if not self.seeds or any(not 0 <= s < 2**31 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ExperimentError(f"must be distinct ints in [0, 2**31), got {self.seeds!r}", "seeds")
+        if self.max_retries < 0:
+            raise ExperimentError(f"must be an int >= 0, got {self.max_retries!r}", "max_retries")
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": __version__, **to_mapping(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "") -> "Experiment":
+        if not isinstance(d, dict):
+            raise ExperimentError(f"expected a JSON object, got {type(d).__name__}", where)
+        d = dict(d)
+        if d.pop("format", FORMAT) != FORMAT:
+            raise ExperimentError(f"not a nasprune experiment (format {FORMAT!r} expected)", where)
+        d.pop("version", None)
+        try:
+            return from_mapping(cls, d)
+        except ConfigError as e:
+            raise ExperimentError(e.problem, f"{where}: {e.key}" if where and e.key else where or e.key) from None
+
+    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``DIR/experiment.json``; a different experiment already there is refused unless ``overwrite``.
+
+        Adding training sets is not a difference: the stored ones and everything else must be unchanged,
+        so every finished job stays valid and only the new sets' jobs are queued.
+        """
+        path = Path(directory) / CONFIG_FILE
+        new = pretty(self.to_dict())
+        if path.exists() and not overwrite:
+            old = Experiment.load(directory)
+            if not self._extends(old):
+                raise ExperimentError(f"holds another experiment; pass overwrite=True to replace it "
+                                      f"(- stored, + new):\n{diff(pretty(old.to_dict()), new)}", str(path))
+            if self.training_sets.keys() == old.training_sets.keys():
+                return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(new + "\n")
+        tmp.replace(path)
+        return path
+
+    def _extends(self, old: "Experiment") -> bool:
+        """Whether this experiment is ``old`` itself, or ``old`` with training sets added."""
+        kept = {k: v for k, v in self.training_sets.items() if k in old.training_sets}
+        return kept.keys() == old.training_sets.keys() and dataclasses.replace(self, training_sets=kept) == old
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Experiment":
+        path = Path(directory) / CONFIG_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no {CONFIG_FILE} in {directory}: `nasprune run CONFIG --out {directory}` makes one, or write it "
+                "by hand (README.md, 'Search and reports')")
+        try:
+            doc = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ExperimentError(f"not valid JSON ({e})", str(path)) from None
+        return cls.from_dict(doc, str(path))
+
+    def jobs(self) -> list[tuple[str, str, int]]:
+        """Every (training set, candidate, seed), in the order workers take them: seed by seed, so a
+        partial run already holds one complete seed of every training set."""
+        return [(t, c, s) for s in self.seeds for t in self.training_sets for c in self.candidates]
+
+    def study_name(self, training_set: str) -> str:
+        return f"{self.name}:{training_set}"
+
+    def proxy_path(self, training_set: str, directory: str | os.PathLike) -> Path | None:
+        proxy = self.training_sets[training_set].proxy
+        return None if proxy is None else Path(directory) / proxy  # an absolute path stays as it is
+
+
+def _check_candidates(candidates: list[str]) -> None:
+    if not candidates:
+        raise ExperimentError("must be a non-empty list of spec ids", "candidates")
+    for i, c in enumerate(candidates):
+        try:
+            spec = ConvNetSpec.from_id(c)
+        except SpecError as e:
+            raise ExperimentError(f"unknown candidate id {c!r}: {e}", f"candidates[{i}]") from None
+        if spec.id != c:
+            raise ExperimentError(f"{c!r} is not canonical; write {spec.id!r}", f"candidates[{i}]")
+    if len(set(candidates)) != len(candidates):
+        raise ExperimentError("holds duplicate ids", "candidates")
+
+
+def pretty(d: dict) -> str:
+    return json.dumps(d, indent=2, sort_keys=False)
+
+
+def diff(old: str, new: str) -> str:
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), "stored", "new", lineterm="", n=1)
+    return "\n".join(list(lines)[2:])

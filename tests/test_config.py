@@ -1,0 +1,120 @@
+"""Configs: every mistake a user can make in a YAML config or experiment.json is one line naming the key."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from nasprune.config import ConfigError, from_mapping, to_mapping
+from nasprune.experiment import Experiment, ExperimentError
+from nasprune.pipeline import PipelineConfig
+from nasprune.prune import InfluenceConfig
+from nasprune.train import TrainConfig
+
+BASE = {
+    "name": "cfg",
+    "dataset": {"name": "synthetic"},
+    "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "epochs": 2, "score_epoch": 1},
+    "proxies": {"per_class": 10, "methods": ["random", "influence"], "influence": {"l2": 1.0e-3}},
+    "search": {"candidates": {"grid": {"widths": [8], "depths": [1]}, "count": 5, "seed": 0},
+               "seeds": [0], "workers": 1, "proxy_train": {"epochs": 2}, "whole_train": {"epochs": 1}},
+}
+
+
+def _with(section: str, **values) -> dict:
+    doc = json.loads(json.dumps(BASE))
+    doc[section].update(values)
+    return doc
+
+
+def _load(tmp_path, doc):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return PipelineConfig.load(path)
+
+
+# every row of the newcomer issue's list: (section, values, the message's key, what it says)
+MISTAKES = [
+    ("search", {"worker": 2}, "search.worker", "unknown key (did you mean 'workers'?)"),
+    ("proxies", {"per_clas": 50}, "proxies.per_clas", "unknown key (did you mean 'per_class'?)"),
+    ("scoring", {"epocs": 2}, "scoring.epocs", "unknown key (did you mean 'epochs'?)"),
+    ("scoring", {"epochs": "two"}, "scoring.epochs", "expected an int, got 'two' (str)"),
+    ("proxies", {"influence": {"l2s": 1e-3}}, "proxies.influence.l2s", "unknown key (did you mean 'l2'?)"),
+    ("search", {"seeds": 0}, "search.seeds", "expected a list of ints, got 0 (int)"),
+    ("search", {"candidates": {"grid": {"widths": [8]}, "count": "six"}}, "search.candidates.count",
+     "expected an int or null, got 'six' (str)"),
+    ("proxies", {"per_class": "100"}, "proxies.per_class", "expected an int, got '100' (str)"),
+    ("proxies", {"per_class": 0}, "proxies.per_class", "must be an int >= 1, got 0"),
+    ("search", {"proxy_train": {"epochs": 2, "lr": "fast"}}, "search.proxy_train.lr", "expected a number"),
+    ("search", {"proxy_train": {"seed": 3}}, "search.proxy_train.seed", "comes from search.seeds"),
+    ("proxies", {"methods": ["random", "herdin"]}, "proxies.methods[1]", "unknown method 'herdin'"),
+    ("dataset", {"val_sise": 100}, "dataset.val_sise", "unknown key (did you mean 'val_size'?)"),
+    ("search", {"candidates": ["w8-d1-relu-none-avgpool"]}, "search", "unknown candidate id"),
+]
+
+
+@pytest.mark.parametrize("section, values, key, says", MISTAKES, ids=[m[2] for m in MISTAKES])
+def test_each_config_mistake_is_refused_with_its_key(tmp_path, section, values, key, says):
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, _with(section, **values))
+    message = str(info.value)
+    assert f"cfg.yaml: {key}" in message and says in message, message
+    assert "\n" not in message
+
+
+def test_a_valid_config_is_typed_end_to_end(tmp_path):
+    config = _load(tmp_path, _with("proxies", sets=[{"name": "r1", "method": "random", "seed": 1},
+                                                    {"name": "ours", "method": "influence",
+                                                     "influence": {"target": "classwise"}}]))
+    assert isinstance(config.search.proxy_train, TrainConfig) and config.search.proxy_train.epochs == 2
+    r1, ours = config.proxies.resolved()
+    assert (r1.seed, ours.seed) == (1, 0)  # a set's own seed, else proxies.seed
+    assert InfluenceConfig(**ours.influence) == InfluenceConfig(l2=1e-3, target="classwise")
+    exp = config.experiment()
+    assert list(exp.training_sets) == ["whole", "r1", "ours"] and len(exp.candidates) == 5
+    assert exp.training_sets["ours"].proxy == "proxies/ours.json"
+    # written out and read back, the config is the same value
+    again = from_mapping(PipelineConfig, yaml.safe_load(yaml.safe_dump(to_mapping(config))))
+    assert again == config
+
+
+def test_scientific_notation_that_yaml_reads_as_a_string_is_a_number(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(BASE).replace("l2: 0.001", "l2: 1e-3"))
+    assert yaml.safe_load(path.read_text())["proxies"]["influence"]["l2"] == "1e-3"  # what YAML 1.1 does
+    assert PipelineConfig.load(path).proxies.resolved()[1].influence["l2"] == 1e-3
+
+
+def test_shipped_configs_load_and_the_stored_reference_experiment_is_the_same_value():
+    for name in ("quick", "fmnist-ref", "paper"):
+        PipelineConfig.load(name)
+    stored = Experiment.load("results/fmnist-ref")  # written by an earlier version, with partial train configs
+    assert PipelineConfig.load("fmnist-ref").experiment() == stored
+
+
+def test_experiment_json_mistakes_name_the_file_and_key(tmp_path):
+    exp = PipelineConfig.load("quick").experiment()
+    doc = exp.to_dict()
+    doc["training_sets"]["whole"]["train"]["epochs"] = "3"
+    (tmp_path / "experiment.json").write_text(json.dumps(doc))
+    with pytest.raises(ExperimentError, match=r"experiment.json: training_sets.whole.train.epochs: expected an int, "
+                                              r"got '3' \(str\)"):
+        Experiment.load(tmp_path)
+    (tmp_path / "experiment.json").write_text('{"name": "x", ')
+    with pytest.raises(ExperimentError, match=r"experiment.json: not valid JSON"):
+        Experiment.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"`nasprune run CONFIG --out"):
+        Experiment.load(tmp_path / "nowhere")
+
+
+def test_the_cli_prints_one_line_and_exits_2_on_a_bad_config(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_with("search", worker=2)))
+    done = subprocess.run([sys.executable, "-m", "nasprune.cli", "run", str(path), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "search.worker: unknown key (did you mean 'workers'?)" in done.stderr
+    assert not (tmp_path / "out").exists()  # refused before any work
