@@ -26,7 +26,7 @@ import yaml
 from nasprune.config import ConfigError, from_mapping, to_mapping
 from nasprune.data import DatasetSpec
 from nasprune.experiment import Experiment, ExperimentError, TrainingSet
-from nasprune.prune import METHODS, InfluenceConfig, build_proxy, needs_scoring_run
+from nasprune.prune import METHODS, InfluenceConfig, build_proxy, needs_scoring_run, uses_influence
 from nasprune.proxy import ProxySet
 from nasprune.report import write_report
 from nasprune.runner import run_search
@@ -263,7 +263,7 @@ def _check_proxy_config(proxy: ProxySet, s: ProxySpec, per_class: int, path: Pat
     """Refuse to reuse a proxy file built with other settings than the config asks for."""
     asked = {"method": s.method, "per_class": per_class, "seed": s.seed}
     built = {k: proxy.config.get(k) for k in asked}
-    if s.method in ("influence", "influence_score"):
+    if uses_influence(s.method):
         asked["influence"] = InfluenceConfig(**s.influence)
         try:  # fields added to InfluenceConfig since the file was written count at their defaults
             built["influence"] = from_mapping(InfluenceConfig, proxy.config.get("influence") or {})

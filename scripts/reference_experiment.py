@@ -80,15 +80,15 @@ def anatomy(directory: Path, config: PipelineConfig) -> list[str]:
     lines = ["## The proxies", "",
              "| proxy | target, l2 | Eq. 4 objective | norm(T) | lower bound | pruning-net acc on kept (%) | "
              "building it (min) |", "|---|---|---|---|---|---|---|"]
-    for s in config.proxy_sets():
+    for s in config.proxies.resolved():
         proxy = ProxySet.load(directory / "proxies" / f"{s['name']}.json")
         st, inf = proxy.stats, proxy.config.get("influence") or {}
         num = (lambda k: "" if st.get(k) is None else f"{st[k]:.4g}")
-        setting = f"{inf.get('target')}, {inf.get('l2'):g}" if s["method"] == "influence" else (
+        setting = f"{inf.get('target')}, {inf.get('l2'):g}" if s.method == "influence" else (
             f"l2 {inf.get('l2'):g}" if inf else "")
         objective = "" if proxy.objective is None else f"{proxy.objective:.4g}"
         lines.append(f"| {s['name']} | {setting} | {objective} | {num('t_norm')} | {num('lower_bound')} | "
-                     f"{st['pruning_net_acc_on_kept']:.1f} | {proxy.build_minutes():.1f} |")
+                     f"{num('pruning_net_acc_on_kept')} | {proxy.build_minutes():.1f} |")
     lines += ["", "T is the sum of all S_i. How the choice of target and l2 changes the proxy's ranking is measured "
               "on 16 other candidates in `results/objective-study/` (its table lists the objective beside "
               "norm(T) for every setting).", ""]
@@ -119,7 +119,7 @@ def write_readme(directory: Path, config: PipelineConfig, table: pd.DataFrame, p
         "| | paper (Table 1) | here |",
         "|---|---|---|",
         "| data | CIFAR-10, 50,000 training images | Fashion-MNIST, 50,000 train / 10,000 val / 10,000 test |",
-        f"| candidates | 720 ConvNets, widths 32-256 | {len(config.candidates())} ConvNets, widths 8-32, stratified "
+        f"| candidates | 720 ConvNets, widths 32-256 | {len(config.search.candidate_ids())} ConvNets, widths 8-32, stratified "
         "(every level of every factor; draw seed 2, the first whose estimated cost fit the budget), disjoint from "
         "the objective study's |",
         f"| proxy training | 100 epochs | {search['proxy_train']} |",
@@ -127,7 +127,7 @@ def write_readme(directory: Path, config: PipelineConfig, table: pd.DataFrame, p
         f"| seeds | 1 | {search['seeds']} |",
         "| pruning network | ResNet-18 (authors' code) | w64-d3-relu-instancenorm-avgpooling, 64-d bottleneck, 6 "
         f"epochs ({scoring_minutes:.0f} min, measured while other jobs shared the 2 cores) |",
-        f"| our proxy | literal Eq. 4 | Eq. 4 with {config.proxies.get('influence')} |",
+        f"| our proxy | literal Eq. 4 | Eq. 4 with {config.proxies.influence} |",
         "",
         *anatomy(directory, config),
         "## Goals (same run)",
@@ -183,8 +183,8 @@ def main() -> None:
     jobs = pd.read_csv(DIR / "jobs.csv")
     pairs = paired(jobs, args.n_boot)
     pairs.to_csv(DIR / "paired.csv", index=False)
-    prov = provenance(time.perf_counter() - start, seeds=config.search.get("seeds"),
-                      proxy_seed=config.proxies.get("seed", 0))
+    prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds),
+                      proxy_seed=config.proxies.seed)
     write_readme(DIR, config, table, pairs, job_status(DIR), prov)
     embed_table(Path("README.md"), DIR)
     print((DIR / "README.md").read_text())

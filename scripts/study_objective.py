@@ -46,17 +46,17 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[pd.Da
     jobs = load_jobs(directory)
     jobs.to_csv(directory / "jobs.csv", index=False)
     rows, paired = [], []
-    for s in config.proxy_sets():
-        name = s["name"]
+    for s in config.proxies.resolved():
+        name = s.name
         if name not in set(jobs.training_set):
             continue
         proxy = ProxySet.load(directory / "proxies" / f"{name}.json")
         m = compare(jobs, name, "whole", n_boot=n_boot)
         means = candidate_means(jobs, name)
         rows.append({
-            "proxy": name, "method": s["method"], "target": s["influence"].get("target") if s["method"] == "influence"
-            else None, "l2": s["influence"].get("l2") if s["method"] == "influence" else None,
-            "refit": s["influence"].get("refit", True) if s["method"] == "influence" else None,
+            "proxy": name, "method": s.method, "target": s.influence.get("target") if s.method == "influence"
+            else None, "l2": s.influence.get("l2") if s.method == "influence" else None,
+            "refit": s.influence.get("refit", True) if s.method == "influence" else None,
             "candidates": m["candidates"],
             **{k: m[k] for k in KEY_METRICS}, **{f"{k}_{e}": m[f"{k}_{e}"] for k in KEY_METRICS for e in ("lo", "hi")},
             "best_arch_test_acc": m["best_arch_test_acc"],
@@ -96,7 +96,7 @@ def write_readme(directory: Path, study: pd.DataFrame, paired: pd.DataFrame, sta
         f"- Jobs finished: {jobs_done} of {jobs_total}." + (" The study is still running: rerun the script to "
                                                            "resume it; no conclusion is drawn from a partial run."
                                                            if jobs_done < jobs_total else ""),
-        f"- Candidates: {len(config.candidates())} ConvNets of widths 8-32, a stratified development set disjoint "
+        f"- Candidates: {len(config.search.candidate_ids())} ConvNets of widths 8-32, a stratified development set disjoint "
         "from fmnist-ref's.",
         f"- Proxies: 100 images per class. Proxy training: {config.search['proxy_train']}; whole set (50,000 "
         f"images): {config.search['whole_train']}; seeds {config.search['seeds']}.",
@@ -226,8 +226,8 @@ def main() -> None:
     paired.to_csv(directory / "paired.csv", index=False)
     exp = config.experiment(directory)
     jobs_done = len(pd.read_csv(directory / "jobs.csv"))
-    prov = provenance(time.perf_counter() - start, seeds=config.search.get("seeds"),
-                      proxy_seeds={s["name"]: s["seed"] for s in config.proxy_sets()})
+    prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds),
+                      proxy_seeds={s.name: s.seed for s in config.proxies.resolved()})
     write_readme(directory, study, paired, stability, prov, config, jobs_done, len(exp.jobs()))
     print(f"{jobs_done} of {len(exp.jobs())} jobs finished")
     if len(study):

@@ -9,10 +9,10 @@ import torch
 from nasprune.cli import main as cli_main
 from nasprune.data import load_dataset
 from nasprune.influence import leave_group_out_check
-from nasprune.prune import METHODS, InfluenceConfig, build_proxy, influence_vectors
+from nasprune.prune import METHODS, InfluenceConfig, build_proxy, influence_vectors, needs_scoring_run
 from nasprune.proxy import ProxyError, ProxySet
 from nasprune.scoring import ScoringConfig, ScoringError, ScoringRun, _Forgetting, run_scoring
-from nasprune.selection import influence_objective, select_baseline
+from nasprune.selection import influence_objective, select
 
 SMALL = ScoringConfig(spec="w16-d2-relu-batchnorm-avgpooling", bottleneck=16, epochs=2, score_epoch=1, lr=0.05,
                       batch_size=128)
@@ -61,7 +61,7 @@ def test_scoring_run_file_round_trip_and_refusals(run, small_fmnist, tmp_path):
         ScoringRun.load(path, other)
     broken = tmp_path / "broken.pt"
     broken.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(ScoringError, match="not a readable scoring-run file"):
+    with pytest.raises(ScoringError, match="not a nasprune scoring-run file"):
         ScoringRun.load(broken)
     with pytest.raises(ScoringError, match="no scoring-run file"):
         ScoringRun.load(tmp_path / "missing.pt")
@@ -84,9 +84,10 @@ def test_every_method_keeps_exact_quotas_and_is_deterministic(run, small_fmnist,
     assert len(np.unique(a.indices)) == 200
     assert np.array_equal(a.indices, b.indices)
     assert torch.bincount(small_fmnist.train_y[a.indices], minlength=10).tolist() == [20] * 10
-    # the proxy's cost counts the scoring run, except for random, which does not use it
+    # the proxy's cost counts the scoring run, except for a method that does not use it (random)
     scoring = sum(run.seconds.values())
-    assert a.stats["proxy_seconds"] == pytest.approx(a.stats["selection_seconds"] + (method != "random") * scoring)
+    assert a.stats["proxy_seconds"] == pytest.approx(a.stats["selection_seconds"] + needs_scoring_run(method) * scoring)
+    assert a.stats["scoring_seconds"] == (scoring if needs_scoring_run(method) else None)
 
 
 @pytest.mark.parametrize("target", ["paper", "scaled", "classwise"])
@@ -94,7 +95,7 @@ def test_influence_beats_random_on_its_own_objective(run, small_fmnist, target):
     cfg = InfluenceConfig(target=target, l2=1e-3, time_limit=5, bound=True)
     proxy = build_proxy(small_fmnist, run, "influence", 20, influence=cfg)
     S, _ = influence_vectors(run, cfg)
-    randoms = [influence_objective(S, run.labels, select_baseline("random", run.labels, 20, seed=s).kept,
+    randoms = [influence_objective(S, run.labels, select("random", run.labels, 20, seed=s).kept,
                                    target=target) for s in range(5)]
     assert proxy.objective < min(randoms)
     assert proxy.objective == pytest.approx(influence_objective(S, run.labels, proxy.indices, target=target),
@@ -104,11 +105,52 @@ def test_influence_beats_random_on_its_own_objective(run, small_fmnist, target):
 
 
 def test_literal_target_keeps_hard_examples(run, small_fmnist):
-    """Anchors section 6: the literal Eq. 4 fills a small proxy with examples the network gets wrong."""
+    """results/objective-study/README.md: the literal Eq. 4 fills a small proxy with examples the network gets wrong."""
     literal = build_proxy(small_fmnist, run, "influence", 20, influence=InfluenceConfig(target="paper", l2=1e-3,
                                                                                       time_limit=5, bound=False))
     rnd = build_proxy(small_fmnist, run, "random", 20)
     assert literal.stats["pruning_net_acc_on_kept"] < rnd.stats["pruning_net_acc_on_kept"] - 20
+
+
+def test_nas_proxy_methods_keep_their_end_on_real_data(run, small_fmnist):
+    """On real Fashion-MNIST scores: easy keeps images the pruning net gets right, el2n the ones it gets wrong;
+    ccs never keeps the hardest 30% of a class by EL2N; entropy keeps a wider spread of prediction entropies
+    than random; moderate keeps neither the most central nor the most outlying features."""
+    acc = {m: build_proxy(small_fmnist, run, m, 20).stats["pruning_net_acc_on_kept"] for m in ("easy", "el2n")}
+    rnd = np.mean([build_proxy(small_fmnist, run, "random", 20, seed=s).stats["pruning_net_acc_on_kept"]
+                   for s in range(3)])
+    assert acc["el2n"] < rnd - 20 and acc["easy"] > rnd + 15
+    labels, el2n = run.labels.numpy(), run.el2n.numpy()
+    kept = build_proxy(small_fmnist, run, "ccs", 20).indices
+    for c in range(10):
+        idx = np.flatnonzero(labels == c)
+        hardest = idx[np.argsort(-el2n[idx])[:int(0.3 * len(idx))]]
+        assert not set(kept) & set(hardest)
+    logp = torch.log_softmax(run.logits.double(), 1)
+    log_entropy = torch.log10((-(logp.exp() * logp).sum(1)).clamp_min(1e-12)).numpy()
+
+    def spread(method, seed):
+        chosen = build_proxy(small_fmnist, run, method, 20, seed=seed).indices
+        return np.mean([log_entropy[chosen[labels[chosen] == c]].std() for c in range(10)])
+
+    assert np.mean([spread("entropy", s) for s in range(3)]) > 1.2 * np.mean([spread("random", s) for s in range(3)])
+    X = run.features.double().numpy()
+    kept = build_proxy(small_fmnist, run, "moderate", 20).indices
+    for c in range(10):
+        idx = np.flatnonzero(labels == c)
+        d = np.linalg.norm(X[idx] - np.median(X[idx], 0), axis=1)
+        kept_d = d[np.isin(idx, kept)]
+        assert np.quantile(d, 0.4) < kept_d.min() and kept_d.max() < np.quantile(d, 0.6)
+
+
+def test_random_proxy_without_a_scoring_run_matches_one_built_with_it(run, small_fmnist):
+    without = build_proxy(small_fmnist, method="random", per_class=20, seed=4)
+    with_run = build_proxy(small_fmnist, run, "random", 20, seed=4)
+    assert np.array_equal(without.indices, with_run.indices)
+    assert without.stats["pruning_net_acc_on_kept"] is None and with_run.stats["pruning_net_acc_on_kept"] > 50
+    assert without.config["scoring"] is None and with_run.config["scoring"] == run.config
+    with pytest.raises(ValueError, match="method 'entropy' selects from the scoring run's logits"):
+        build_proxy(small_fmnist, method="entropy", per_class=20)
 
 
 def test_proxy_file_round_trip_and_refusals(run, small_fmnist, tmp_path):
@@ -128,7 +170,7 @@ def test_proxy_file_round_trip_and_refusals(run, small_fmnist, tmp_path):
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(ProxyError, match="not a nasprune proxy file"):
         ProxySet.load(tmp_path / "junk.json")
-    with pytest.raises(ProxyError, match="built on fashion-mnist .* but is used with"):
+    with pytest.raises(ProxyError, match="built on other data than it is used with: the split differs in seed 0 -> 1"):
         ProxySet.load(path, load_dataset("fashion-mnist", train_size=3000, seed=1))
 
 

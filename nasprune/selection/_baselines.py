@@ -1,63 +1,44 @@
 """Baseline selections with the same exact per-class quotas as the influence method (paper section 6.3).
 
-Every baseline has the signature ``fn(labels, keep_per_class, *, seed=0, <its input>=...)`` and returns a
-SelectionResult. Scores and features are inputs: nothing here trains or scores a model.
+Every baseline has the signature ``fn(labels, keep_per_class, *, seed=0, <its input>=...)``, returns a
+SelectionResult and is registered in ``_registry``. Scores and features are inputs: nothing here trains or
+scores a model.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 from ._common import (SelectionResult, as_labels, as_matrix, as_scores, check_random_state, make_result,
-                      resolve_quota, single_threaded)
+                      per_class_groups, single_threaded, top_k_per_class)
+from ._registry import register_method
 
 Quota = int | Mapping[int, int]
 
 
-def _per_class(labels, keep_per_class: Quota):
-    """Validated labels, quota and, per class with a positive quota, (class, member indices, k)."""
-    labels = as_labels(labels)
-    quota = resolve_quota(labels, keep_per_class)
-    groups = [(c, np.flatnonzero(labels == c), k) for c, k in quota.items() if k > 0]
-    return labels, groups
-
-
-def _top_k_by_score(labels, keep_per_class: Quota, score: np.ndarray, seed, method: str,
-                    started: float) -> SelectionResult:
-    """Keep the k_c highest scores of each class; ties broken by one seeded random order."""
-    rng = check_random_state(seed)
-    labels, groups = _per_class(labels, keep_per_class)
-    tiebreak = rng.permutation(len(labels))
-    kept = []
-    for _, idx, k in groups:
-        order = np.lexsort((tiebreak[idx], -score[idx]))  # primary key: score descending
-        kept.append(idx[order[:k]])
-    kept = np.concatenate(kept) if kept else np.zeros(0, np.int64)
-    return make_result(kept, labels, len(labels), started=started, stats={"method": method})
-
-
+@register_method("random", inputs=(), keeps="uniform", stochastic=True)
 def random(labels, keep_per_class: Quota, *, seed=0) -> SelectionResult:
     """Uniformly random k_c examples of each class (the baseline every method must beat)."""
     started = time.perf_counter()
     rng = check_random_state(seed)
-    labels, groups = _per_class(labels, keep_per_class)
+    labels, groups = per_class_groups(labels, keep_per_class)
     kept = [rng.choice(idx, size=k, replace=False) for _, idx, k in groups]
     kept = np.concatenate(kept) if kept else np.zeros(0, np.int64)
     return make_result(kept, labels, len(labels), started=started, stats={"method": "random"})
 
 
+@register_method("herding", inputs=("features",), keeps="representative", stochastic=False)
 @single_threaded
 def herding(labels, keep_per_class: Quota, *, features, seed=0) -> SelectionResult:
     """Welling's herding per class: repeatedly add the example that brings the mean of the selected features
     closest to the class mean feature (Welling 2009). Deterministic; ``seed`` is unused."""
     started = time.perf_counter()
     check_random_state(seed)
-    labels, groups = _per_class(labels, keep_per_class)
+    labels, groups = per_class_groups(labels, keep_per_class)
     X = as_matrix(features, len(labels), "features").double()
     kept = []
     for _, idx, k in groups:
@@ -76,6 +57,7 @@ def herding(labels, keep_per_class: Quota, *, features, seed=0) -> SelectionResu
                        stats={"method": "herding"})
 
 
+@register_method("kcenter", inputs=("features",), keeps="diverse", stochastic=False)
 @single_threaded
 def kcenter(labels, keep_per_class: Quota, *, features, seed=0, start: str = "mean") -> SelectionResult:
     """k-center greedy per class: repeatedly add the example farthest from everything selected so far.
@@ -87,7 +69,7 @@ def kcenter(labels, keep_per_class: Quota, *, features, seed=0, start: str = "me
     if start not in ("mean", "random"):
         raise ValueError(f"start must be 'mean' or 'random', got {start!r}")
     rng = check_random_state(seed)
-    labels, groups = _per_class(labels, keep_per_class)
+    labels, groups = per_class_groups(labels, keep_per_class)
     X = as_matrix(features, len(labels), "features").double()
     kept = []
     for _, idx, k in groups:
@@ -107,6 +89,7 @@ def kcenter(labels, keep_per_class: Quota, *, features, seed=0, start: str = "me
                        stats={"method": "kcenter", "start": start})
 
 
+@register_method("forgetting", inputs=("forgetting_counts",), keeps="hardest", stochastic=False)
 def forgetting(labels, keep_per_class: Quota, *, forgetting_counts, seed=0) -> SelectionResult:
     """Keep the MOST forgotten examples of each class (Toneva et al.: forgettable examples are the informative
     ones; the paper's baseline "selects examples easy to be forgotten"). Counts are used as given, so the
@@ -115,27 +98,30 @@ def forgetting(labels, keep_per_class: Quota, *, forgetting_counts, seed=0) -> S
     started = time.perf_counter()
     labels = as_labels(labels)
     score = as_scores(forgetting_counts, len(labels), "forgetting_counts")
-    return _top_k_by_score(labels, keep_per_class, score, seed, "forgetting", started)
+    return top_k_per_class(labels, keep_per_class, score, seed, "forgetting", started)
 
 
+@register_method("grand", inputs=("grand",), keeps="hardest", stochastic=False)
 def grand(labels, keep_per_class: Quota, *, grand, seed=0) -> SelectionResult:
     """Keep the LARGEST GraNd scores (expected loss-gradient norm, Paul et al. 2021): large-gradient examples
     are the hard, informative ones. Ties broken by a seeded order."""
     started = time.perf_counter()
     labels = as_labels(labels)
     score = as_scores(grand, len(labels), "grand")
-    return _top_k_by_score(labels, keep_per_class, score, seed, "grand", started)
+    return top_k_per_class(labels, keep_per_class, score, seed, "grand", started)
 
 
+@register_method("el2n", inputs=("el2n",), keeps="hardest", stochastic=False)
 def el2n(labels, keep_per_class: Quota, *, el2n, seed=0) -> SelectionResult:
     """Keep the LARGEST EL2N scores (norm of softmax output minus one-hot label, Paul et al. 2021): large
     error norms mark hard examples. Ties broken by a seeded order."""
     started = time.perf_counter()
     labels = as_labels(labels)
     score = as_scores(el2n, len(labels), "el2n")
-    return _top_k_by_score(labels, keep_per_class, score, seed, "el2n", started)
+    return top_k_per_class(labels, keep_per_class, score, seed, "el2n", started)
 
 
+@register_method("influence_score", inputs=("S",), keeps="hardest", stochastic=False)
 def influence_score(labels, keep_per_class: Quota, *, S, seed=0) -> SelectionResult:
     """Keep the examples with the LARGEST influence norm ||S_i|| (Koh & Liang 2017): each example judged
     alone, without the group effect that Eq. 4 accounts for. Ties broken by a seeded order."""
@@ -143,38 +129,4 @@ def influence_score(labels, keep_per_class: Quota, *, S, seed=0) -> SelectionRes
     labels = as_labels(labels)
     S = as_matrix(S, len(labels), "S")
     norms = torch.linalg.vector_norm(S.double(), dim=1).numpy()
-    return _top_k_by_score(labels, keep_per_class, norms, seed, "influence_score", started)
-
-
-#: Baseline name -> selection function.
-BASELINES: dict[str, Callable[..., SelectionResult]] = {
-    "random": random,
-    "herding": herding,
-    "kcenter": kcenter,
-    "forgetting": forgetting,
-    "grand": grand,
-    "el2n": el2n,
-    "influence_score": influence_score,
-}
-
-
-def baseline_inputs(name: str) -> tuple[str, ...]:
-    """Names of the inputs (features, scores) that baseline ``name`` requires."""
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; known baselines: {sorted(BASELINES)}")
-    params = inspect.signature(BASELINES[name]).parameters.values()
-    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty)
-
-
-def select_baseline(name: str, labels, keep_per_class: Quota, *, seed=0, **inputs) -> SelectionResult:
-    """Run baseline ``name``, passing only the inputs it takes (one dict of all inputs serves every baseline).
-
-    Raises ValueError for an unknown name or a missing required input.
-    """
-    required = baseline_inputs(name)
-    missing = [key for key in required if key not in inputs]
-    if missing:
-        raise ValueError(f"baseline {name!r} needs input(s) {missing}; pass them as keyword arguments")
-    accepted = inspect.signature(BASELINES[name]).parameters
-    kwargs = {key: value for key, value in inputs.items() if key in accepted}
-    return BASELINES[name](labels, keep_per_class, seed=seed, **kwargs)
+    return top_k_per_class(labels, keep_per_class, norms, seed, "influence_score", started)

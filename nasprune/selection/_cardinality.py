@@ -334,7 +334,7 @@ def cardinality_prune(S: torch.Tensor, labels, keep_per_class: int | Mapping[int
         labels: (n,) integer class labels.
         keep_per_class: kept count per class (int or mapping, see ``resolve_quota``).
         target: key of ``TARGETS``: "paper" (literal Eq. 4), "scaled" or "classwise" (see the module docstring
-            and anchors section 6 for why the literal target can collapse to high-loss examples).
+            and results/objective-study/README.md for why the literal target collapses to high-loss examples).
         time_limit: wall seconds for the whole solve; the greedy start always completes.
         bound: also compute ``relaxation_bound`` (its time is stats["bound_seconds"], outside time_limit).
 

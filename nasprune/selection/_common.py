@@ -139,6 +139,28 @@ def resolve_quota(labels, keep_per_class: int | Mapping[int, int]) -> dict[int, 
     return {int(c): int(k) for c, k in quota.items()}
 
 
+def per_class_groups(labels, keep_per_class: int | Mapping[int, int]) -> tuple[np.ndarray, list]:
+    """Validated labels and, per class with a positive quota, (class, member indices, k_c)."""
+    labels = as_labels(labels)
+    quota = resolve_quota(labels, keep_per_class)
+    groups = [(c, np.flatnonzero(labels == c), k) for c, k in quota.items() if k > 0]
+    return labels, groups
+
+
+def top_k_per_class(labels, keep_per_class: int | Mapping[int, int], score: np.ndarray, seed, method: str,
+                    started: float, stats: dict | None = None) -> SelectionResult:
+    """Keep the k_c highest scores of each class; ties broken by one seeded random order."""
+    rng = check_random_state(seed)
+    labels, groups = per_class_groups(labels, keep_per_class)
+    tiebreak = rng.permutation(len(labels))
+    kept = []
+    for _, idx, k in groups:
+        order = np.lexsort((tiebreak[idx], -score[idx]))  # primary key: score descending
+        kept.append(idx[order[:k]])
+    kept = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    return make_result(kept, labels, len(labels), started=started, stats={"method": method, **(stats or {})})
+
+
 def per_class_counts(labels: np.ndarray, kept: np.ndarray) -> dict[int, int]:
     """Kept count for every class present in ``labels`` (0 for classes with nothing kept)."""
     classes = np.unique(labels)

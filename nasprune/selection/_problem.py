@@ -14,7 +14,7 @@ are float64; products with ``S`` run in S's own dtype (float32 S stays float32, 
 Targets (``TARGETS``; add an entry to add one):
     "paper": c = 0, target = T. The literal Eq. 4: the pruned set's summed influence is small. With a small
         kept set this means sum_kept S_i ~ T, which favours large S_i aligned with T, i.e. high-loss examples
-        (reference anchors, section 6: the kept set collapsed to mostly misclassified examples).
+        (results/objective-study/README.md: the kept set collapsed to mostly misclassified examples).
     "scaled": c = T/n, target = (k/n) T. The kept set's mean influence equals the full set's mean.
     "classwise": per class c_c = T_c/n_c, target_c = (k_c/n_c) T_c. The same per class; the objective
         decomposes over classes.
