@@ -1,99 +1,173 @@
 """The ``nasprune`` command: a thin layer over the Python API.
 
-Each subcommand has one ``_add_<name>(subparsers)`` function that declares its arguments and sets
-``func``, the function that runs it.
+Each subcommand has one ``_add_<name>(subparsers, common)`` function that declares its arguments and
+sets ``func``, the function that runs it; ``common`` holds the options every command takes (-v).
+Building the parser imports nothing heavy (no torch, pandas or optuna), so ``nasprune --help`` and a
+mistyped flag answer at once; each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 from nasprune import __version__
 
+#: ``nasprune.selection.TARGETS``, spelled out so that the parser needs no torch (tests/test_cli.py checks it).
+#: Methods are not: the selection registry (``nasprune.prune.METHODS``) is open, so ``prune`` checks the
+#: name when it runs, before loading any data.
+TARGET_NAMES = ("paper", "scaled", "classwise")
+#: ``nasprune.data.DATASETS``, likewise.
+DATASET_NAMES = ("fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic")
+EXPERIMENT_FILE = "experiment.json"
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Appends each option's default to its help: "(default: X)", or "(default: off)" for a flag.
+    An option whose default is None says what that means in its own help text."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or not action.option_strings or action.default in (None, argparse.SUPPRESS):
+            return text
+        if action.nargs == 0 and action.default is False:  # store_true
+            return f"{text} (default: off)"
+        return f"{text} (default: %(default)s)"
+
+
+def _at_least(low: int):
+    """An argparse type: an int >= ``low``; anything else is refused with exit code 2, naming the option."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show Optuna's and nasprune's info logs (default: off)")
     parser = argparse.ArgumentParser(
-        prog="nasprune",
-        description="Build proxy sets by dataset pruning and rank NAS candidates on them.",
-    )
-    parser.add_argument("--version", action="version", version=f"nasprune {__version__}")
+        prog="nasprune", formatter_class=_Formatter,
+        description="Build proxy sets by dataset pruning and rank NAS candidates on them.")
+    parser.add_argument("--version", action="version", version=f"nasprune {__version__}",
+                        help="print the version and exit")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Optuna's and nasprune's info logs (default: off)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_prune, _add_search, _add_report, _add_run):
-        add(sub)
+    for add in (_add_prune, _add_search, _add_status, _add_report, _add_run):
+        add(sub, common)
     return parser
+
+
+def _subparser(sub, common, name: str, **kwargs) -> argparse.ArgumentParser:
+    return sub.add_parser(name, parents=[common], formatter_class=_Formatter, **kwargs)
 
 
 # --- prune ---------------------------------------------------------------------------------------------------
 
 
-def _add_prune(sub) -> None:
-    p = sub.add_parser("prune", help="build a proxy set (scoring run + selection)",
-                       description="Train the pruning network once (or reuse --scores) and select a proxy set.")
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--root", default=None, help="dataset folder (default $NASPRUNE_DATA or ~/.cache/nasprune/data)")
+def _add_prune(sub, common) -> None:
+    p = _subparser(sub, common, "prune", help="build a proxy set (scoring run + selection)",
+                   description="Train the pruning network once (or reuse --scores) and select a proxy set. "
+                               "The scoring run takes about 40 minutes on a CPU for Fashion-MNIST; "
+                               "--method random needs none.")
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASET_NAMES, help="dataset to prune")
+    p.add_argument("--root", default=None,
+                   help="dataset folder (default: $NASPRUNE_DATA, else ~/.cache/nasprune/data)")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
-    p.add_argument("--val-size", type=int, default=None)
+    p.add_argument("--val-size", type=_at_least(1), default=None,
+                   help="validation images carved from the training set (default: 10000 for the MNIST family, "
+                        "5000 for CIFAR)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split")
-    p.add_argument("--train-size", type=int, default=None, help="keep a stratified subset of the training split")
-    p.add_argument("--method", default="influence", help="influence or a baseline: " + ", ".join(_methods()))
-    p.add_argument("--per-class", type=int, default=100)
+    p.add_argument("--train-size", type=_at_least(1), default=None,
+                   help="keep a stratified subset of the training split (default: all of it)")
+    p.add_argument("--method", default="influence", metavar="METHOD",
+                   help="a selection method of nasprune.selection: influence (ours), random, herding, kcenter, "
+                        "forgetting, grand, el2n, ... (an unknown name is answered with the full list)")
+    p.add_argument("--per-class", type=_at_least(1), default=100, metavar="K", help="images kept per class")
     p.add_argument("--seed", type=int, default=0, help="seed of the selection")
-    p.add_argument("--out", required=True, help="proxy file to write (JSON)")
-    p.add_argument("--scores", default=None,
-                   help="scoring-run file: reused if it exists, else written after the scoring run")
-    p.add_argument("--scoring-spec", default=None, help="pruning network, e.g. w64-d3-relu-instancenorm-avgpooling")
-    p.add_argument("--scoring-epochs", type=int, default=None)
-    p.add_argument("--target", default=None, help="influence target: paper, scaled, classwise")
-    p.add_argument("--l2", type=float, default=None, help="L2 of the last-layer refit")
-    p.add_argument("--solver", default=None, choices=["swap", "anneal"])
+    p.add_argument("--out", required=True, metavar="FILE", help="proxy file to write (JSON; required)")
+    p.add_argument("--scores", default=None, metavar="FILE",
+                   help="scoring-run file: reused if it exists, else written after the scoring run "
+                        "(default: none, the scoring run is not kept)")
+    p.add_argument("--scoring-spec", default=None, metavar="SPEC",
+                   help="pruning network (default: ScoringConfig's, w64-d3-relu-instancenorm-avgpooling)")
+    p.add_argument("--scoring-epochs", type=_at_least(1), default=None, metavar="E",
+                   help="epochs of the scoring run (default: ScoringConfig's, 6)")
+    p.add_argument("--target", default=None, choices=TARGET_NAMES,
+                   help="influence target (default: InfluenceConfig's, scaled)")
+    p.add_argument("--l2", type=_positive_float, default=None,
+                   help="L2 of the last-layer refit (default: InfluenceConfig's, 1e-5)")
+    p.add_argument("--solver", default=None, choices=["swap", "anneal"],
+                   help="influence selection solver (default: InfluenceConfig's, swap)")
     p.add_argument("--epsilon", type=float, default=None,
                    help="influence only: Eq. 3, prune as much as possible with ||sum pruned S|| <= EPSILON "
-                        "(target paper; --per-class is then ignored)")
-    p.add_argument("--time-limit", type=float, default=None, help="selection seconds (influence)")
-    p.add_argument("--device", default="auto")
+                        "(target paper; --per-class is then ignored) (default: unset, per-class quotas)")
+    p.add_argument("--time-limit", type=_positive_float, default=None, metavar="SECONDS",
+                   help="selection seconds, influence only (default: InfluenceConfig's, 60)")
+    p.add_argument("--device", default="auto", help="torch device of the scoring run: auto, cpu, cuda, ...")
     p.set_defaults(func=_run_prune)
-
-
-def _methods() -> list[str]:
-    from nasprune.prune import METHODS
-
-    return list(METHODS)
 
 
 def _run_prune(args) -> int:
     from dataclasses import replace
-    from pathlib import Path
 
     from nasprune.data import load_dataset
-    from nasprune.prune import InfluenceConfig, build_proxy
-    from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
+    from nasprune.prune import METHODS, InfluenceConfig, build_proxy, needs_scoring_run
 
-    if args.method not in _methods():
-        raise ValueError(f"unknown method {args.method!r}; choose one of {', '.join(_methods())}")
+    if args.method not in METHODS:
+        raise ValueError(f"unknown method {args.method!r}; choose one of {', '.join(METHODS)}")
     dataset = load_dataset(args.dataset, root=args.root, download=args.download, val_size=args.val_size,
                            seed=args.split_seed, train_size=args.train_size)
-    if args.scores and Path(args.scores).exists():
+    run = None
+    if not needs_scoring_run(args.method):
+        if args.scores:
+            print(f"{args.method} needs no scoring run; --scores {args.scores} is not used")
+    elif args.scores and Path(args.scores).exists():
+        from nasprune.scoring import ScoringRun
+
         run = ScoringRun.load(args.scores, dataset)
         print(f"reusing scoring run {args.scores} ({run.config['spec']}, val acc {run.val_acc:.1f}%)")
     else:
+        from nasprune.scoring import ScoringConfig, run_scoring
+
         overrides = {k: v for k, v in {"spec": args.scoring_spec, "epochs": args.scoring_epochs}.items() if v}
         config = ScoringConfig(**overrides, device=args.device)
         print(f"scoring run: training {config.spec} for {config.epochs} epochs on {len(dataset.train_y)} images")
         run = run_scoring(dataset, config, progress=True)
         if args.scores:
             run.save(args.scores)
-    influence = InfluenceConfig()
     changes = {"target": args.target, "l2": args.l2, "solver": args.solver, "time_limit": args.time_limit,
                "epsilon": args.epsilon}
-    influence = replace(influence, **{k: v for k, v in changes.items() if v is not None})
+    influence = replace(InfluenceConfig(), **{k: v for k, v in changes.items() if v is not None})
     proxy = build_proxy(dataset, run, args.method, args.per_class, seed=args.seed, influence=influence)
     proxy.save(args.out)
     s = proxy.stats
     extra = f", objective {proxy.objective:.4g} (||T|| {s['t_norm']:.4g})" if proxy.objective is not None else ""
+    if s.get("pruning_net_acc_on_kept") is not None:
+        extra += f"; pruning net acc on kept {s['pruning_net_acc_on_kept']:.1f}%"
     print(f"{args.method}: kept {len(proxy)} of {len(dataset.train_y)} images "
           f"({min(proxy.per_class.values())}-{max(proxy.per_class.values())} per class){extra}; "
-          f"pruning net acc on kept {s['pruning_net_acc_on_kept']:.1f}%; "
           f"selection {s['selection_seconds']:.1f}s -> {args.out}")
     return 0
 
@@ -101,18 +175,18 @@ def _run_prune(args) -> int:
 # --- search --------------------------------------------------------------------------------------------------
 
 
-def _add_search(sub) -> None:
-    p = sub.add_parser(
-        "search", help="train every candidate on every training set of an experiment (resumable)",
+def _add_search(sub, common) -> None:
+    p = _subparser(
+        sub, common, "search", help="train every candidate on every training set of an experiment (resumable)",
         description="Run the jobs of the experiment in DIR (DIR/experiment.json) that have not finished. "
                     "Rerun it to resume a killed run; run it on another machine with the same --storage URL "
                     "to join.")
-    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="worker processes (default 1; 0 runs the jobs in this process)")
+    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
+    p.add_argument("--workers", type=_at_least(0), default=1, metavar="N",
+                   help="worker processes; 0 runs the jobs in this process")
     p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
                    "the journal file DIR/optuna.journal)")
-    p.add_argument("--threads", type=int, metavar="T", help="torch threads per worker (default cpus / N)")
+    p.add_argument("--threads", type=_at_least(1), metavar="T", help="torch threads per worker (default: cpus / N)")
     p.add_argument("--retry-failed", action="store_true", help="give jobs that used up their retries one more try")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_search)
@@ -121,38 +195,144 @@ def _add_search(sub) -> None:
 def _search(args) -> int:
     from nasprune.runner import run_search
 
+    directory = _experiment_dir(args.experiment, "search")
     try:
-        s = run_search(args.experiment, workers=args.workers, storage=args.storage, threads=args.threads,
+        s = run_search(directory, workers=args.workers, storage=args.storage, threads=args.threads,
                        retry_failed=args.retry_failed, progress=not args.no_progress)
     except KeyboardInterrupt:
         print("nasprune search: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    print(f"{s['complete']} of {s['total']} jobs complete, {s['failed']} failed, {s['unfinished']} unfinished")
+    print(summary_line(s))
     return 0 if not s["failed"] and not any(s["worker_exitcodes"]) else 1
+
+
+def summary_line(s: dict) -> str:
+    """The line ``search`` and ``run`` end with, from a summary dict (total, complete, failed, unfinished)."""
+    return f"{s['complete']} of {s['total']} jobs complete, {s['failed']} failed, {s['unfinished']} unfinished"
+
+
+def _experiment_dir(path: str, command: str) -> Path:
+    """``path`` if it holds an experiment.json; else an error that names the commands that make one."""
+    directory = Path(path)
+    if not (directory / EXPERIMENT_FILE).is_file():
+        missing = "" if directory.is_dir() else " (the directory does not exist)"
+        raise FileNotFoundError(
+            f"no {EXPERIMENT_FILE} in {directory}{missing}; `nasprune {command}` needs one: create it with "
+            f"`nasprune run CONFIG --out {directory}`, or write {directory}/{EXPERIMENT_FILE} as in the README")
+    return directory
+
+
+def _searched(directory: Path, storage: str | None, command: str) -> bool:
+    """Whether a search has run in ``directory`` (checked without creating a journal); says so if not."""
+    from nasprune.report import search_has_run
+
+    if search_has_run(directory, storage):
+        return True
+    print(f"nasprune {command}: no search has run in {directory}; start one with "
+          f"`nasprune search --experiment {directory}`", file=sys.stderr)
+    return False
+
+
+# --- status --------------------------------------------------------------------------------------------------
+
+
+def _add_status(sub, common) -> None:
+    p = _subparser(
+        sub, common, "status", help="jobs per training set (done, running, failed, waiting) and the time left",
+        description="Count the jobs of the experiment in DIR by state, per training set, and estimate the "
+                    "time left: each unfinished job (waiting or running) is taken to last as long as the "
+                    "mean wall time of the finished jobs of its training set (of all finished jobs when its "
+                    "set has none yet), and their sum is divided by the number of running jobs, one per "
+                    "worker (with none running: the work left for one). Safe to run while a search runs, on "
+                    "any machine with the same --storage.")
+    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
+    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
+                   "the journal file DIR/optuna.journal)")
+    p.set_defaults(func=_status)
+
+
+def _status(args) -> int:
+    directory = _experiment_dir(args.experiment, "status")
+    if not _searched(directory, args.storage, "status"):
+        return 2
+    from nasprune.report import experiment_name, progress
+    from nasprune.runner import Experiment, job_status, load_jobs
+
+    status = job_status(directory, args.storage)
+    if status.empty:
+        print(f"nasprune status: no search has run in {directory}; start one with "
+              f"`nasprune search --experiment {directory}`", file=sys.stderr)
+        return 2
+    exp = Experiment.load(directory)
+    planned = {ts: len(exp.candidates) * len(exp.seeds) for ts in exp.training_sets}
+    table = progress(status, load_jobs(directory, args.storage), planned)
+    total = table[["done", "running", "failed", "waiting"]].sum()
+    print(f"{experiment_name(directory)} ({directory}): {int(total['done'])} of {int(total.sum())} jobs done, "
+          f"{int(total['running'])} running, {int(total['failed'])} failed, {int(total['waiting'])} waiting")
+    header = ["training set", "done", "running", "failed", "waiting", "mean job", "work left"]
+    rows = [[ts, *(str(int(r[c])) for c in ("done", "running", "failed", "waiting")),
+             "-" if r["mean_job_seconds"] != r["mean_job_seconds"] else f"{r['mean_job_seconds']:.1f} s",
+             _duration(r["left_seconds"])] for ts, r in table.iterrows()]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))]))
+    print(f"time left: {_time_left(table, directory)}")
+    return 0
+
+
+def _time_left(table, directory: Path) -> str:
+    """The rule of ``nasprune status --help``, in words."""
+    remaining, workers = int(table["running"].sum() + table["waiting"].sum()), int(table["running"].sum())
+    work = float(table["left_seconds"].sum())
+    if remaining == 0:
+        return "none, every job has finished or failed"
+    if table["job_seconds"].isna().all():
+        return f"unknown until a job finishes ({remaining} jobs to run)"
+    unmeasured = table["mean_job_seconds"].isna() & (table["running"] + table["waiting"] > 0)
+    guessed = " (sets with no finished job: the mean of all finished jobs)" if unmeasured.any() else ""
+    if workers == 0:
+        return (f"no worker is running; {_duration(work)} of work for one worker{guessed}; "
+                f"`nasprune search --experiment {directory}` continues")
+    return (f"about {_duration(work / workers)}: {remaining} jobs x the mean job time of their training set, "
+            f"over {workers} running worker{'s' if workers > 1 else ''}{guessed}")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # --- report --------------------------------------------------------------------------------------------------
 
 
-def _add_report(sub) -> None:
-    p = sub.add_parser(
-        "report", help="write jobs.csv, table1.csv/.md and plots for an experiment",
+def _add_report(sub, common) -> None:
+    p = _subparser(
+        sub, common, "report", help="write jobs.csv, table1.csv/.md and plots for an experiment",
         description="Read the finished jobs of the experiment in DIR from its storage and write jobs.csv, "
-                    "table1.csv, table1.md, proxy_vs_whole.png and table1.png into DIR.")
-    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json")
-    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's)")
-    p.add_argument("--whole", default="whole", metavar="NAME", help="the training set the proxies are "
-                   "compared with (default: whole)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+                    "table1.csv, table1.md, proxy_vs_whole.png and table1.png into DIR. Writes nothing when "
+                    "no job has finished.")
+    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
+    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
+                   "the journal file DIR/optuna.journal)")
+    p.add_argument("--whole", default="whole", metavar="NAME",
+                   help="the training set the proxies are compared with")
+    p.add_argument("--bootstrap", type=_at_least(1), default=1000, metavar="B", help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.set_defaults(func=_report)
 
 
 def _report(args) -> int:
+    directory = _experiment_dir(args.experiment, "report")
+    if not _searched(directory, args.storage, "report"):
+        return 2
     from nasprune.report import write_report
 
-    paths = write_report(args.experiment, storage=args.storage, whole=args.whole, n_boot=args.bootstrap,
-                         seed=args.seed)
+    paths = write_report(directory, storage=args.storage, whole=args.whole, n_boot=args.bootstrap, seed=args.seed)
     for path in paths.values():
         print(path)
     return 0
@@ -161,14 +341,19 @@ def _report(args) -> int:
 # --- run -----------------------------------------------------------------------------------------------------
 
 
-def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="the whole pipeline from one config: scoring, proxies, search, report",
-                       description="Run every stage of CONFIG whose output is missing (a killed run resumes). "
-                                   "CONFIG is a YAML file or a shipped config: quick, paper, fmnist-ref.")
+def _add_run(sub, common) -> None:
+    p = _subparser(sub, common, "run", help="the whole pipeline from one config: scoring, proxies, search, report",
+                   description="Run every stage of CONFIG whose output is missing (a killed run resumes). "
+                               "CONFIG is a YAML file or a shipped config: "
+                               + ", ".join(sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.yaml")))
+                               + ".")
     p.add_argument("config", help="YAML file or shipped config name")
-    p.add_argument("--out", default=None, help="run directory (default runs/<name>)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the config's)")
-    p.add_argument("--storage", default=None, help="Optuna RDB URL shared by several machines")
+    p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<the config's name>)")
+    p.add_argument("--workers", type=_at_least(0), default=None, metavar="N",
+                   help="worker processes (default: the config's search.workers)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna RDB URL shared by several machines (default: the config's, else the journal "
+                        "file DIR/optuna.journal)")
     p.set_defaults(func=_run_run)
 
 
@@ -176,18 +361,42 @@ def _run_run(args) -> int:
     from nasprune.pipeline import PipelineConfig, run_pipeline
 
     config = PipelineConfig.load(args.config)
-    out = args.out or f"runs/{config.name}"
-    paths = run_pipeline(config, out, workers=args.workers, storage=args.storage)
-    print(f"done: {paths['table1.md']}" if "table1.md" in paths else f"done: {out}")
-    return 0
+    out = Path(args.out or f"runs/{config.name}")
+    try:
+        result = run_pipeline(config, out, workers=args.workers, storage=args.storage)
+    except KeyboardInterrupt:
+        print("nasprune run: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    s = result.summary
+    print(summary_line(s))
+    print(f"done: {result.report['table1.md']}" if "table1.md" in result.report else f"done: {out}")
+    return 0 if not s["failed"] and not any(s.get("worker_exitcodes", ())) else 1
+
+
+# --- main ----------------------------------------------------------------------------------------------------
+
+
+def _quiet(verbose: bool) -> None:
+    """Warnings only, unless -v: Optuna logs a line per study created, which buries the progress bar."""
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(name)s: %(message)s")
+    logging.getLogger("nasprune").setLevel(level)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error argparse has printed (exit code 2)
+        return e.code if isinstance(e.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command != "prune":
+        _quiet(args.verbose)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as e:

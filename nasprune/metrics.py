@@ -8,9 +8,11 @@ validation and test accuracy, over the candidates finished on both sets:
 - ``best_arch_test_acc``: Wt of the candidate ranked first by P (the paper's "performance"). Ties in P
   go to the candidate id that sorts first.
 - ``spearman_top10``: Spearman between P and Wv over the 10 candidates ranked highest by P (the
-  paper's "correlation"; rank correlation is meaningful mainly among the strong candidates).
+  paper's "correlation"; rank correlation is meaningful mainly among the strong candidates). NaN
+  ("n/a") with fewer than 10 candidates: it would be Spearman over all of them under another name.
 - ``spearman_all``, ``kendall_all``: Spearman and Kendall tau-b between P and Wv over all candidates.
-- ``top10_overlap``: the share of P's top 10 that is also in Wv's top 10.
+- ``top10_overlap``: the share of P's top 10 that is also in Wv's top 10. NaN ("n/a") unless there
+  are more than 10 candidates: with 10 or fewer both top 10s hold every candidate and it is always 1.
 - ``regret``: max over candidates of Wt, minus Wt of P's choice (accuracy points; 0 is perfect). The
   whole set's own row is usually above 0: it is the cost of choosing by validation accuracy.
 
@@ -57,19 +59,18 @@ def point_metrics(proxy_val: np.ndarray, whole_val: np.ndarray, whole_test: np.n
     order = np.argsort(-proxy_val, kind="stable")  # proxy ranking, ties by position
     whole_order = np.argsort(-whole_val, kind="stable")
     chosen = order[0]
-    head = order[: min(top, n)]
+    head = order[:top]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant input: scipy warns and returns nan, which we keep
-        sp_top = stats.spearmanr(proxy_val[head], whole_val[head])[0] if len(head) >= 2 else float("nan")
+        sp_top = stats.spearmanr(proxy_val[head], whole_val[head])[0] if n >= max(top, 2) else float("nan")
         sp_all = stats.spearmanr(proxy_val, whole_val)[0] if n >= 2 else float("nan")
         kt_all = stats.kendalltau(proxy_val, whole_val)[0] if n >= 2 else float("nan")
-    kk = min(k, n)
     return {
         "best_arch_test_acc": float(whole_test[chosen]),
         f"spearman_top{top}": float(sp_top),
         "spearman_all": float(sp_all),
         "kendall_all": float(kt_all),
-        f"top{k}_overlap": len(set(order[:kk]) & set(whole_order[:kk])) / kk,
+        f"top{k}_overlap": len(set(order[:k]) & set(whole_order[:k])) / k if n > k else float("nan"),
         "regret": float(whole_test.max() - whole_test[chosen]),
     }
 

@@ -1,4 +1,6 @@
-"""Reports of an experiment: the per-job CSV, the Table-1 style table (CSV and Markdown) and two plots.
+"""Reports of an experiment: the per-job CSV, the Table-1 style table (CSV and Markdown) and two plots
+(each candidate's rank on a proxy against its rank on the whole set, and Table 1 as dots with intervals),
+all titled with the experiment's name; and :func:`progress`, the job counts ``nasprune status`` shows.
 
 ``table1.csv`` is always computed from ``jobs.csv`` as written (see :func:`table1_from_csv`), so anyone
 can recompute it from ``jobs.csv`` alone and get the same numbers.
@@ -7,7 +9,10 @@ can recompute it from ``jobs.csv`` alone and get the same numbers.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,33 +30,95 @@ def table1_from_csv(jobs_csv: str | os.PathLike, whole: str = "whole", *, n_boot
     return table1(pd.read_csv(jobs_csv), whole=whole, n_boot=n_boot, seed=seed, **kwargs)
 
 
+def experiment_name(experiment_dir: str | os.PathLike) -> str:
+    """The ``name`` in ``DIR/experiment.json`` (the config's name), else the directory's name."""
+    path = Path(experiment_dir) / "experiment.json"
+    try:
+        name = json.loads(path.read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name else Path(experiment_dir).name
+
+
+def search_has_run(experiment_dir: str | os.PathLike, storage: str | None = None) -> bool:
+    """Whether a search can have written results: an RDB URL is given (here or in experiment.json), or
+    the journal file ``DIR/optuna.journal`` exists. Reads only: opening a journal storage would create
+    the file."""
+    from nasprune._jobstore import JOURNAL_FILE
+
+    directory = Path(experiment_dir)
+    if storage is None:
+        try:
+            storage = json.loads((directory / "experiment.json").read_text()).get("storage")
+        except (OSError, ValueError, AttributeError):
+            storage = None
+    return storage is not None or (directory / JOURNAL_FILE).is_file()
+
+
 def write_report(experiment_dir: str | os.PathLike, *, storage: str | None = None, jobs: pd.DataFrame | None = None,
-                 whole: str = "whole", n_boot: int = 1000, seed: int = 0) -> dict[str, Path]:
+                 whole: str = "whole", n_boot: int = 1000, seed: int = 0, name: str | None = None) -> dict[str, Path]:
     """Write jobs.csv, table1.csv, table1.md, proxy_vs_whole.png and table1.png into the experiment dir.
 
     ``jobs`` defaults to :func:`nasprune.runner.load_jobs` of the experiment (finished jobs only); jobs
-    that failed for good are listed in table1.md. Returns the paths written, by name.
+    that failed for good are listed in table1.md. ``name`` (the title) defaults to the experiment's
+    name. Nothing is written, and no storage is created, when no job has finished. Returns the paths
+    written, by name.
     """
     directory = Path(experiment_dir)
     status = None
     if jobs is None:
+        if not search_has_run(directory, storage):
+            raise ValueError(f"no search has run in {directory}; run `nasprune search --experiment {directory}` "
+                             "first")
         from nasprune.runner import job_status, load_jobs
 
         jobs = load_jobs(directory, storage)
         status = job_status(directory, storage)
     if jobs.empty:
         raise ValueError(f"no finished jobs in {directory}; run `nasprune search --experiment {directory}` first")
+    title = name or experiment_name(directory)
     extra = [c for c in jobs.columns if c not in JOBS_CSV_COLUMNS]
-    paths = {name: directory / name for name in ("jobs.csv", "table1.csv", "table1.md", "proxy_vs_whole.png",
-                                                  "table1.png")}
+    paths = {f: directory / f for f in ("jobs.csv", "table1.csv", "table1.md", "proxy_vs_whole.png", "table1.png")}
     jobs[JOBS_CSV_COLUMNS + extra].to_csv(paths["jobs.csv"], index=False)
     table = table1_from_csv(paths["jobs.csv"], whole=whole, n_boot=n_boot, seed=seed)
     table.to_csv(paths["table1.csv"], index=False)
     reread = pd.read_csv(paths["jobs.csv"])
-    paths["table1.md"].write_text(markdown(table, reread, status=status, n_boot=n_boot, name=directory.name))
-    plot_proxy_vs_whole(reread, paths["proxy_vs_whole.png"], whole=whole)
-    plot_table1(table, paths["table1.png"])
+    paths["table1.md"].write_text(markdown(table, reread, status=status, n_boot=n_boot, name=title))
+    plot_proxy_vs_whole(reread, paths["proxy_vs_whole.png"], whole=whole, title=title)
+    plot_table1(table, paths["table1.png"], whole=whole, title=title)
     return paths
+
+
+def progress(status: pd.DataFrame, jobs: pd.DataFrame, planned: dict[str, int] | None = None) -> pd.DataFrame:
+    """Jobs per training set by state, with the work left, for ``nasprune status``.
+
+    ``status`` is :func:`nasprune.runner.job_status`, ``jobs`` :func:`nasprune.runner.load_jobs`, and
+    ``planned`` the number of jobs of each training set in the experiment (those of a set added since
+    the last search have no study yet, so ``status`` lacks them: they count as waiting). Columns:
+    ``done``, ``running``, ``failed`` (out of retries), ``waiting`` (queued or not yet queued),
+    ``mean_job_seconds`` (mean wall time of the set's finished jobs; NaN when none has finished),
+    ``job_seconds`` (the time each unfinished job is expected to take: that mean, else the mean of all
+    finished jobs) and ``left_seconds`` (running and waiting jobs times ``job_seconds``).
+    """
+    order = list(dict.fromkeys([*(planned or {}), *status["training_set"]]))
+    state = status["state"].replace({"complete": "done", "pending": "waiting"})
+    counts = pd.crosstab(status["training_set"], state).reindex(index=order, columns=["done", "running", "failed",
+                                                                                       "waiting"], fill_value=0)
+    if planned:
+        missing = pd.Series(planned).reindex(order).fillna(0) - counts.sum(axis=1)
+        counts["waiting"] += missing.clip(lower=0).astype(int)
+    seconds = jobs["wall_seconds"].fillna(jobs["seconds"]) if "wall_seconds" in jobs else jobs["seconds"]
+    mean = seconds.groupby(jobs["training_set"]).mean().reindex(order).astype(float)
+    per_job = mean.fillna(seconds.mean() if len(seconds) else np.nan)
+    return counts.assign(mean_job_seconds=mean, job_seconds=per_job,
+                         left_seconds=(counts["running"] + counts["waiting"]) * per_job)
+
+
+def _top_ks(table: pd.DataFrame) -> tuple[int, int]:
+    """The ``top`` of ``spearman_top<top>`` and the ``k`` of ``top<k>_overlap`` in a Table-1 frame."""
+    top = next(int(m[1]) for c in table.columns if (m := re.fullmatch(r"spearman_top(\d+)", c)))
+    k = next(int(m[1]) for c in table.columns if (m := re.fullmatch(r"top(\d+)_overlap", c)))
+    return top, k
 
 
 def _ci(row: pd.Series, metric: str, fmt: str) -> str:
@@ -64,26 +131,38 @@ def _ci(row: pd.Series, metric: str, fmt: str) -> str:
 
 def markdown(table: pd.DataFrame, jobs: pd.DataFrame, *, status: pd.DataFrame | None = None, n_boot: int = 1000,
              name: str = "") -> str:
-    """Table 1 as Markdown: the paper's columns first, then the extra metrics, with 95% intervals."""
-    header = ["training set", "best-arch test acc (%)", "Spearman (top 10)", "time (min)", "storage (images)",
-              "Spearman (all)", "Kendall (all)", "top-10 overlap", "regret (points)", "proxy (min)", "chosen"]
+    """Table 1 as Markdown: the paper's columns first, then the extra metrics, with 95% intervals.
+
+    The top-k columns are named by their k; with too few candidates they read "n/a" and a note says why.
+    """
+    top, k = _top_ks(table)
+    spearman_top, overlap = f"spearman_top{top}", f"top{k}_overlap"
+    header = ["training set", "best-arch test acc (%)", f"Spearman (top {top})", "time (min)", "storage (images)",
+              "Spearman (all)", "Kendall (all)", f"top-{k} overlap", "regret (points)", "proxy (min)", "chosen"]
     lines = [f"# Table 1{': ' + name if name else ''}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in table.iterrows():
-        cells = [str(r["training_set"]), _ci(r, "best_arch_test_acc", ".1f"), _ci(r, "spearman_top10", ".2f"),
+        cells = [str(r["training_set"]), _ci(r, "best_arch_test_acc", ".1f"), _ci(r, spearman_top, ".2f"),
                  format(r["search_minutes"], ".1f"), format(int(r["images"]), ",") if pd.notna(r["images"]) else "n/a",
-                 _ci(r, "spearman_all", ".2f"), _ci(r, "kendall_all", ".2f"), _ci(r, "top10_overlap", ".2f"),
+                 _ci(r, "spearman_all", ".2f"), _ci(r, "kendall_all", ".2f"), _ci(r, overlap, ".2f"),
                  _ci(r, "regret", ".2f"), format(r["proxy_minutes"], ".1f") if pd.notna(r["proxy_minutes"]) else "n/a",
                  f"`{r['chosen']}`"]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = sorted(jobs["seed"].unique().tolist())
-    lines += ["", f"{int(table['candidates'].max())} candidates, seeds {seeds}; accuracies are means over seeds. "
+    n = int(table["candidates"].max())
+    lines += ["", f"{n} candidates, seeds {seeds}; accuracies are means over seeds. "
               f"Brackets: 95% percentile bootstrap intervals over candidates ({n_boot} resamples). "
               "Best-arch: whole-set test accuracy of the candidate ranked first on the training set. Spearman "
-              "(top 10): proxy vs whole-set validation accuracy over the proxy's top 10. Regret: best whole-set "
+              f"(top {top}): proxy vs whole-set validation accuracy over the proxy's top {top}. Top-{k} overlap: "
+              f"the share of the proxy's top {k} in the whole set's top {k}. Regret: best whole-set "
               "test accuracy minus that of the proxy's choice. Time: sum of training seconds of the jobs; "
-              "proxy: building the proxy (scoring run and selection), when recorded.",
-              "", f"nasprune {__version__}, written {_dt.datetime.now().isoformat(timespec='seconds')}."]
+              "proxy: building the proxy (scoring run and selection), when recorded."]
+    short = [f"Spearman (top {top}) needs at least {top} candidates"] if (table["candidates"] < top).any() else []
+    short += [f"top-{k} overlap needs more than {k} (with {k} or fewer it is always 1)"] \
+        if (table["candidates"] <= k).any() else []
+    if short:
+        lines += ["", f"n/a: {' and '.join(short)}; this experiment has {int(table['candidates'].min())}."]
+    lines += ["", f"nasprune {__version__}, written {_dt.datetime.now().isoformat(timespec='seconds')}."]
     if status is not None:
         failed = status[status["state"] == "failed"]
         unfinished = status[~status["state"].isin(["complete", "failed"])]
@@ -105,51 +184,128 @@ def _pyplot():
     return plt
 
 
-def plot_proxy_vs_whole(jobs: pd.DataFrame, path: str | os.PathLike, whole: str = "whole") -> Path:
-    """One panel per proxy training set: its val accuracy (y) against the whole set's (x), per candidate."""
+def plot_proxy_vs_whole(jobs: pd.DataFrame, path: str | os.PathLike, whole: str = "whole", *, k: int = 10,
+                        title: str = "") -> Path:
+    """One panel per proxy training set: each candidate's rank on the proxy (y) against its rank on the
+    whole set (x), by mean validation accuracy (1 = best, ties share the mean rank).
+
+    Ranks, not accuracies: a small proxy gives lower accuracies than the whole set, so on accuracy axes
+    the line y = x means nothing, while on ranks it marks perfect agreement and the Spearman correlation
+    in the panel's title is the straightness of exactly these points. Candidates in the proxy's top ``k``
+    are coloured (only when there are more than ``k``), and the proxy's choice is ringed.
+    """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+    from scipy import stats
+
     from nasprune.metrics import candidate_means
 
     proxies = [t for t in dict.fromkeys(jobs["training_set"]) if t != whole]
     w = candidate_means(jobs, whole)["val_acc"]
     cols = max(1, min(3, len(proxies)))
     rows = max(1, int(np.ceil(len(proxies) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4 * cols, 5.5), 4.2 * rows + 1.2), squeeze=False,
+                             layout="constrained")
+    handles: dict[str, object] = {}
     for ax, ts in zip(axes.flat, proxies):
         p = candidate_means(jobs, ts)["val_acc"]
         both = pd.concat([w.rename("whole"), p.rename("proxy")], axis=1, join="inner").dropna()
-        top = both.sort_values("proxy", ascending=False, kind="stable").head(10)
-        ax.scatter(both["whole"], both["proxy"], s=14, color="0.6", label="candidates")
-        ax.scatter(top["whole"], top["proxy"], s=18, color="C3", label="proxy's top 10")
-        method = jobs.loc[jobs["training_set"] == ts, "method"].dropna()
-        ax.set_title(f"{ts}" + (f" ({method.iloc[0]})" if len(method) and method.iloc[0] != ts else ""))
-        ax.set_xlabel(f"{whole} val acc (%)")
-        ax.set_ylabel("proxy val acc (%)")
+        n = len(both)
+        x = stats.rankdata(-both["whole"].to_numpy())
+        y = stats.rankdata(-both["proxy"].to_numpy())
+        handles["same rank (y = x)"] = ax.plot([1, max(n, 1)], [1, max(n, 1)], color="0.5", lw=1, ls="--",
+                                               zorder=1)[0]
+        in_top = np.argsort(-both["proxy"].to_numpy(), kind="stable")[:k] if n > k else np.array([], int)
+        rest = np.setdiff1d(np.arange(n), in_top)
+        if len(in_top):
+            handles[f"proxy's top {k}"] = ax.scatter(x[in_top], y[in_top], s=22, color="C3", zorder=3)
+        label = "other candidates" if len(in_top) else "candidates"
+        if len(rest):
+            handles[label] = ax.scatter(x[rest], y[rest], s=18, color="C0" if not len(in_top) else "0.55", zorder=2)
+        if n:
+            first = int(np.argsort(-both["proxy"].to_numpy(), kind="stable")[0])
+            handles["proxy's choice"] = ax.scatter(x[first], y[first], s=110, facecolors="none", edgecolors="k",
+                                                   linewidths=1.2, zorder=4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant input: nan, shown as n/a
+            rho = stats.spearmanr(both["proxy"], both["whole"])[0] if n >= 2 else float("nan")
+            tau = stats.kendalltau(both["proxy"], both["whole"])[0] if n >= 2 else float("nan")
+        method = jobs.loc[jobs["training_set"] == ts, "method"].dropna() if "method" in jobs else pd.Series()
+        head = ts + (f" ({method.iloc[0]})" if len(method) and method.iloc[0] != ts else "")
+        ax.set_title(f"{head}\nSpearman {_num(rho)}, Kendall {_num(tau)}", fontsize=10)
+        ax.set_xlabel(f"rank on {whole} (1 = best val acc)")
+        ax.set_ylabel("rank on proxy")
+        ax.set_xlim(0, n + 1)
+        ax.set_ylim(0, n + 1)
+        ax.set_aspect("equal")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(proxies):]:
         ax.axis("off")
-    if proxies:
-        axes.flat[0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    n_all = len(w)
+    fig.suptitle(f"{title + chr(10) if title else ''}proxy vs {whole}: ranks of {n_all} candidates by mean "
+                 "val acc over seeds", fontsize=11)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=9, frameon=False,
+                   ncol=len(handles) if cols > 1 else 2)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
 
 
-def plot_table1(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Bars per training set: best-arch test accuracy, top-10 Spearman and regret, with 95% intervals."""
+def _num(x: float) -> str:
+    return "n/a" if pd.isna(x) else f"{x:.2f}"
+
+
+def plot_table1(table: pd.DataFrame, path: str | os.PathLike, whole: str = "whole", *, title: str = "") -> Path:
+    """A dot plot per metric: each training set's value with its 95% bootstrap interval, on an axis
+    zoomed to the data so that small differences show. The whole set's value is a dashed line; its
+    rank correlations with itself are 1 by definition and are not drawn."""
     plt = _pyplot()
-    metrics = [("best_arch_test_acc", "best-arch test acc (%)"), ("spearman_top10", "Spearman (top 10)"),
-               ("regret", "regret (points)")]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
-    x = np.arange(len(table))
-    for ax, (m, label) in zip(axes, metrics):
+    from matplotlib.ticker import MaxNLocator
+
+    top, _ = _top_ks(table)
+    if table[f"spearman_top{top}"].notna().any():
+        spearman, spearman_label = f"spearman_top{top}", f"Spearman (top {top})"
+    else:  # too few candidates for the top-k one
+        spearman, spearman_label = "spearman_all", f"Spearman (all; top {top} n/a)"
+    # (column, label, whether the whole set's own row is drawn, the narrowest x range shown)
+    metrics = [("best_arch_test_acc", "best-arch test acc (%)", True, 2.0), (spearman, spearman_label, False, 0.4),
+               ("kendall_all", "Kendall (all)", False, 0.4), ("regret", "regret (points, lower is better)", True, 2.0)]
+    names = table["training_set"].tolist()
+    y = np.arange(len(names))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics) + 1.2, 0.42 * len(names) + 1.6),
+                             sharey=True)
+    for ax, (m, label, with_whole, span) in zip(axes, metrics):
         v = table[m].to_numpy(float)
-        err = np.vstack([v - table[f"{m}_lo"].to_numpy(float), table[f"{m}_hi"].to_numpy(float) - v])
-        ax.bar(x, np.nan_to_num(v), yerr=np.nan_to_num(np.clip(err, 0, None)), color="C0", capsize=3)
-        ax.set_xticks(x, table["training_set"], rotation=30, ha="right")
-        ax.set_title(label)
-        ax.grid(axis="y", alpha=0.3)
+        lo, hi = table[f"{m}_lo"].to_numpy(float), table[f"{m}_hi"].to_numpy(float)
+        is_whole = table["training_set"].to_numpy() == whole
+        shown = np.isfinite(v) & (with_whole | ~is_whole)
+        err = np.vstack([np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)])
+        ax.errorbar(v[shown], y[shown], xerr=np.nan_to_num(err[:, shown]), fmt="o", color="C0", ms=5, capsize=3,
+                    lw=1.2)
+        if with_whole and is_whole.any() and np.isfinite(v[is_whole][0]):
+            ax.axvline(v[is_whole][0], color="0.4", ls="--", lw=1)
+            ax.errorbar(v[is_whole], y[is_whole], xerr=np.nan_to_num(err[:, is_whole]), fmt="s", color="k", ms=5,
+                        capsize=3, lw=1.2)
+        for i in np.flatnonzero(~shown):
+            note = "1 (itself)" if is_whole[i] else "n/a"
+            ax.annotate(note, (0.02, y[i]), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+                        color="0.4")
+        ax.set_title(label, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        drawn = np.concatenate([v[shown], lo[shown], hi[shown], v[is_whole] if with_whole else []])
+        drawn = drawn[np.isfinite(drawn)]
+        if len(drawn):  # zoomed to the data, but never so far that equal values fill the axis with noise
+            left, right = drawn.min(), drawn.max()
+            pad = max((right - left) * 0.12, (span - (right - left)) / 2, 0)
+            ax.set_xlim(left - pad, right + pad)
+        ax.xaxis.set_major_locator(MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))
+    axes[0].set_yticks(y, names)
+    axes[0].set_ylim(len(names) - 0.5, -0.5)  # first training set on top
+    fig.suptitle(f"{title + ': ' if title else ''}Table 1, each training set with its 95% bootstrap interval over "
+                 f"candidates (dashed: {whole})", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

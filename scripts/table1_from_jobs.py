@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasprune.report import markdown, table1_from_csv
+from nasprune.report import markdown, table1_from_csv, experiment_name
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     if args.write:
         table.to_csv(path.parent / "table1.csv", index=False)
         (path.parent / "table1.md").write_text(markdown(table, pd.read_csv(path), n_boot=args.bootstrap,
-                                                        name=path.parent.name))
+                                                        name=experiment_name(path.parent)))
     print(table.to_string(index=False))
 
 

@@ -110,3 +110,29 @@ def test_table1_rows_columns_and_costs(random_jobs):
     assert t.loc[0, "proxy_minutes"] == 2.5 and np.isnan(table1(jobs, n_boot=10).loc[0, "proxy_minutes"])
     with pytest.raises(ValueError, match="no finished jobs on the whole training set 'full'"):
         table1(jobs, whole="full")
+
+
+@pytest.mark.parametrize("n", [6, 10, 11, 24])
+def test_top_k_metrics_are_nan_with_too_few_candidates(n):
+    rng = np.random.default_rng(n)
+    whole = rng.uniform(40, 90, n)
+    proxy = whole + rng.normal(0, 8, n)
+    m = point_metrics(proxy, whole, whole)
+    top, whole_top = np.argsort(-proxy)[:10], np.argsort(-whole)[:10]
+    if n < 10:  # "top 10" would be every candidate
+        assert np.isnan(m["spearman_top10"])
+    else:
+        assert m["spearman_top10"] == pytest.approx(stats.spearmanr(proxy[top], whole[top])[0])
+    if n <= 10:  # both top 10s would hold every candidate: always 1
+        assert np.isnan(m["top10_overlap"])
+    else:
+        assert m["top10_overlap"] == len(set(top) & set(whole_top)) / 10
+    assert m["spearman_all"] == pytest.approx(stats.spearmanr(proxy, whole)[0])  # the rest is unaffected
+
+
+def test_table1_with_six_candidates_marks_top_k_columns_nan():
+    whole = np.linspace(50, 80, 6)
+    t = table1(_jobs({"p": whole[::-1].copy()}, whole, whole), n_boot=20)
+    for col in ("spearman_top10", "spearman_top10_lo", "spearman_top10_hi", "top10_overlap", "top10_overlap_lo"):
+        assert t[col].isna().all(), col
+    assert t.loc[0, "spearman_all"] == pytest.approx(-1.0) and (t["candidates"] == 6).all()

@@ -1,12 +1,15 @@
 """Reports: every file written, table1.csv recomputable from jobs.csv alone, the CLI end to end."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from nasprune.cli import main
 from nasprune.proxy import ProxySet
-from nasprune.report import JOBS_CSV_COLUMNS, table1_from_csv, write_report
+from nasprune.metrics import table1
+from nasprune.report import JOBS_CSV_COLUMNS, markdown, progress, table1_from_csv, write_report
 from nasprune.runner import Experiment, run_search
 
 FILES = ("jobs.csv", "table1.csv", "table1.md", "proxy_vs_whole.png", "table1.png")
@@ -49,6 +52,53 @@ def test_write_report_writes_everything_and_table1_is_recomputable(tmp_path):
 def test_report_without_jobs_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no finished jobs"):
         write_report(tmp_path, jobs=hand_built_jobs().iloc[:0])
+
+
+def test_report_before_any_search_writes_nothing(tmp_path, synthetic):
+    Experiment(name="never-ran", dataset={"name": "synthetic"}, candidates=["w8-d1-relu-none-avgpooling"],
+               training_sets={"whole": {"proxy": None}}).save(tmp_path)
+    with pytest.raises(ValueError, match=f"no search has run in {tmp_path}; run `nasprune search --experiment "):
+        write_report(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["experiment.json"]  # no journal, no report files
+
+
+def six_candidates() -> pd.DataFrame:
+    """Two proxies and the whole set on 6 candidates, as `nasprune run quick` has."""
+    jobs = hand_built_jobs()
+    return jobs[jobs["candidate"].isin(sorted(set(jobs["candidate"]))[:6])].reset_index(drop=True)
+
+
+def test_top_k_columns_read_n_a_with_too_few_candidates_and_the_title_is_the_config_name(tmp_path):
+    (tmp_path / "experiment.json").write_text(json.dumps({"name": "quick-like"}))
+    write_report(tmp_path, jobs=six_candidates(), n_boot=50)
+    md = (tmp_path / "table1.md").read_text()
+    assert md.startswith("# Table 1: quick-like\n") and tmp_path.name not in md
+    rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| ours") or line.startswith("| whole")]
+    assert len(rows) == 2 and all(r[2] == "n/a" and r[7] == "n/a" for r in rows)  # Spearman (top 10), top-10 overlap
+    assert all(r[5] != "n/a" for r in rows)  # Spearman (all) is computed
+    assert ("n/a: Spearman (top 10) needs at least 10 candidates and top-10 overlap needs more than 10 "
+            "(with 10 or fewer it is always 1); this experiment has 6.") in md
+    full = (write_report(tmp_path, jobs=hand_built_jobs(), n_boot=50), (tmp_path / "table1.md").read_text())[1]
+    assert "n/a: " not in full and "| top-10 overlap |" in full
+
+
+def test_top_k_header_follows_the_tables_k():
+    table = table1(hand_built_jobs(), n_boot=20, top=5, k=3)
+    md = markdown(table, hand_built_jobs(), n_boot=20)
+    assert "| Spearman (top 5) |" in md and "| top-3 overlap |" in md and "over the proxy's top 5" in md
+
+
+def test_progress_counts_states_and_work_left():
+    status = pd.DataFrame({"training_set": ["a"] * 4 + ["b"] * 2,
+                           "state": ["complete", "complete", "running", "pending", "failed", "waiting"]})
+    jobs = pd.DataFrame({"training_set": ["a", "a", "x"], "seconds": [1.0, 2.0, 5.0],
+                         "wall_seconds": [10.0, 20.0, np.nan]})
+    t = progress(status, jobs, {"a": 4, "b": 2, "c": 3})
+    assert t.index.tolist() == ["a", "b", "c"]
+    assert t[["done", "running", "failed", "waiting"]].values.tolist() == [[2, 1, 0, 1], [0, 0, 1, 1], [0, 0, 0, 3]]
+    assert t.loc["a", "mean_job_seconds"] == 15.0 and np.isnan(t.loc["b", "mean_job_seconds"])
+    mean_all = (10 + 20 + 5) / 3  # a wall_seconds left empty falls back to seconds
+    assert t.loc["a", "left_seconds"] == 2 * 15.0 and t.loc["c", "left_seconds"] == pytest.approx(3 * mean_all)
 
 
 def test_search_and_report_commands_end_to_end(tmp_path, synthetic, capsys):
