@@ -199,11 +199,16 @@ def _search(args) -> int:
     try:
         s = run_search(directory, workers=args.workers, storage=args.storage, threads=args.threads,
                        retry_failed=args.retry_failed, progress=not args.no_progress)
-    except KeyboardInterrupt:
-        print("nasprune search: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted("search", e)
     print(summary_line(s))
     return 0 if not s["failed"] and not any(s["worker_exitcodes"]) else 1
+
+
+def _interrupted(command: str, e: KeyboardInterrupt) -> int:
+    """Ctrl-C or SIGTERM: say how to resume; exit 128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
+    print(f"nasprune {command}: interrupted; run the same command again to resume", file=sys.stderr)
+    return 128 + getattr(e, "signum", 2)
 
 
 def summary_line(s: dict) -> str:
@@ -364,9 +369,8 @@ def _run_run(args) -> int:
     out = Path(args.out or f"runs/{config.name}")
     try:
         result = run_pipeline(config, out, workers=args.workers, storage=args.storage)
-    except KeyboardInterrupt:
-        print("nasprune run: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted("run", e)
     s = result.summary
     print(summary_line(s))
     print(f"done: {result.report['table1.md']}" if "table1.md" in result.report else f"done: {out}")

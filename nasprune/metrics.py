@@ -119,7 +119,8 @@ def paired_difference(jobs: pd.DataFrame, proxy_a: str, proxy_b: str, metric: st
     Returns ``{"estimate", "lo", "hi", "candidates"}``.
     """
     means = {name: candidate_means(jobs, name) for name in (proxy_a, proxy_b, whole)}
-    common = sorted(set.intersection(*(set(m.dropna(subset=["val_acc", "test_acc"]).index) for m in means.values())))
+    needed = {proxy_a: ["val_acc"], proxy_b: ["val_acc"], whole: ["val_acc", "test_acc"]}  # proxies need no test
+    common = sorted(set.intersection(*(set(means[n].dropna(subset=needed[n]).index) for n in means)))
     a, b = (means[n].loc[common, "val_acc"].to_numpy(float) for n in (proxy_a, proxy_b))
     wv, wt = (means[whole].loc[common, c].to_numpy(float) for c in ("val_acc", "test_acc"))
 

@@ -251,7 +251,7 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     workers = workers if workers is not None else config.search.workers
     log(f"[3/4] search: {len(exp.candidates)} candidates x {len(exp.training_sets)} training sets x "
         f"{len(exp.seeds)} seeds, {workers} worker(s)")
-    summary = run_search(directory, workers=workers, storage=storage or exp.storage, progress=progress)
+    summary = run_search(directory, workers=workers, storage=storage or exp.storage, progress=progress, log=log)
     if not report:
         return PipelineResult(summary, {})
     written = write_report(directory, storage=storage or exp.storage)

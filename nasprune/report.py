@@ -44,7 +44,7 @@ def search_has_run(experiment_dir: str | os.PathLike, storage: str | None = None
     """Whether a search can have written results: an RDB URL is given (here or in experiment.json), or
     the journal file ``DIR/optuna.journal`` exists. Reads only: opening a journal storage would create
     the file."""
-    from nasprune._jobstore import JOURNAL_FILE
+    from nasprune.jobs import JOURNAL_FILE
 
     directory = Path(experiment_dir)
     if storage is None:
@@ -70,7 +70,7 @@ def write_report(experiment_dir: str | os.PathLike, *, storage: str | None = Non
         if not search_has_run(directory, storage):
             raise ValueError(f"no search has run in {directory}; run `nasprune search --experiment {directory}` "
                              "first")
-        from nasprune.runner import job_status, load_jobs
+        from nasprune.jobs import job_status, load_jobs
 
         jobs = load_jobs(directory, storage)
         status = job_status(directory, storage)

@@ -1,17 +1,16 @@
-"""The NAS runner: train every candidate on every training set of an experiment, through Optuna storage.
+"""The NAS runner: workers that train every candidate on every training set of an experiment.
 
 An experiment (``DIR/experiment.json``, see :class:`Experiment`) is a dataset, candidate spec ids, named
 training sets (the whole training split, or a ProxySet file) each with its TrainConfig, and seeds.
-Every (training set, candidate, seed) is one *job*. Each training set is one Optuna study named
-``"{experiment}:{training set}"``; each job is a trial whose params are the spec's factors plus the
-seed, whose user attrs hold the metrics, and whose value is the validation accuracy in percent.
+Every (training set, candidate, seed) is one *job*, kept as Optuna trials by :mod:`nasprune.jobs`
+(queue, claim, heartbeat, complete, fail, retry, recover, read back).
 
 :func:`run_search` checks everything that can be refused (config, candidates, proxies, storage) before
 touching the studies, queues the jobs that are not done, and spawns workers that claim and run them.
-It resumes a killed run: finished jobs are kept, and the jobs of dead workers are run again (see
-:mod:`nasprune._jobstore` for the trial life cycle). The default storage, the journal file
-``DIR/optuna.journal``, serves the processes of one host; an RDB URL (PostgreSQL) serves several
-machines, each running the same command.
+It resumes a killed run: finished jobs are kept, and the jobs of dead workers are run again. SIGTERM
+(or Ctrl-C) stops it cleanly: the workers mark their running jobs interrupted, which queues them again,
+and exit before the command does. The default storage, the journal file ``DIR/optuna.journal``, serves
+the processes of one host; an RDB URL (PostgreSQL) serves several machines, each running the same command.
 """
 
 from __future__ import annotations
@@ -20,41 +19,35 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import math
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import signal
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import optuna
-import pandas as pd
 import torch
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import FrozenTrial, TrialState
 
 from nasprune import __version__
-from nasprune import _jobstore as store
-from nasprune._experiment import CONFIG_FILE, Experiment, ExperimentError
-from nasprune._jobstore import JOURNAL_FILE, StorageError, open_storage
-from nasprune.data import Dataset, load_dataset
+from nasprune.data import Dataset
+from nasprune.experiment import CONFIG_FILE, Experiment, ExperimentError
+from nasprune.jobs import (EXTRA_COLUMNS, JOB_COLUMNS, JOURNAL_FILE, Job, JobStore, StorageError, job_status, jsonable,
+                           load_jobs, open_storage)
 from nasprune.proxy import ProxySet
 from nasprune.train import TrainConfig, TrainResult, train
 from search_spaces.convnet import ConvNetSpec, block_shapes, build_convnet
 
 __all__ = ["CONFIG_FILE", "EXTRA_COLUMNS", "JOB_COLUMNS", "JOURNAL_FILE", "Experiment", "ExperimentError",
-           "StorageError", "job_status", "load_jobs", "open_storage", "prepare", "run_search"]
+           "StorageError", "Terminated", "default_threads", "job_status", "load_jobs", "open_storage", "prepare",
+           "run_search"]
 
 HEARTBEAT_SECONDS = 30.0  # how often a running job refreshes its heartbeat
 GRACE_SECONDS = 180.0  # a job on another host with no heartbeat for this long is taken as dead
-JOB_COLUMNS = ["training_set", "candidate", "seed", "val_acc", "test_acc", "train_loss", "seconds",
-               "images_per_sec", "diverged", "epochs"]
-EXTRA_COLUMNS = ["wall_seconds", "attempt", "images", "bytes", "proxy_minutes", "method", "started",
-                 "completed", "trial"]
-_METRICS = ("val_acc", "test_acc", "train_loss", "seconds", "images_per_sec", "diverged", "epochs", "wall_seconds")
+STOP_SECONDS = 30.0  # how long SIGTERM'd workers get to record their interrupted jobs before SIGKILL
 _log = logging.getLogger(__name__)
 
 
@@ -94,7 +87,7 @@ def _load(directory: Path) -> _Loaded:
         kwargs[ts] = entry.config(ds.mean, ds.std).to_dict()
         config = TrainConfig(**kwargs[ts]).to_dict()
         config.pop("seed")
-        identity[ts] = store.jsonable({
+        identity[ts] = jsonable({
             "experiment": exp.name, "training_set": ts, "proxy": proxy_desc, "train": config,
             "dataset": {**_dataset_identity(exp), "fingerprint": ds.fingerprint}})
         n = len(sets[ts][1])
@@ -121,73 +114,123 @@ def _train_job(loaded: _Loaded, training_set: str, candidate: str, seed: int) ->
     return train(model, x, y, config, val=(ds.val_x, ds.val_y), test=(ds.test_x, ds.test_y))
 
 
-class _Heartbeat(threading.Thread):
-    """Writes ``heartbeat = time.time()`` into the running trial every ``interval`` seconds."""
+class Terminated(KeyboardInterrupt):
+    """Raised in :func:`run_search` (and in its workers) when SIGTERM or SIGINT asked it to stop."""
 
-    def __init__(self, storage, trial_id: int, interval: float):
-        super().__init__(daemon=True)
-        self.storage, self.trial_id, self.interval, self.done = storage, trial_id, interval, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.interval):
-            try:
-                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
-            except Exception:  # finished elsewhere, or the storage hiccuped: stop beating
-                return
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join()
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
-def _run_job(loaded: _Loaded, storage, ts: str, sid: int, t: FrozenTrial, heartbeat: float) -> None:
-    """Train a claimed trial's job and record the result, or the error (and queue a retry)."""
-    tid, job = t._trial_id, t.user_attrs["job"]
-    beat = _Heartbeat(storage, tid, heartbeat)
-    beat.start()
+class _Stop:
+    """What a process that runs jobs does on SIGTERM or SIGINT: inside :meth:`interruptible` (training,
+    waiting) raise :class:`Terminated` at once; elsewhere (storage writes) remember it, so that a write is
+    never cut in half, and raise at the next :meth:`interruptible` or :meth:`check`. With ``force_on_second``
+    (the command a user runs; not its workers, which get the parent's SIGTERM after their own Ctrl-C) a
+    second signal raises at once."""
+
+    def __init__(self, force_on_second: bool = True) -> None:
+        self.signum: int | None = None
+        self.force_on_second = force_on_second
+        self._armed = 0
+
+    def handler(self, signum: int, frame) -> None:
+        again, self.signum = self.signum is not None, signum
+        if self._armed or (again and self.force_on_second):
+            raise Terminated(signum)
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Terminated(self.signum)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        self.check()
+        self._armed += 1
+        try:
+            yield
+        finally:
+            self._armed -= 1
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["_Stop"]:
+        """Handle SIGTERM and SIGINT with :meth:`handler` (only the main thread can), then restore."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = {s: signal.signal(s, self.handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _run_job(loaded: _Loaded, store: JobStore, job: Job, heartbeat: float, stop: _Stop) -> bool:
+    """Train a claimed job and record its result; on an error record it (the job is retried), on SIGTERM or
+    Ctrl-C mark it interrupted (queued again) and re-raise. Returns whether a result was recorded."""
+    beat = store.heartbeat(job, heartbeat)
     start = time.perf_counter()
     try:
-        r = _train_job(loaded, ts, t.user_attrs["candidate"], int(t.user_attrs["seed"]))
-    except BaseException as e:  # KeyboardInterrupt/SystemExit: queue the job again, then stop
+        with stop.interruptible():
+            r = _train_job(loaded, job.training_set, job.candidate, job.seed)
+    except Exception as e:
         beat.stop()
-        kind = "error" if isinstance(e, Exception) else "interrupted"
-        with contextlib.suppress(UpdateFinishedTrialError):
-            storage.set_trial_user_attr(tid, kind, "".join(traceback.format_exception(e))[-4000:])
-            storage.set_trial_state_values(tid, TrialState.FAIL)
-            store.top_up(storage, sid, loaded.experiment, only=job)
-        if kind == "error":
-            _log.warning("%s %s failed: %s", ts, job, e)
-            return
+        store.fail(job, e)
+        return False
+    except BaseException as e:  # KeyboardInterrupt, Terminated, SystemExit
+        beat.stop()
+        store.interrupt(job, f"{type(e).__name__}: {e}")
         raise
     beat.stop()
     metrics = {"val_acc": r.val_acc, "test_acc": r.test_acc, "train_loss": r.train_loss, "seconds": r.seconds,
                "images_per_sec": r.images_per_sec, "diverged": r.diverged, "epochs": r.epochs,
                "wall_seconds": time.perf_counter() - start}
-    try:
-        for k, v in metrics.items():
-            storage.set_trial_user_attr(tid, k, None if isinstance(v, float) and v != v else v)  # NaN -> None
-        storage.set_trial_state_values(tid, TrialState.COMPLETE, [float(r.val_acc)])
-    except UpdateFinishedTrialError:
-        _log.warning("%s %s finished after another process took it for dead; result dropped", ts, job)
+    return store.complete(job, metrics, r.val_acc)
 
 
-def _work(loaded: _Loaded, storage, study_ids: dict[str, int], *, heartbeat: float, grace: float,
-          on_job: Callable[[], None] | None = None) -> None:
-    """Claim and run jobs until none is waiting and no dead worker's job can be taken over."""
-    while True:
-        claimed = store.claim(storage, study_ids, loaded.experiment)
-        if claimed is None:
-            if sum(store.recover(storage, sid, loaded.experiment, grace) for sid in study_ids.values()):
+def _work(loaded: _Loaded, store: JobStore, *, heartbeat: float, grace: float, stop: _Stop,
+          on_job: Callable[[bool], None] | None = None) -> None:
+    """Claim and run jobs until none is waiting and no dead worker's job can be taken over, or until told
+    to stop. ``on_job(recorded)`` runs after each job."""
+    while stop.signum is None:
+        job = store.claim()
+        if job is None:
+            if store.recover(grace):
                 continue
             return
-        _run_job(loaded, storage, *claimed, heartbeat)
+        recorded = _run_job(loaded, store, job, heartbeat, stop)
         if on_job is not None:
-            on_job()
+            on_job(recorded)
 
 
-def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float, grace: float, go) -> None:
+def _count(done, recorded: bool) -> None:
+    """Add a recorded job to the counter the workers share with the parent's progress bar."""
+    if recorded:
+        with done.get_lock():
+            done.value += 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have Linux send this process SIGTERM when its parent ends, however it ends (SIGKILL too), so that a
+    worker never outlives its ``nasprune search``. Elsewhere: nothing."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError, TypeError):
+        return
+    if os.getppid() != parent:  # it ended before the call
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float, grace: float, go, done,
+                 parent: int) -> None:
     """Entry point of a spawned worker: load the data and proxies once (while the parent checks the
-    experiment), wait for the parent's go, then run jobs. The parent terminates it if its checks fail."""
+    experiment), wait for the parent's go, then run jobs, adding 1 to ``done`` per recorded job. Before
+    the go, SIGTERM ends it at once (nothing was touched yet); after it, SIGTERM and SIGINT mark the
+    running job interrupted and end the worker. It gets SIGTERM when the parent ends."""
+    _die_with_parent(parent)
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     try:
@@ -197,64 +240,68 @@ def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float
     go.wait()
     if error is not None:
         raise error
-    storage = open_storage(directory, url)
-    exp = loaded.experiment
-    ids = {ts: storage.get_study_id_from_name(exp.study_name(ts)) for ts in exp.training_sets}
-    with contextlib.suppress(KeyboardInterrupt):
-        _work(loaded, storage, ids, heartbeat=heartbeat, grace=grace)
+    with _Stop(force_on_second=False).installed() as stop, contextlib.suppress(KeyboardInterrupt):
+        store = JobStore.open(directory, loaded.experiment, url)
+        _work(loaded, store, heartbeat=heartbeat, grace=grace, stop=stop, on_job=lambda ok: _count(done, ok))
 
 
 # --- the public entry points ----------------------------------------------------------------------------------------
 
 
 def prepare(experiment_dir: str | os.PathLike, storage: str | None = None, *, retry_failed: bool = False,
-            grace: float = GRACE_SECONDS) -> tuple[_Loaded, optuna.storages.BaseStorage, dict[str, int]]:
+            grace: float = GRACE_SECONDS) -> tuple[_Loaded, JobStore]:
     """Check the experiment against its data and storage, create the studies and queue the jobs not done.
 
     Everything that can be refused (config, candidates, proxies, storage URL, a study made with another
-    config) is checked before anything is written. Returns the loaded experiment, the storage and the
-    study id of each training set.
+    config) is checked before anything is written. Returns the loaded experiment and its job store.
     """
     directory = Path(experiment_dir)
     loaded = _load(directory)
-    exp = loaded.experiment
-    url = storage or exp.storage
-    st = open_storage(directory, url)
-    with _prepare_lock(directory, url):
-        for ts in exp.training_sets:  # refuse before writing anything
-            store.check_study(st, exp.study_name(ts), loaded.identity[ts])
-        ids = {ts: store.ensure_study(st, exp.study_name(ts), loaded.identity[ts], loaded.info[ts])
-               for ts in exp.training_sets}
-        for sid in ids.values():
-            store.recover(st, sid, exp, grace)
-            store.top_up(st, sid, exp, retry_failed=retry_failed)
-    return loaded, st, ids
-
-
-@contextlib.contextmanager
-def _prepare_lock(directory: Path, url: str | None) -> Iterator[None]:
-    """Serialise `prepare` between processes of one host sharing a journal (with an RDB, duplicates that
-    a race may queue are dropped when claimed)."""
-    if url is not None:
-        yield
-        return
-    import fcntl
-
-    with open(directory / JOURNAL_FILE, "ab") as f:  # an advisory lock; Optuna's own lock is a symlink
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    store = JobStore.open(directory, loaded.experiment, storage or loaded.experiment.storage)
+    with store.locked():
+        store.create(loaded.identity, loaded.info)
+        store.recover(grace)
+        store.top_up(retry_failed=retry_failed)
+    return loaded, store
 
 
 def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (containers)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    return n
+
+
+def default_threads(workers: int, cpus: int | None = None) -> int:
+    """Torch threads per worker process that do not oversubscribe the cores: ``cpus // workers``, at least
+    1. (Two processes of 2 threads on 2 cores ran 3.4x slower than with 1 thread each.)"""
+    cpus = cpus or _cpus()
+    if workers > cpus:
+        _log.warning("%d workers on %d cpus: each gets 1 thread and they share the cores", workers, cpus)
+    return max(1, cpus // max(workers, 1))
+
+
+def _stop_workers(procs: list, timeout: float) -> None:
+    """SIGTERM the live workers, give them ``timeout`` seconds to record their interrupted jobs, then
+    SIGKILL what is left (its job is recovered on the next run)."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str | None = None, *,
                threads: int | None = None, retry_failed: bool = False, progress: bool = True,
-               heartbeat: float = HEARTBEAT_SECONDS, grace: float = GRACE_SECONDS) -> dict:
+               heartbeat: float = HEARTBEAT_SECONDS, grace: float = GRACE_SECONDS,
+               log: Callable[[str], None] | None = print) -> dict:
     """Run every job of the experiment in ``experiment_dir`` that has not finished; return a summary.
 
     Args:
@@ -262,67 +309,97 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
         workers: processes to spawn; 0 runs the jobs in this process (for tests and debugging). A script
             that spawns workers needs the ``if __name__ == "__main__":`` guard.
         storage: an Optuna RDB URL overriding the experiment's; the same URL on another machine joins.
-        threads: torch threads per worker; default ``cpus // workers`` (in-process: left as it is).
+        threads: torch threads per worker; default :func:`default_threads` (``cpus // workers``; in this
+            process: torch's setting, capped at the cpus).
         retry_failed: give jobs that used up their retries one more attempt.
-        progress: show a tqdm bar in this process (jobs done out of total, with ETA).
+        progress: show a tqdm bar in this process (jobs done out of total; its rate and ETA count only
+            the jobs of this run).
         heartbeat, grace: seconds between heartbeats of a running job, and without one before a job of
             another host is taken as dead and run again.
+        log: where the line ``resumed: N finished jobs kept, M interrupted re-queued`` goes when a run
+            resumes (None: nowhere).
 
     Returns:
         ``{"total", "complete", "failed", "unfinished", "worker_exitcodes"}``.
+
+    Raises:
+        Terminated: on SIGTERM or SIGINT, after every worker has stopped (their running jobs are queued
+            again).
     """
     if not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an int >= 0, got {workers!r}")
     url = storage or Experiment.load(experiment_dir).storage
     ctx = mp.get_context("spawn")
-    go = ctx.Event()
-    n_threads = threads or max(1, _cpus() // max(workers, 1))
-    # workers start (imports, data) while this process checks the experiment; they touch nothing before `go`
-    procs = [ctx.Process(target=_worker_main, args=(str(experiment_dir), url, n_threads, heartbeat, grace, go),
-                         name=f"nasprune-worker-{i}") for i in range(workers)]
-    for p in procs:
-        p.start()
-    try:
-        loaded, st, ids = prepare(experiment_dir, storage, retry_failed=retry_failed, grace=grace)
-    except BaseException:
-        for p in procs:
-            p.terminate()
-            p.join()
-        raise
-    go.set()
-    exp = loaded.experiment
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(exp.jobs()), desc=exp.name, unit="job", disable=not progress, smoothing=0.1)
-
-    def refresh() -> None:
-        s = _summary(st, ids, exp)
-        bar.update(s["complete"] - bar.n)
-        if s["failed"]:
-            bar.set_postfix(failed=s["failed"])
-
+    go, done = ctx.Event(), ctx.Value("q", 0)
+    n_threads = threads or default_threads(workers)
     codes: list[int | None] = []
-    try:
-        refresh()
-        if workers == 0:
-            with _torch_threads(threads):
-                _work(loaded, st, ids, heartbeat=heartbeat, grace=grace, on_job=refresh)
-        else:
-            poll = 1.0 if url is None else 5.0  # an RDB is shared: ask it less often
-            try:
-                while any(p.is_alive() for p in procs):
-                    mp.connection.wait([p.sentinel for p in procs if p.is_alive()], timeout=poll)
-                    refresh()
-            finally:
-                for p in procs:
-                    p.join()
-            codes = [p.exitcode for p in procs]
-        refresh()
-    finally:
-        bar.close()
+    with _Stop().installed() as stop:
+        # workers start (imports, data) while this process checks the experiment; they touch nothing before `go`
+        procs = [ctx.Process(target=_worker_main, name=f"nasprune-worker-{i}",
+                             args=(str(experiment_dir), url, n_threads, heartbeat, grace, go, done, os.getpid()))
+                 for i in range(workers)]
+        bar = None
+        try:
+            for p in procs:
+                p.start()
+            loaded, store = prepare(experiment_dir, storage, retry_failed=retry_failed, grace=grace)
+            rows = store.status_rows()
+            kept, requeued = sum(r["state"] == "complete" for r in rows), sum(r["requeued"] for r in rows)
+            stop.check()
+            go.set()
+            if (kept or requeued) and log is not None:
+                log(f"resumed: {kept} finished jobs kept, {requeued} interrupted re-queued")
+            bar = _Progress(store, done, kept, full_every=5.0 if url is None else 60.0, enabled=progress)
+            if workers == 0:
+                with _torch_threads(threads or min(torch.get_num_threads(), _cpus())):
+                    _work(loaded, store, heartbeat=heartbeat, grace=grace, stop=stop,
+                          on_job=lambda recorded: _count(done, recorded) or bar.refresh())
+                stop.check()
+            else:
+                with stop.interruptible():
+                    while any(p.is_alive() for p in procs):
+                        mp.connection.wait([p.sentinel for p in procs if p.is_alive()], timeout=1.0)
+                        bar.refresh()
+                stop.check()
+                codes = [p.exitcode for p in procs]
+        finally:
+            _stop_workers(procs, STOP_SECONDS)
+            if bar is not None:
+                bar.close()
     if any(codes):
         _log.warning("workers exited with codes %s; run the search again to resume", codes)
-    return {**_summary(st, ids, exp), "worker_exitcodes": codes}
+    return {**store.summary(), "worker_exitcodes": codes}
+
+
+class _Progress:
+    """The progress bar of :func:`run_search`. It starts at the jobs already complete, so that its rate and
+    ETA count only this run's jobs. It moves with this host's recorded jobs (a counter the workers share)
+    and asks the storage for the whole picture (other hosts, failures) every ``full_every`` seconds, which
+    on an RDB reads every trial."""
+
+    def __init__(self, store: JobStore, done, kept: int, *, full_every: float, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.store, self.done, self.full_every = store, done, full_every
+        self.bar = tqdm(total=len(store.exp.jobs()), initial=kept, desc=store.exp.name, unit="job",
+                        disable=not enabled, smoothing=0.1)
+        self.base, self.base_done, self.last = kept, done.value, time.monotonic()
+
+    def refresh(self) -> None:
+        if self.bar.disable:
+            return
+        if time.monotonic() - self.last >= self.full_every:
+            s = self.store.summary()
+            self.base, self.base_done, self.last = s["complete"], self.done.value, time.monotonic()
+            if s["failed"]:
+                self.bar.set_postfix(failed=s["failed"])
+        n = min(self.base + self.done.value - self.base_done, self.bar.total)
+        if n > self.bar.n:
+            self.bar.update(n - self.bar.n)
+
+    def close(self) -> None:
+        self.refresh()
+        self.bar.close()
 
 
 @contextlib.contextmanager
@@ -334,55 +411,3 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def _summary(storage, study_ids: dict[str, int], exp: Experiment) -> dict:
-    rows = store.status_rows(storage, study_ids, exp)
-    n = {s: sum(r["state"] == s for r in rows) for s in ("complete", "failed")}
-    return {"total": len(rows), **n, "unfinished": len(rows) - n["complete"] - n["failed"]}
-
-
-def _open_existing(experiment_dir, storage: str | None) -> tuple[Experiment, optuna.storages.BaseStorage,
-                                                                   dict[str, int]]:
-    exp = Experiment.load(experiment_dir)
-    st = open_storage(experiment_dir, storage or exp.storage)
-    ids = {}
-    for ts in exp.training_sets:
-        with contextlib.suppress(KeyError):
-            ids[ts] = st.get_study_id_from_name(exp.study_name(ts))
-    return exp, st, ids
-
-
-def job_status(experiment_dir: str | os.PathLike, storage: str | None = None) -> pd.DataFrame:
-    """One row per job: training_set, candidate, seed, state (complete / running / waiting / failed /
-    pending), errors (attempts that raised) and error (the last one's final line)."""
-    exp, st, ids = _open_existing(experiment_dir, storage)
-    return pd.DataFrame(store.status_rows(st, ids, exp),
-                        columns=["training_set", "candidate", "seed", "state", "errors", "error"])
-
-
-def load_jobs(experiment_dir: str | os.PathLike, storage: str | None = None) -> pd.DataFrame:
-    """One row per finished job of the experiment (its first COMPLETE trial), accuracies in percent.
-
-    Columns: :data:`JOB_COLUMNS`, then :data:`EXTRA_COLUMNS`: ``wall_seconds`` (the whole job: model
-    building, training, evaluation), ``attempt``, ``images``/``bytes`` (the training set's size, uint8
-    pixels), ``proxy_minutes`` (building the proxy), ``method``, ``started``/``completed`` (ISO times)
-    and ``trial`` (its number in the study).
-    """
-    exp, st, ids = _open_existing(experiment_dir, storage)
-    rows = []
-    for ts, sid in ids.items():
-        info = st.get_study_user_attrs(sid).get("info", {})
-        for t in store.completed(st, sid, exp):
-            a = t.user_attrs
-            rows.append({"training_set": ts, "candidate": a["candidate"], "seed": a["seed"],
-                         **{k: a.get(k) for k in _METRICS}, "attempt": a.get("attempt"),
-                         **{k: info.get(k) for k in ("images", "bytes", "proxy_minutes", "method")},
-                         "started": t.datetime_start.isoformat() if t.datetime_start else None,
-                         "completed": t.datetime_complete.isoformat() if t.datetime_complete else None,
-                         "trial": t.number})
-    df = pd.DataFrame(rows, columns=JOB_COLUMNS + EXTRA_COLUMNS)
-    for col in ("val_acc", "test_acc", "train_loss", "seconds", "images_per_sec", "wall_seconds", "proxy_minutes"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    df["diverged"] = df["diverged"].astype(bool)
-    return df

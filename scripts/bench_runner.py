@@ -62,23 +62,21 @@ def plain(directory: str, threads: int) -> None:
     """The baseline, run as its own process: the same jobs as plain train() calls. Prints JSON."""
     import torch
 
-    from nasprune.data import load_dataset
+    from nasprune.experiment import Experiment
     from nasprune.proxy import ProxySet
-    from nasprune.runner import Experiment
-    from nasprune.train import TrainConfig, train
+    from nasprune.train import train
     from search_spaces import build_convnet
 
     torch.set_num_threads(threads)
     exp = Experiment.load(directory)
-    data = load_dataset(**exp.dataset)
+    data = exp.dataset.load()
     x, y = ProxySet.load(Path(directory) / "proxy.json", data).tensors(data)
     walls = []
     for _, candidate, seed in exp.jobs():
         start = time.perf_counter()
         torch.manual_seed(seed)
         model = build_convnet(candidate, data.in_channels, data.image_size, data.num_classes)
-        config = TrainConfig(**{"mean": data.mean, "std": data.std, **exp.training_sets["random"]["train"],
-                                "seed": seed})
+        config = exp.training_sets["random"].config(data.mean, data.std, seed)
         train(model, x, y, config, val=(data.val_x, data.val_y), test=(data.test_x, data.test_y))
         walls.append(time.perf_counter() - start)
     print(json.dumps({"job_walls": walls}))

@@ -12,6 +12,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
+import torch
 from torch import nn
 
 WIDTHS: tuple[int, ...] = (32, 64, 128, 256)
@@ -191,13 +192,27 @@ class ConvNet(nn.Module):
 
 
 def build_convnet(
-    spec: ConvNetSpec | str, in_channels: int, image_size: int | tuple[int, int], num_classes: int
+    spec: ConvNetSpec | str,
+    in_channels: int,
+    image_size: int | tuple[int, int],
+    num_classes: int,
+    *,
+    seed: int | None = None,
 ) -> ConvNet:
-    """Build ``spec`` for inputs of shape (in_channels, image_size, image_size)."""
+    """Build ``spec`` for inputs of shape (in_channels, image_size, image_size).
+
+    With ``seed`` the weights are drawn under a forked CPU RNG seeded with it: they equal those of
+    ``torch.manual_seed(seed); build_convnet(...)`` and the global RNG is left as it was. Without it
+    they come from the global RNG.
+    """
     if isinstance(spec, str):
         spec = ConvNetSpec.from_id(spec)
     if in_channels < 1 or num_classes < 2:
         raise SpecError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_convnet(spec, in_channels, image_size, num_classes)
     layers: list[nn.Module] = []
     for d, (cin, cout, h, w) in enumerate(block_shapes(spec, in_channels, image_size)):
         pad = _first_padding(in_channels) if d == 0 else 1

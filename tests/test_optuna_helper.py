@@ -42,5 +42,5 @@ def test_pruner_stops_trials_and_unbuildable_specs_are_pruned(synthetic, proxy):
 
 
 def test_proxy_of_other_data_is_refused(synthetic, proxy):
-    with pytest.raises(ProxyError, match="fingerprint"):
+    with pytest.raises(ProxyError, match=r"the split differs in seed 0 -> 1 .* --split-seed 1"):
         make_objective(load_dataset("synthetic", seed=1), proxy)

@@ -1,7 +1,11 @@
-"""The runner: experiments, storage, workers, retries, resumption after SIGKILL, and PostgreSQL."""
+"""The runner: experiments, storage, workers, retries, resumption after SIGKILL and SIGTERM, threads, progress,
+and PostgreSQL. The job life cycle on its own is tested in tests/test_jobs.py."""
 
+import contextlib
 import json
+import multiprocessing as mp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,15 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from optuna.trial import TrialState
 
-from nasprune import _jobstore, runner
+from nasprune import jobs, runner
 from nasprune.data import load_dataset
 from nasprune.metrics import table1
 from nasprune.proxy import ProxyError, ProxySet
 from nasprune.runner import (Experiment, ExperimentError, StorageError, job_status, load_jobs, open_storage, prepare,
                              run_search)
-from nasprune.train import TrainResult
+from nasprune.train import TrainConfig, TrainResult, evaluate, to_float
+from search_spaces import build_convnet
 
 CANDIDATES = ["w8-d1-relu-none-avgpooling", "w8-d1-sigmoid-batchnorm-maxpooling", "w8-d2-leakyrelu-groupnorm-none"]
 
@@ -73,16 +79,16 @@ def test_experiment_round_trip_and_refusals(tmp_path, synthetic):
         other.save(tmp_path)
     other.save(tmp_path, overwrite=True)
     assert Experiment.load(tmp_path).seeds == [0, 1, 2]
-    with pytest.raises(ExperimentError, match=r"unknown candidate id 'w8-d1-relu-none-bogus' \(candidates\[1\]\)"):
+    with pytest.raises(ExperimentError, match=r"candidates\[1\]: unknown candidate id 'w8-d1-relu-none-bogus'"):
         Experiment(name="x", dataset={"name": "synthetic"}, candidates=[CANDIDATES[0], "w8-d1-relu-none-bogus"],
                    training_sets={"whole": {"proxy": None}})
-    with pytest.raises(ExperimentError, match="train sets seed"):
+    with pytest.raises(ExperimentError, match="train.seed: is set by the experiment's seeds"):
         Experiment(name="x", dataset={"name": "synthetic"}, candidates=CANDIDATES,
                    training_sets={"whole": {"proxy": None, "train": {"seed": 3}}})
-    with pytest.raises(ExperimentError, match="unexpected keyword argument 'epoch'"):
+    with pytest.raises(ExperimentError, match=r"train.epoch: unknown key \(did you mean 'epochs'\?\)"):
         Experiment(name="x", dataset={"name": "synthetic"}, candidates=CANDIDATES,
                    training_sets={"whole": {"proxy": None, "train": {"epoch": 3}}})
-    with pytest.raises(ExperimentError, match="unknown experiment keys"):
+    with pytest.raises(ExperimentError, match="worker: unknown key"):
         Experiment.from_dict({**exp.to_dict(), "worker": 2})
 
 
@@ -94,7 +100,7 @@ def test_unknown_candidate_in_config_file_is_refused_before_storage(tmp_path, sy
     doc = json.loads((tmp_path / "experiment.json").read_text())
     doc["candidates"].append("w8-d9-relu-none-nopool")
     (tmp_path / "experiment.json").write_text(json.dumps(doc))
-    with pytest.raises(ExperimentError, match="unknown candidate id 'w8-d9-relu-none-nopool' \\(candidates\\[3\\]\\)"):
+    with pytest.raises(ExperimentError, match=r"candidates\[3\]: unknown candidate id 'w8-d9-relu-none-nopool'"):
         run_search(tmp_path, workers=0, progress=False)
     assert not (tmp_path / runner.JOURNAL_FILE).exists()
 
@@ -105,7 +111,7 @@ def test_proxy_from_other_data_is_refused_and_studies_untouched(tmp_path, synthe
     journal = (tmp_path / runner.JOURNAL_FILE).read_bytes()
     other = load_dataset("synthetic", seed=1)  # another validation split, so another fingerprint
     ProxySet.from_selection(other, np.arange(200), "random").save(tmp_path / "random.json")
-    with pytest.raises(ProxyError, match="built on synthetic \\(fingerprint .*\\) but is used with synthetic"):
+    with pytest.raises(ProxyError, match="random.json: this proxy was built on other data .* split differs in seed"):
         run_search(tmp_path, workers=2, progress=False)
     assert (tmp_path / runner.JOURNAL_FILE).read_bytes() == journal
 
@@ -131,7 +137,7 @@ def test_changed_training_config_is_refused_against_stored_study(tmp_path, synth
     assert (tmp_path / runner.JOURNAL_FILE).read_bytes() == journal
 
 
-# --- failures, retries, duplicates, dead workers ---------------------------------------------------------------------
+# --- failures and retries ---------------------------------------------------------------------
 
 
 def test_failing_job_is_recorded_and_retried(tmp_path, synthetic, monkeypatch):
@@ -163,56 +169,6 @@ def test_failing_job_is_recorded_and_retried(tmp_path, synthetic, monkeypatch):
     assert calls.count(("whole", CANDIDATES[0])) == 4
 
 
-def test_duplicate_trials_of_a_job_run_once(tmp_path, synthetic, monkeypatch):
-    exp = make_experiment(tmp_path, synthetic, seeds=[0])
-    _, store, ids = prepare(tmp_path)
-    for c in CANDIDATES:  # as if two processes had enqueued at once
-        _jobstore.enqueue(store, ids["random"], c, 0, attempt=1)
-    monkeypatch.setattr(runner, "_train_job", lambda *a: fake_result(60.0))
-    run_search(tmp_path, workers=0, progress=False)
-    assert set(completes_per_job(tmp_path).values()) == {1}
-    dups = [t for t in trials(tmp_path)["t:random"] if "duplicate" in t.user_attrs]
-    assert len(dups) == len(CANDIDATES) and all(t.state == TrialState.FAIL for t in dups)
-    assert len(load_jobs(tmp_path)) == len(exp.jobs())
-
-
-def test_dead_and_stale_workers_jobs_are_requeued(tmp_path, synthetic):
-    exp = make_experiment(tmp_path, synthetic, seeds=[0])
-    _, store, ids = prepare(tmp_path)
-    sid = ids["whole"]
-    waiting = store.get_all_trials(sid, states=(TrialState.WAITING,))
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    here = _jobstore.host_id()
-    claimers = [  # a dead process on this host, a silent other host, another host with a fresh heartbeat
-        (f"claim:{here}:{dead.pid}", {"host": here, "pid": dead.pid, "started": time.time()}),
-        ("claim:elsewhere/boot:1", {"host": "elsewhere/boot", "pid": 1, "started": time.time()}),
-        ("claim:elsewhere/boot:2", {"host": "elsewhere/boot", "pid": 2, "started": time.time()}),
-    ]
-    for t, (key, info) in zip(waiting, claimers):
-        store.set_trial_user_attr(t._trial_id, key, info)
-        assert store.set_trial_state_values(t._trial_id, TrialState.RUNNING)
-    assert _jobstore.recover(store, sid, exp, grace=60) == 1  # only the dead local process is certain yet
-    time.sleep(1.2)
-    store.set_trial_user_attr(waiting[2]._trial_id, "heartbeat", time.time())
-    assert _jobstore.recover(store, sid, exp, grace=1) == 1
-    states = {t.user_attrs["candidate"]: t.state for t in store.get_all_trials(sid) if t.number < 3}
-    assert states == {CANDIDATES[0]: TrialState.FAIL, CANDIDATES[1]: TrialState.FAIL, CANDIDATES[2]: TrialState.RUNNING}
-    requeued = store.get_all_trials(sid, states=(TrialState.WAITING,))
-    assert sorted(t.user_attrs["candidate"] for t in requeued) == CANDIDATES[:2]
-    assert all(t.user_attrs["attempt"] == 2 for t in requeued)
-
-
-def test_half_written_journal_line_is_repaired(tmp_path, synthetic):
-    make_experiment(tmp_path, synthetic, seeds=[0])
-    prepare(tmp_path)
-    with open(tmp_path / runner.JOURNAL_FILE, "ab") as f:
-        f.write(b'{"op_code":8,"worker_id":"x","trial_id":0,"user_at')  # a write cut by SIGKILL
-    _, store, ids = prepare(tmp_path)
-    store.set_trial_user_attr(0, "after", 1)
-    assert trials(tmp_path)["t:random"][0].user_attrs["after"] == 1
-
-
 # --- SIGKILL and resume -------------------------------------------------------------------------------------------
 
 
@@ -242,7 +198,9 @@ def test_sigkill_then_resume_keeps_finished_jobs_and_matches_uninterrupted_run(t
     assert 3 <= len(before) < total, "the kill should land partway through the run"
     was_running = [t for ts in trials(killed).values() for t in ts if t.state == TrialState.RUNNING]
 
-    run_search(killed, workers=0, threads=1, progress=False)
+    said = []
+    run_search(killed, workers=0, threads=1, progress=False, log=said.append)
+    assert said == [f"resumed: {len(before)} finished jobs kept, {len(was_running)} interrupted re-queued"]
     after = trials(killed)
     assert all(after[s][n].value == v and after[s][n].state == TrialState.COMPLETE for (s, n), v in before.items())
     counts = completes_per_job(killed)
@@ -259,14 +217,169 @@ def test_sigkill_then_resume_keeps_finished_jobs_and_matches_uninterrupted_run(t
     pd.testing.assert_frame_equal(table1(a, n_boot=50)[cols], table1(b, n_boot=50)[cols])
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc (no psutil)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        children.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(stat.parent.name))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_command_stops_its_workers_and_a_rerun_runs_each_unfinished_job_once(tmp_path, synthetic,
+                                                                                        monkeypatch, signum):
+    """SIGTERM to `nasprune search` (as `kill PID` or a scheduler sends it): it stops its workers, which
+    mark their jobs interrupted. SIGKILL cannot be handled, but its workers still get SIGTERM from the
+    kernel (PR_SET_PDEATHSIG) and do the same. Either way nothing is left running."""
+    make_experiment(tmp_path, synthetic, epochs=40)  # jobs of a few seconds
+    env = {**os.environ, "PYTHONPATH": str(Path(runner.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "nasprune.cli", "search", "--experiment", str(tmp_path),
+                             "--workers", "2", "--threads", "1", "--no-progress"],
+                            start_new_session=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running, pids = [], set()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(running) < 2:  # both workers training
+            if (tmp_path / runner.JOURNAL_FILE).exists():
+                running = [t for ts in trials(tmp_path).values() for t in ts if t.state == TrialState.RUNNING]
+            time.sleep(0.05)
+        pids = _descendants(proc.pid)
+        os.kill(proc.pid, signum)  # the parent only
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert len(running) == 2 and len(pids) >= 2 and proc.returncode != 0 and "resumed:" not in out
+    deadline = time.time() + 10
+    while time.time() < deadline and any(jobs.proc_start(p) is not None for p in pids):
+        time.sleep(0.1)
+    assert [p for p in pids if jobs.proc_start(p) is not None] == []  # no orphans (zombies count as gone)
+
+    stopped = trials(tmp_path)
+    assert not [t for ts in stopped.values() for t in ts if t.state == TrialState.RUNNING]
+    interrupted = [t for ts in stopped.values() for t in ts if "interrupted" in t.user_attrs]
+    assert sorted(t._trial_id for t in interrupted) == sorted(t._trial_id for t in running)
+    assert all(t.state == TrialState.FAIL and t.user_attrs["interrupted"] == "Terminated: stopped by SIGTERM"
+               for t in interrupted)  # recorded by the workers themselves, not recovered from dead ones
+    kept = {(s, t.user_attrs["job"]): t.value for s, ts in stopped.items() for t in ts
+            if t.state == TrialState.COMPLETE}
+
+    calls, said = [], []
+    monkeypatch.setattr(runner, "_train_job", lambda loaded, ts, c, s: calls.append((f"t:{ts}", jobs.job_key(c, s)))
+                        or fake_result(50.0))
+    summary = run_search(tmp_path, workers=0, progress=False, log=said.append)
+    assert said == [f"resumed: {len(kept)} finished jobs kept, {len(interrupted)} interrupted re-queued"]
+    total = len(Experiment.load(tmp_path).jobs())
+    assert summary["complete"] == total and sorted(calls) == sorted(set(calls))
+    assert len(calls) + len(kept) == total and not set(calls) & set(kept)  # each unfinished job once, no finished one
+    after = trials(tmp_path)
+    assert all(t.value == kept[(s, t.user_attrs["job"])] for s, ts in after.items() for t in ts
+               if (s, t.user_attrs["job"]) in kept and t.state == TrialState.COMPLETE)
+    assert set(completes_per_job(tmp_path).values()) == {1}
+
+
+# --- threads, progress, evaluation --------------------------------------------------------------------------------
+
+
+def test_default_threads_never_oversubscribe_the_cores(caplog):
+    assert [runner.default_threads(w, cpus=8) for w in (0, 1, 2, 3, 8)] == [8, 8, 4, 2, 1]
+    with caplog.at_level("WARNING"):
+        assert runner.default_threads(3, cpus=2) == 1
+    assert "3 workers on 2 cpus: each gets 1 thread" in caplog.text
+
+
+def test_in_process_jobs_use_at_most_the_cpus_and_restore_the_threads(tmp_path, synthetic, monkeypatch):
+    make_experiment(tmp_path, synthetic, seeds=[0])
+    seen = []
+    monkeypatch.setattr(runner, "_train_job", lambda *a: seen.append(torch.get_num_threads()) or fake_result(50.0))
+    monkeypatch.setattr(runner, "_cpus", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(5)
+    try:
+        run_search(tmp_path, workers=0, progress=False)
+        assert seen == [2] * 6 and torch.get_num_threads() == 5
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_progress_after_a_resume_rates_only_this_runs_jobs(tmp_path, synthetic):
+    make_experiment(tmp_path, synthetic)  # 12 jobs
+    _, store = prepare(tmp_path)
+    for _ in range(8):  # finished before this run
+        store.complete(store.claim(), {"val_acc": 50.0}, 50.0)
+    done = mp.get_context("spawn").Value("q", 0)
+    progress = runner._Progress(store, done, kept=8, full_every=float("inf"), enabled=True)
+    try:
+        time.sleep(0.3)
+        store.complete(store.claim(), {"val_acc": 50.0}, 50.0)
+        done.value += 1
+        progress.refresh()
+        meter = progress.bar.format_dict
+        rate = meter["rate"] or (meter["n"] - meter["initial"]) / meter["elapsed"]
+    finally:
+        progress.close()
+    assert meter["n"] == 9 and meter["initial"] == 8 and meter["total"] == 12
+    assert 3 / rate >= 0.6  # 3 jobs left at this run's pace (one per 0.3 s), not 9 jobs' worth of credit
+
+
+def test_proxies_can_skip_the_test_split(tmp_path, synthetic):
+    """``eval_test: false`` leaves test_acc empty and changes nothing else; evaluation in any batch size
+    gives the accuracy of one forward pass over all images."""
+    exp = make_experiment(tmp_path / "with", synthetic, seeds=[0], epochs=2)
+    doc = exp.to_dict()
+    doc["training_sets"]["random"]["train"]["eval_test"] = False
+    Experiment.from_dict(doc).save(tmp_path / "without")
+    shutil.copy(tmp_path / "with" / "random.json", tmp_path / "without")
+    for d in ("with", "without"):
+        run_search(tmp_path / d, workers=0, threads=1, progress=False)
+    a, b = (load_jobs(tmp_path / d).set_index(["training_set", "candidate"]) for d in ("with", "without"))
+    assert b.loc["random", "test_acc"].isna().all() and a["test_acc"].notna().all()
+    assert b.loc["whole", "test_acc"].notna().all()
+    pd.testing.assert_series_equal(a["val_acc"], b["val_acc"])
+
+    torch.manual_seed(0)
+    model = build_convnet(CANDIDATES[2], synthetic.in_channels, synthetic.image_size, synthetic.num_classes)
+    model.eval()
+    x = to_float(synthetic.val_x, synthetic.mean, synthetic.std, torch.device("cpu"))
+    with torch.no_grad():
+        whole = 100.0 * (model(x).argmax(1) == synthetic.val_y).double().mean().item()
+    assert [evaluate(model, x, synthetic.val_y, b) for b in (1, 7, 128, 10_000)] == pytest.approx([whole] * 4)
+    with pytest.raises(ValueError, match="eval_batch_size must be >= 1, got 0"):
+        TrainConfig(eval_batch_size=0)
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------------------------
+
+
+def _pg_url() -> str:
+    url = os.environ.get("NASPRUNE_TEST_PG_URL")
+    if not url:
+        pytest.skip("set NASPRUNE_TEST_PG_URL (scripts/start_postgres.sh prints one)")
+    return url
+
+
+def _drop_studies(exp: Experiment, url: str | None) -> None:
+    if url is not None:
+        import optuna
+
+        for ts in exp.training_sets:
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=exp.study_name(ts), storage=url)
 
 
 @pytest.mark.postgres
 def test_two_workers_on_postgres_do_every_job_once(tmp_path, synthetic):
-    url = os.environ.get("NASPRUNE_TEST_PG_URL")
-    if not url:
-        pytest.skip("set NASPRUNE_TEST_PG_URL (scripts/start_postgres.sh prints one)")
+    url = _pg_url()
     exp = make_experiment(tmp_path, synthetic, name=f"pg-{uuid.uuid4().hex[:8]}", epochs=2)
     try:
         summary = run_search(tmp_path, workers=2, storage=url, threads=1, progress=False)
@@ -276,10 +389,30 @@ def test_two_workers_on_postgres_do_every_job_once(tmp_path, synthetic):
         jobs = load_jobs(tmp_path, url)
         assert len(jobs) == len(exp.jobs()) and not jobs.duplicated(["training_set", "candidate", "seed"]).any()
     finally:
-        import optuna
+        _drop_studies(exp, url)
 
-        for ts in exp.training_sets:
-            optuna.delete_study(study_name=exp.study_name(ts), storage=url)
+
+@pytest.mark.parametrize("backend", ["journal", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_two_commands_at_once_queue_and_train_each_job_once(tmp_path, synthetic, backend):
+    """Two `nasprune search` commands started together (two hosts on PostgreSQL, two shells on a journal)
+    both queue and claim: no job is queued twice, none trained twice, and no FAIL trial is left behind."""
+    url = _pg_url() if backend == "postgres" else None
+    exp = make_experiment(tmp_path, synthetic, name=f"two-{uuid.uuid4().hex[:8]}", epochs=1)
+    env = {**os.environ, "PYTHONPATH": str(Path(runner.__file__).parents[1])}
+    cmd = [sys.executable, "-m", "nasprune.cli", "search", "--experiment", str(tmp_path), "--workers", "1",
+           "--threads", "1", "--no-progress"] + (["--storage", url] if url else [])
+    try:
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(2)]
+        outs = [p.communicate(timeout=180)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        everything = [t for ts in trials(tmp_path, url).values() for t in ts]
+        assert len(everything) == len(exp.jobs())  # one trial per job: nothing queued twice
+        assert {t.state for t in everything} == {TrialState.COMPLETE}
+        assert not [t for t in everything if "duplicate" in t.user_attrs]
+        assert set(completes_per_job(tmp_path, url).values()) == {1}
+    finally:
+        _drop_studies(exp, url)
 
 
 def test_workers_take_jobs_seed_by_seed(tmp_path, synthetic, monkeypatch):

@@ -109,3 +109,17 @@ def test_invalid_specs_raise_clear_errors(bad, match):
 def test_pooling_that_vanishes_is_refused():
     with pytest.raises(SpecError, match="pooling shrinks the map to zero"):
         build_convnet(ConvNetSpec(depth=4), 1, 8, 10)
+
+
+def test_seeded_build_equals_manual_seed_and_leaves_global_rng_alone():
+    spec = ConvNetSpec(width=8, depth=2, norm="layernorm")
+    torch.manual_seed(7)
+    expected = build_convnet(spec, 1, 28, 10).state_dict()
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    seeded = build_convnet(spec, 1, 28, 10, seed=7).state_dict()
+    assert torch.equal(torch.random.get_rng_state(), before)  # global stream untouched
+    assert expected.keys() == seeded.keys()
+    assert all(torch.equal(expected[k], seeded[k]) for k in expected)
+    other = build_convnet(spec, 1, 28, 10, seed=8).state_dict()
+    assert not torch.equal(other["features.0.weight"], seeded["features.0.weight"])

@@ -1,0 +1,602 @@
+"""The job life cycle, in one place: queue, claim, heartbeat, complete, fail, retry, recover and read back.
+
+An experiment's job is one (training set, candidate, seed). Each training set is one Optuna study named
+``"{experiment}:{training set}"``; each attempt at a job is one trial, whose ``job`` user attr names the
+job, whose params are the spec's factors plus the seed, whose user attrs hold the metrics and whose value
+is the validation accuracy in percent. A job's trials go through these states:
+
+- ``WAITING``: queued by :meth:`JobStore.top_up` for a job with no complete, waiting or running trial.
+  Trials are only ever created under the experiment's *queue lock* (:meth:`JobStore.locked`), after the
+  job's trials are read again under it, so two processes never queue one job twice: an ``flock`` on
+  the journal file, on the SQLite file, or a PostgreSQL advisory lock (all released by the system when
+  their holder dies).
+- ``RUNNING``: taken by :meth:`JobStore.claim` through the storage's atomic WAITING -> RUNNING transition
+  (the one ``study.ask()`` uses), so two workers never take the same trial. The claimer writes its
+  identity (``claim:<host>:<pid>``) into the trial first, so a running trial always names its process,
+  and a :class:`Heartbeat` refreshes ``heartbeat`` while it trains.
+- ``COMPLETE``: :meth:`JobStore.complete` wrote the metrics and the value.
+- ``FAIL``: training raised (``error``; :meth:`JobStore.fail` queues the job again while it has raised
+  at most ``max_retries`` times), or it was stopped (``interrupted``: :meth:`JobStore.interrupt` when the
+  worker got SIGTERM or Ctrl-C, :meth:`JobStore.recover` when its worker died; queued again, not counted).
+
+Every method works on any Optuna storage: the journal file (processes of one host) or an RDB (several
+machines). Claiming reads only the waiting trials and recovering only the running ones, so their cost
+does not grow with the finished part of a study.
+
+A fused group of jobs (one candidate trained on several training sets or seeds at once) would be claimed
+as its first member is, then extended with :meth:`JobStore.take` on further waiting trials of the same
+candidate, epochs and training-set size from the same snapshot; each member stays its own trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+import pandas as pd
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from nasprune.experiment import Experiment, ExperimentError, diff, pretty
+from nasprune.train import TrainConfig
+from search_spaces.convnet import ACTIVATIONS, NORMS, POOLINGS, ConvNetSpec
+
+__all__ = ["EXTRA_COLUMNS", "JOB_COLUMNS", "JOURNAL_FILE", "Heartbeat", "Job", "JobStore", "StorageError",
+           "job_status", "load_jobs", "open_storage"]
+
+JOURNAL_FILE = "optuna.journal"
+LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+# Wide, fixed distributions: every trial of every experiment stays compatible with every other.
+DISTRIBUTIONS = {
+    "width": IntDistribution(1, 1 << 16), "depth": IntDistribution(1, 1 << 10),
+    "act": CategoricalDistribution(ACTIVATIONS), "norm": CategoricalDistribution(NORMS),
+    "pool": CategoricalDistribution(POOLINGS), "seed": IntDistribution(0, 2**31 - 1),
+}
+JOB_COLUMNS = ["training_set", "candidate", "seed", "val_acc", "test_acc", "train_loss", "seconds",
+               "images_per_sec", "diverged", "epochs"]
+EXTRA_COLUMNS = ["wall_seconds", "attempt", "images", "bytes", "proxy_minutes", "method", "started",
+                 "completed", "trial"]
+METRICS = ("val_acc", "test_acc", "train_loss", "seconds", "images_per_sec", "diverged", "epochs", "wall_seconds")
+# TrainConfig settings that change speed, not results: a study made under another value is the same study
+SPEED_ONLY = ("eval_batch_size",)
+_log = logging.getLogger("nasprune.runner")
+
+
+class StorageError(ValueError):
+    """A storage URL that cannot be opened or reached."""
+
+
+# --- storage ------------------------------------------------------------------------------------------------------
+
+
+def open_storage(directory: str | os.PathLike, url: str | None = None) -> optuna.storages.BaseStorage:
+    """The journal file ``DIR/optuna.journal`` when ``url`` is None, else an Optuna RDB storage."""
+    if url is None:
+        path = Path(directory) / JOURNAL_FILE
+        repair_journal(path)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as e:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StorageError(f"cannot reach storage {redact(url)}: {first}") from None
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ``***``."""
+    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def repair_journal(path: Path) -> None:
+    """Cut a half-written last line (left by a process killed mid-write), under the journal's own lock;
+    otherwise the next append would glue onto it and make the journal unreadable."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+    lock = optuna.storages.journal.JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):  # checked again under the lock: a live writer may just have finished
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+            _log.warning("%s: removed a half-written last line left by a killed process", path)
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(path, "ab") as f:  # an advisory lock beside Optuna's own (a symlink); gone when the process is
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _pg_lock(storage: optuna.storages.RDBStorage, name: str) -> Iterator[None]:
+    from sqlalchemy import text
+
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    with storage.engine.connect() as conn:  # a session lock: the server drops it when the connection dies
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+
+def _queue_lock(storage, directory: Path, url: str | None, name: str):
+    """A context-manager factory for the experiment's queue lock on this storage."""
+    if url is None:
+        return lambda: _file_lock(directory / JOURNAL_FILE)
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return lambda: _pg_lock(storage, f"nasprune:{name}")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return lambda: _file_lock(Path(parsed.database))
+
+    def unlocked():
+        _log.warning("no queue lock for %s storage: run one `nasprune search` at a time against %s, or two may "
+                     "queue a job twice", parsed.get_backend_name(), redact(url))
+        return contextlib.nullcontext()
+
+    return unlocked
+
+
+# --- who is alive --------------------------------------------------------------------------------------------------
+
+
+def host_id() -> str:
+    """Hostname plus boot id: two containers with one hostname on different machines still differ."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"
+
+
+def proc_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def _process_alive(pid: int, start: int | None) -> bool:
+    if Path("/proc/self/stat").exists():
+        now = proc_start(pid)
+        return now is not None and (start is None or now == start)  # a reused pid has another start time
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def is_stale(t: FrozenTrial, grace: float) -> bool:
+    """True when every process that claimed this RUNNING trial is gone: on this host, dead; on another,
+    silent (no heartbeat or claim) for ``grace`` seconds."""
+    claimers = [v for k, v in t.user_attrs.items() if k.startswith("claim:") and v]
+    if not claimers:  # not claimed through nasprune
+        return t.datetime_start is None or time.time() - t.datetime_start.timestamp() > grace
+    beat = float(t.user_attrs.get("heartbeat", 0))
+    for w in claimers:
+        if w.get("host") == host_id():
+            if _process_alive(int(w["pid"]), w.get("proc_start")):
+                return False
+        elif time.time() - max(beat, float(w.get("started", 0))) <= grace:
+            return False
+    return True
+
+
+def _me() -> dict:
+    return {"host": host_id(), "pid": os.getpid(), "proc_start": proc_start(os.getpid()), "started": time.time()}
+
+
+# --- studies --------------------------------------------------------------------------------------------------------
+
+
+def jsonable(config: dict) -> dict:
+    """``config`` as it reads back from storage (tuples become lists), so comparisons are exact."""
+    return json.loads(json.dumps(config))
+
+
+def _comparable(config: dict) -> dict:
+    """A study's identity as compared: TrainConfig settings added since the study was made count as their
+    defaults, and settings that change only speed (``SPEED_ONLY``) are left out."""
+    if not isinstance(config.get("train"), dict):
+        return config
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.name != "seed" and f.default is not dataclasses.MISSING}
+    train = {**jsonable(defaults), **config["train"]}
+    return {**config, "train": {k: v for k, v in train.items() if k not in SPEED_ONLY}}
+
+
+def check_study(storage, name: str, config: dict) -> int | None:
+    """The id of study ``name`` (None if there is none yet); refuse one made with another configuration.
+    Only reads."""
+    try:
+        sid = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    stored = storage.get_study_user_attrs(sid).get("config")
+    if stored is not None and _comparable(stored) != _comparable(config):
+        raise ExperimentError(
+            f"study {name!r} was run with another configuration (- stored, + now):\n"
+            f"{diff(pretty(_comparable(stored)), pretty(_comparable(config)))}\nrestore the old config, or start "
+            "a new experiment (another name, or another storage)")
+    return sid
+
+
+def ensure_study(storage, name: str, config: dict, info: dict) -> int:
+    """Create study ``name`` if needed and record its configuration (checked on every later run) and
+    facts for reports (``info``)."""
+    sid = check_study(storage, name, config)
+    if sid is None:
+        try:
+            sid = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], name)
+        except optuna.exceptions.DuplicatedStudyError:  # another process made it just now
+            sid = check_study(storage, name, config)
+    attrs = storage.get_study_user_attrs(sid)
+    if attrs.get("config") is None:
+        storage.set_study_user_attr(sid, "config", config)
+    if attrs.get("info") != info:
+        storage.set_study_user_attr(sid, "info", info)
+    return sid
+
+
+def job_key(candidate: str, seed: int) -> str:
+    return f"{candidate}|seed={seed}"
+
+
+def by_job(storage, sid: int) -> dict[str, list[FrozenTrial]]:
+    """The study's trials grouped by job, in trial order."""
+    out: dict[str, list[FrozenTrial]] = {}
+    for t in sorted(storage.get_all_trials(sid, deepcopy=False), key=lambda t: t.number):
+        out.setdefault(t.user_attrs.get("job"), []).append(t)
+    return out
+
+
+# --- a claimed job and its heartbeat ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed attempt at a job: a RUNNING trial that this process owns."""
+
+    training_set: str
+    candidate: str
+    seed: int
+    study_id: int
+    trial_id: int
+    attempt: int
+
+    @property
+    def key(self) -> str:
+        return job_key(self.candidate, self.seed)
+
+
+class Heartbeat(threading.Thread):
+    """Writes ``heartbeat = time.time()`` into a running trial every ``interval`` seconds until stopped,
+    so that processes on other hosts can tell a live job from a dead one."""
+
+    def __init__(self, storage, trial_id: int, interval: float):
+        super().__init__(daemon=True)
+        self.storage, self.trial_id, self.interval, self.done = storage, trial_id, interval, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+            except Exception:  # finished elsewhere, or the storage hiccuped: stop beating
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
+# --- the store --------------------------------------------------------------------------------------------------------
+
+
+class JobStore:
+    """The jobs of one experiment in one Optuna storage, and every change of a job's state.
+
+    Build it with :meth:`open` (studies that exist) or :meth:`create` (check and create every study).
+    """
+
+    def __init__(self, storage, exp: Experiment, study_ids: dict[str, int], lock=None):
+        self.storage, self.exp, self.study_ids = storage, exp, study_ids
+        self._lock, self._depth = lock, 0
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike, exp: Experiment | None = None, url: str | None = None) -> "JobStore":
+        """The experiment's existing studies in its storage (``url`` overrides the experiment's); a training
+        set with no study yet is left out."""
+        exp = exp or Experiment.load(directory)
+        url = url or exp.storage
+        st = open_storage(directory, url)
+        ids = {}
+        for ts in exp.training_sets:
+            with contextlib.suppress(KeyError):
+                ids[ts] = st.get_study_id_from_name(exp.study_name(ts))
+        return cls(st, exp, ids, _queue_lock(st, Path(directory), url, exp.name))
+
+    def create(self, identity: dict[str, dict], info: dict[str, dict]) -> None:
+        """Check every training set's study against its ``identity`` (refusing before anything is written),
+        then create the missing ones and record ``info`` (facts for reports)."""
+        with self.locked():
+            for ts in self.exp.training_sets:
+                check_study(self.storage, self.exp.study_name(ts), identity[ts])
+            for ts in self.exp.training_sets:
+                self.study_ids[ts] = ensure_study(self.storage, self.exp.study_name(ts), identity[ts], info[ts])
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the experiment's queue lock (re-entrant within this store)."""
+        outermost = self._lock is not None and self._depth == 0
+        with self._lock() if outermost else contextlib.nullcontext():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+
+    # --- queueing ---------------------------------------------------------------------------------------------------
+
+    def _enqueue(self, sid: int, candidate: str, seed: int, attempt: int) -> None:
+        params = {**ConvNetSpec.from_id(candidate).as_params(), "seed": seed}
+        self.storage.create_new_trial(sid, template_trial=create_trial(
+            state=TrialState.WAITING, params=params, distributions={k: DISTRIBUTIONS[k] for k in params},
+            user_attrs={"job": job_key(candidate, seed), "candidate": candidate, "seed": seed, "attempt": attempt}))
+
+    def top_up(self, training_set: str | None = None, *, only: str | None = None, retry_failed: bool = False) -> int:
+        """Queue each job (of one training set, or of all; only job ``only`` if given) that needs a trial,
+        under the queue lock; return how many were queued.
+
+        A job needs one when it has no complete, waiting or running trial and has raised at most
+        ``max_retries`` times (``retry_failed`` lifts that limit once). Waiting trials that duplicate a
+        live one (left by versions that queued without the lock) are marked FAIL ``duplicate``.
+        """
+        added = 0
+        with self.locked():
+            for ts in [training_set] if training_set else list(self.study_ids):
+                sid = self.study_ids[ts]
+                trials = by_job(self.storage, sid)
+                for c in self.exp.candidates:
+                    for s in self.exp.seeds:
+                        key = job_key(c, s)
+                        if only is not None and key != only:
+                            continue
+                        mine = trials.get(key, [])
+                        self._drop_duplicates(mine)
+                        if any(t.state in LIVE for t in mine):
+                            continue
+                        errors = sum(t.state == TrialState.FAIL and "error" in t.user_attrs for t in mine)
+                        if errors > self.exp.max_retries and not retry_failed:
+                            continue
+                        self._enqueue(sid, c, s, attempt=len(mine) + 1)
+                        added += 1
+        return added
+
+    def _drop_duplicates(self, mine: list[FrozenTrial]) -> None:
+        """Mark FAIL ``duplicate`` (with the number of the trial kept) every waiting trial of one job but the
+        live one: a running or complete trial, else the first waiting one."""
+        waiting = [t for t in mine if t.state == TrialState.WAITING]
+        kept = next((t for t in mine if t.state in (TrialState.RUNNING, TrialState.COMPLETE)), None) or \
+            next(iter(waiting), None)
+        for t in waiting:
+            if t is not kept:
+                with contextlib.suppress(UpdateFinishedTrialError):
+                    self.storage.set_trial_user_attr(t._trial_id, "duplicate", kept.number)
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+    # --- claiming ---------------------------------------------------------------------------------------------------
+
+    def waiting(self) -> Iterator[tuple[str, FrozenTrial]]:
+        """Waiting trials as ``(training set, trial)`` in ``exp.jobs()`` order (seed by seed, then training
+        set), one per job (its first). Reads only the waiting trials, of each study only once it is reached."""
+        snapshot: dict[str, list[FrozenTrial]] = {}
+        for seed in self.exp.seeds:
+            for ts, sid in self.study_ids.items():
+                if ts not in snapshot:
+                    trials = self.storage.get_all_trials(sid, deepcopy=False, states=(TrialState.WAITING,))
+                    snapshot[ts] = sorted(trials, key=lambda t: t.number)
+                seen = set()
+                for t in snapshot[ts]:
+                    key = t.user_attrs.get("job")
+                    if t.user_attrs.get("seed") == seed and key not in seen:
+                        seen.add(key)
+                        yield ts, t
+
+    def take(self, training_set: str, t: FrozenTrial) -> Job | None:
+        """Claim waiting trial ``t`` through the atomic WAITING -> RUNNING transition; None if another
+        process took it first."""
+        key = f"claim:{host_id()}:{os.getpid()}"
+        try:
+            self.storage.set_trial_user_attr(t._trial_id, key, _me())
+            if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                self.storage.set_trial_user_attr(t._trial_id, key, None)  # lost the race: not ours
+                return None
+        except UpdateFinishedTrialError:
+            return None
+        a = t.user_attrs
+        return Job(training_set, a["candidate"], int(a["seed"]), self.study_ids[training_set], t._trial_id,
+                   int(a.get("attempt", 1)))
+
+    def claim(self) -> Job | None:
+        """Take the first waiting job in ``exp.jobs()`` order; None when none is waiting."""
+        for ts, t in self.waiting():
+            job = self.take(ts, t)
+            if job is not None:
+                return job
+        return None
+
+    def heartbeat(self, job: Job, interval: float) -> Heartbeat:
+        """A started :class:`Heartbeat` for the job; call its ``stop()`` before recording the result."""
+        beat = Heartbeat(self.storage, job.trial_id, interval)
+        beat.start()
+        return beat
+
+    # --- ending a job -----------------------------------------------------------------------------------------------
+
+    def complete(self, job: Job, metrics: dict, value: float) -> bool:
+        """Record the metrics (NaN stored as None) and the value; False when another process had taken the
+        job for dead and the result was dropped."""
+        try:
+            for k, v in metrics.items():
+                self.storage.set_trial_user_attr(job.trial_id, k, None if isinstance(v, float) and v != v else v)
+            self.storage.set_trial_state_values(job.trial_id, TrialState.COMPLETE, [float(value)])
+        except UpdateFinishedTrialError:
+            _log.warning("%s %s finished after another process took it for dead; result dropped",
+                         job.training_set, job.key)
+            return False
+        return True
+
+    def fail(self, job: Job, error: BaseException) -> bool:
+        """Record that training raised, and queue the job again while it has retries left; return whether
+        it was queued again."""
+        self._finish(job, "error", "".join(traceback.format_exception(error))[-4000:])
+        _log.warning("%s %s failed: %s", job.training_set, job.key, error)
+        return self.top_up(job.training_set, only=job.key) > 0
+
+    def interrupt(self, job: Job, reason: str) -> None:
+        """Record that the job was stopped before it finished (SIGTERM, Ctrl-C), and queue it again."""
+        self._finish(job, "interrupted", reason)
+        self.top_up(job.training_set, only=job.key)
+
+    def _finish(self, job: Job, kind: str, text: str) -> None:
+        with contextlib.suppress(UpdateFinishedTrialError):
+            self.storage.set_trial_user_attr(job.trial_id, kind, text)
+            self.storage.set_trial_state_values(job.trial_id, TrialState.FAIL)
+
+    def recover(self, grace: float) -> int:
+        """Mark RUNNING trials of dead workers FAIL (``interrupted``) and queue their jobs again; return how
+        many jobs were queued. Reads only the running trials."""
+        n = 0
+        for ts, sid in self.study_ids.items():
+            for t in self.storage.get_all_trials(sid, deepcopy=False, states=(TrialState.RUNNING,)):
+                if not is_stale(t, grace):
+                    continue
+                gone = [k.removeprefix("claim:") for k, v in t.user_attrs.items() if k.startswith("claim:") and v]
+                try:
+                    self.storage.set_trial_user_attr(t._trial_id, "interrupted",
+                                                     f"worker gone: {', '.join(gone) or 'unknown'}")
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                except UpdateFinishedTrialError:
+                    continue  # another process recovered it, or it has just finished
+                n += self.top_up(ts, only=t.user_attrs.get("job"))
+        return n
+
+    # --- reading back -----------------------------------------------------------------------------------------------
+
+    def status_rows(self) -> list[dict]:
+        """One dict per job: training_set, candidate, seed, state (complete / running / waiting / failed /
+        pending), errors, error (the last one's final line) and requeued (waiting again after its last
+        attempt was interrupted)."""
+        rows = []
+        for ts, sid in self.study_ids.items():
+            trials = by_job(self.storage, sid)
+            for c in self.exp.candidates:
+                for s in self.exp.seeds:
+                    mine = trials.get(job_key(c, s), [])
+                    states = {t.state for t in mine}
+                    errors = [t.user_attrs["error"] for t in mine
+                              if t.state == TrialState.FAIL and "error" in t.user_attrs]
+                    state = ("complete" if TrialState.COMPLETE in states else "running" if TrialState.RUNNING in states
+                             else "waiting" if TrialState.WAITING in states else "failed" if errors else "pending")
+                    ended = [t for t in mine if t.state == TrialState.FAIL and "duplicate" not in t.user_attrs]
+                    requeued = state == "waiting" and bool(ended) and "interrupted" in ended[-1].user_attrs
+                    rows.append({"training_set": ts, "candidate": c, "seed": s, "state": state, "errors": len(errors),
+                                 "error": errors[-1].strip().splitlines()[-1] if errors else None,
+                                 "requeued": requeued})
+        return rows
+
+    def summary(self, rows: list[dict] | None = None) -> dict:
+        """``{"total", "complete", "failed", "unfinished"}`` over every job of the experiment (jobs of
+        training sets with no study yet count as unfinished); ``rows`` from :meth:`status_rows` if at hand."""
+        rows = self.status_rows() if rows is None else rows
+        total = len(self.exp.jobs())
+        n = {s: sum(r["state"] == s for r in rows) for s in ("complete", "failed")}
+        return {"total": total, **n, "unfinished": total - n["complete"] - n["failed"]}
+
+    def completed(self, training_set: str) -> list[FrozenTrial]:
+        """The first COMPLETE trial of each job of the training set, in trial order."""
+        wanted = {job_key(c, s) for c in self.exp.candidates for s in self.exp.seeds}
+        seen: set[str] = set()
+        out = []
+        sid = self.study_ids[training_set]
+        trials = self.storage.get_all_trials(sid, deepcopy=False, states=(TrialState.COMPLETE,))
+        for t in sorted(trials, key=lambda t: t.number):
+            key = t.user_attrs.get("job")
+            if key in wanted and key not in seen:
+                seen.add(key)
+                out.append(t)
+        return out
+
+
+# --- reading an experiment's jobs ------------------------------------------------------------------------------------
+
+
+def job_status(experiment_dir: str | os.PathLike, storage: str | None = None) -> pd.DataFrame:
+    """One row per job: training_set, candidate, seed, state (complete / running / waiting / failed /
+    pending), errors (attempts that raised), error (the last one's final line) and requeued."""
+    rows = JobStore.open(experiment_dir, url=storage).status_rows()
+    return pd.DataFrame(rows, columns=["training_set", "candidate", "seed", "state", "errors", "error", "requeued"])
+
+
+def load_jobs(experiment_dir: str | os.PathLike, storage: str | None = None) -> pd.DataFrame:
+    """One row per finished job of the experiment (its first COMPLETE trial), accuracies in percent.
+
+    Columns: :data:`JOB_COLUMNS`, then :data:`EXTRA_COLUMNS`: ``wall_seconds`` (the whole job: model
+    building, training, evaluation), ``attempt``, ``images``/``bytes`` (the training set's size, uint8
+    pixels), ``proxy_minutes`` (building the proxy), ``method``, ``started``/``completed`` (ISO times)
+    and ``trial`` (its number in the study). ``test_acc`` is NaN for training sets trained with
+    ``eval_test: false``.
+    """
+    store = JobStore.open(experiment_dir, url=storage)
+    rows = []
+    for ts, sid in store.study_ids.items():
+        info = store.storage.get_study_user_attrs(sid).get("info", {})
+        for t in store.completed(ts):
+            a = t.user_attrs
+            rows.append({"training_set": ts, "candidate": a["candidate"], "seed": a["seed"],
+                         **{k: a.get(k) for k in METRICS}, "attempt": a.get("attempt"),
+                         **{k: info.get(k) for k in ("images", "bytes", "proxy_minutes", "method")},
+                         "started": t.datetime_start.isoformat() if t.datetime_start else None,
+                         "completed": t.datetime_complete.isoformat() if t.datetime_complete else None,
+                         "trial": t.number})
+    df = pd.DataFrame(rows, columns=JOB_COLUMNS + EXTRA_COLUMNS)
+    for col in ("val_acc", "test_acc", "train_loss", "seconds", "images_per_sec", "wall_seconds", "proxy_minutes"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df["diverged"] = df["diverged"].astype(bool)
+    return df
