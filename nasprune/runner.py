@@ -38,8 +38,8 @@ from nasprune.experiment import CONFIG_FILE, Experiment, ExperimentError
 from nasprune.jobs import (EXTRA_COLUMNS, JOB_COLUMNS, JOURNAL_FILE, Job, JobStore, StorageError, job_status, jsonable,
                            load_jobs, open_storage)
 from nasprune.proxy import ProxySet
-from nasprune.train import TrainConfig, TrainResult, train
-from search_spaces.convnet import ConvNetSpec, block_shapes, build_convnet
+from nasprune.train import TrainConfig, TrainResult, train_candidate
+from search_spaces.convnet import ConvNetSpec, block_shapes
 
 __all__ = ["CONFIG_FILE", "EXTRA_COLUMNS", "JOB_COLUMNS", "JOURNAL_FILE", "Experiment", "ExperimentError",
            "StorageError", "Terminated", "default_threads", "job_status", "load_jobs", "open_storage", "prepare",
@@ -105,13 +105,10 @@ def _dataset_identity(exp: Experiment) -> dict:
 
 
 def _train_job(loaded: _Loaded, training_set: str, candidate: str, seed: int) -> TrainResult:
-    """One job: build the candidate under ``torch.manual_seed(seed)`` and train it on the training set."""
-    ds = loaded.dataset
+    """One job: the candidate trained on the training set under its seed (:func:`nasprune.train.train_candidate`)."""
     x, y = loaded.sets[training_set]
-    torch.manual_seed(seed)
-    model = build_convnet(ConvNetSpec.from_id(candidate), ds.in_channels, ds.image_size, ds.num_classes)
     config = TrainConfig(**{**loaded.train_kwargs[training_set], "seed": seed})
-    return train(model, x, y, config, val=(ds.val_x, ds.val_y), test=(ds.test_x, ds.test_y))
+    return train_candidate(candidate, loaded.dataset, x, y, config)
 
 
 class Terminated(KeyboardInterrupt):

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from nasprune.data import Dataset
+from search_spaces.convnet import ConvNetSpec, build_convnet
 
 CHECKPOINT_FORMAT = "nasprune.train-checkpoint/1"
 
@@ -293,3 +296,21 @@ def train(
         diverged=diverged,
         history=history,
     )
+
+
+def train_candidate(candidate: str | ConvNetSpec, dataset: Dataset, train_x: torch.Tensor, train_y: torch.Tensor,
+                    config: TrainConfig, *, on_epoch=None) -> TrainResult:
+    """Build one ConvNet candidate and train it on (train_x, train_y): the one job of every search.
+
+    The candidate's initial weights come from ``config.seed`` (``build_convnet(..., seed=)``, so the global
+    RNG is untouched), as does its batch order; it is evaluated on the dataset's val split, and on its test
+    split unless ``config.eval_test`` is False. ``mean``/``std`` left None in ``config`` mean the dataset's, so
+    every training set of an experiment is normalised alike. The runner, the Optuna helper, the benchmarks
+    and the claim scripts all train candidates through this function.
+    """
+    spec = ConvNetSpec.from_id(candidate) if isinstance(candidate, str) else candidate
+    model = build_convnet(spec, dataset.in_channels, dataset.image_size, dataset.num_classes, seed=config.seed)
+    if config.mean is None or config.std is None:
+        config = replace(config, mean=config.mean or dataset.mean, std=config.std or dataset.std)
+    return train(model, train_x, train_y, config, val=(dataset.val_x, dataset.val_y),
+                 test=(dataset.test_x, dataset.test_y), on_epoch=on_epoch)

@@ -177,8 +177,9 @@ def profile_in_tree(directory: str, threads: int) -> None:
 
     splits.wrap(runner, "prepare", "studies")
     splits.wrap(runner, "_load", "load")
-    splits.wrap(runner, "build_convnet", "build model")
-    splits.wrap(runner, "train", reset_evals)
+    trainer = runner if hasattr(runner, "build_convnet") else train_module  # 21f3929 or train_candidate
+    splits.wrap(trainer, "build_convnet", "build model")
+    splits.wrap(trainer, "train", reset_evals)
     splits.wrap(train_module, "evaluate", eval_name)
     splits.wrap(train_module, "to_float", "prepare tensors")
     try:  # this tree: the job life cycle in nasprune.jobs
