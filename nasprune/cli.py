@@ -188,6 +188,10 @@ def _add_search(sub, common) -> None:
                    "the journal file DIR/optuna.journal)")
     p.add_argument("--threads", type=_at_least(1), metavar="T", help="torch threads per worker (default: cpus / N)")
     p.add_argument("--retry-failed", action="store_true", help="give jobs that used up their retries one more try")
+    p.add_argument("--fuse", type=_at_least(1), default=1, metavar="K",
+                   help="train up to K jobs of one candidate (one training config and training-set size: "
+                        "other proxies, seeds) as one fused network; fusion measured slower on CPU "
+                        "(scripts/bench_fused.py); try --fuse 16 on a GPU")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_search)
 
@@ -198,7 +202,7 @@ def _search(args) -> int:
     directory = _experiment_dir(args.experiment, "search")
     try:
         s = run_search(directory, workers=args.workers, storage=args.storage, threads=args.threads,
-                       retry_failed=args.retry_failed, progress=not args.no_progress)
+                       retry_failed=args.retry_failed, progress=not args.no_progress, fuse=args.fuse)
     except KeyboardInterrupt as e:
         return _interrupted("search", e)
     print(summary_line(s))
@@ -359,6 +363,10 @@ def _add_run(sub, common) -> None:
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna RDB URL shared by several machines (default: the config's, else the journal "
                         "file DIR/optuna.journal)")
+    p.add_argument("--fuse", type=_at_least(1), default=None, metavar="K",
+                   help="train up to K jobs of one candidate (one training config and training-set size: "
+                        "other proxies, seeds) as one fused network; fusion measured slower on CPU "
+                        "(scripts/bench_fused.py); try --fuse 16 on a GPU (default: the config's search.fuse, 1)")
     p.set_defaults(func=_run_run)
 
 
@@ -368,7 +376,7 @@ def _run_run(args) -> int:
     config = PipelineConfig.load(args.config)
     out = Path(args.out or f"runs/{config.name}")
     try:
-        result = run_pipeline(config, out, workers=args.workers, storage=args.storage)
+        result = run_pipeline(config, out, workers=args.workers, storage=args.storage, fuse=args.fuse)
     except KeyboardInterrupt as e:
         return _interrupted("run", e)
     s = result.summary

@@ -23,9 +23,10 @@ Every method works on any Optuna storage: the journal file (processes of one hos
 machines). Claiming reads only the waiting trials and recovering only the running ones, so their cost
 does not grow with the finished part of a study.
 
-A fused group of jobs (one candidate trained on several training sets or seeds at once) would be claimed
-as its first member is, then extended with :meth:`JobStore.take` on further waiting trials of the same
-candidate, epochs and training-set size from the same snapshot; each member stays its own trial.
+A fused group of jobs (one candidate trained on several training sets or seeds at once, see
+:mod:`nasprune.fused`) is claimed by :meth:`JobStore.claim_group`: its first member as :meth:`JobStore.claim`
+takes one, then further waiting trials of the same group from the same snapshot, each through the same atomic
+transition. Each member stays its own trial, with its own claim, heartbeat, result, failure or interruption.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Hashable, Iterator, Sequence
 
 import optuna
 import pandas as pd
@@ -306,19 +307,21 @@ class Job:
 
 
 class Heartbeat(threading.Thread):
-    """Writes ``heartbeat = time.time()`` into a running trial every ``interval`` seconds until stopped,
-    so that processes on other hosts can tell a live job from a dead one."""
+    """Writes ``heartbeat = time.time()`` into running trials (one job's, or every member's of a fused group)
+    every ``interval`` seconds until stopped, so that processes on other hosts can tell a live job from a dead one."""
 
-    def __init__(self, storage, trial_id: int, interval: float):
+    def __init__(self, storage, trial_ids: int | Sequence[int], interval: float):
         super().__init__(daemon=True)
-        self.storage, self.trial_id, self.interval, self.done = storage, trial_id, interval, threading.Event()
+        self.storage, self.interval, self.done = storage, interval, threading.Event()
+        self.trial_ids = [trial_ids] if isinstance(trial_ids, int) else list(trial_ids)
 
     def run(self) -> None:
-        while not self.done.wait(self.interval):
-            try:
-                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
-            except Exception:  # finished elsewhere, or the storage hiccuped: stop beating
-                return
+        while self.trial_ids and not self.done.wait(self.interval):
+            for trial_id in list(self.trial_ids):
+                try:
+                    self.storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+                except Exception:  # finished elsewhere, or the storage hiccuped: stop beating for this trial
+                    self.trial_ids.remove(trial_id)
 
     def stop(self) -> None:
         self.done.set()
@@ -455,15 +458,35 @@ class JobStore:
 
     def claim(self) -> Job | None:
         """Take the first waiting job in ``exp.jobs()`` order; None when none is waiting."""
-        for ts, t in self.waiting():
-            job = self.take(ts, t)
-            if job is not None:
-                return job
-        return None
+        group = self.claim_group(1, lambda ts, t: None)
+        return group[0] if group else None
 
-    def heartbeat(self, job: Job, interval: float) -> Heartbeat:
-        """A started :class:`Heartbeat` for the job; call its ``stop()`` before recording the result."""
-        beat = Heartbeat(self.storage, job.trial_id, interval)
+    def claim_group(self, size: int, group_of: Callable[[str, FrozenTrial], Hashable]) -> list[Job]:
+        """Take up to ``size`` waiting jobs that ``group_of(training set, trial)`` puts in one group: the first
+        waiting job that can be taken (as :meth:`claim`), then more of its group, in ``exp.jobs()`` order, from
+        the same snapshot of the waiting trials. Each is taken through the atomic WAITING -> RUNNING transition,
+        so a trial another process took in the meantime is skipped, never shared. Empty when none is waiting."""
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        group: list[Job] = []
+        key = None
+        for ts, t in self.waiting():
+            if group and group_of(ts, t) != key:
+                continue
+            job = self.take(ts, t)
+            if job is None:
+                continue
+            if not group:
+                key = group_of(ts, t)
+            group.append(job)
+            if len(group) == size:
+                break
+        return group
+
+    def heartbeat(self, jobs: Job | Sequence[Job], interval: float) -> Heartbeat:
+        """A started :class:`Heartbeat` for the job (or for every job of a group); call its ``stop()`` before
+        recording the result."""
+        beat = Heartbeat(self.storage, [j.trial_id for j in ([jobs] if isinstance(jobs, Job) else jobs)], interval)
         beat.start()
         return beat
 

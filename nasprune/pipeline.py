@@ -132,6 +132,8 @@ class SearchConfig:
     candidates: tuple[str, ...] | CandidateDraw = field(default_factory=CandidateDraw)
     seeds: tuple[int, ...] = (0,)
     workers: int = 1
+    fuse: int = 1  # train up to this many jobs of one candidate as one network (nasprune/fused.py); 1: off, the
+    # default everywhere: on a CPU fusion measured slower (scripts/bench_fused.py); try 16 on a GPU
     max_retries: int = 2
     storage: str | None = None
     proxy_train: TrainConfig = field(default_factory=TrainConfig)
@@ -140,6 +142,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ConfigError(f"must be an int >= 0, got {self.workers!r}", "workers")
+        if self.fuse < 1:
+            raise ConfigError(f"must be an int >= 1 (1: no fusion), got {self.fuse!r}", "fuse")
         for key in ("proxy_train", "whole_train"):
             if getattr(self, key).seed != 0:
                 raise ConfigError("the training seed comes from search.seeds; remove it here", f"{key}.seed")
@@ -210,8 +214,10 @@ class PipelineResult:
 
 
 def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, workers: int | None = None,
-                 storage: str | None = None, progress: bool = True, report: bool = True, log=print) -> PipelineResult:
-    """Run every stage whose artifact is missing (no report when ``report`` is False)."""
+                 storage: str | None = None, progress: bool = True, report: bool = True, log=print,
+                 fuse: int | None = None) -> PipelineResult:
+    """Run every stage whose artifact is missing (no report when ``report`` is False); ``workers`` and ``fuse``
+    override the config's ``search.workers`` and ``search.fuse``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     dataset = config.dataset.load()
@@ -251,7 +257,8 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     workers = workers if workers is not None else config.search.workers
     log(f"[3/4] search: {len(exp.candidates)} candidates x {len(exp.training_sets)} training sets x "
         f"{len(exp.seeds)} seeds, {workers} worker(s)")
-    summary = run_search(directory, workers=workers, storage=storage or exp.storage, progress=progress, log=log)
+    summary = run_search(directory, workers=workers, storage=storage or exp.storage, progress=progress, log=log,
+                         fuse=fuse if fuse is not None else config.search.fuse)
     if not report:
         return PipelineResult(summary, {})
     written = write_report(directory, storage=storage or exp.storage)

@@ -11,6 +11,11 @@ It resumes a killed run: finished jobs are kept, and the jobs of dead workers ar
 (or Ctrl-C) stops it cleanly: the workers mark their running jobs interrupted, which queues them again,
 and exit before the command does. The default storage, the journal file ``DIR/optuna.journal``, serves
 the processes of one host; an RDB URL (PostgreSQL) serves several machines, each running the same command.
+
+With ``fuse=K`` a worker claims up to K waiting jobs of one candidate that share the training config (all
+but the seed) and the training set's size, e.g. one candidate on several equal-size proxies and seeds, and
+trains them as one network (:func:`nasprune.fused.train_fused`). Each member stays its own trial with its own
+result, as if it had run alone (weights equal to float32 rounding, tests/test_fused.py).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import multiprocessing as mp
@@ -28,13 +34,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Hashable, Iterator
 
 import torch
 
 from nasprune import __version__
 from nasprune.data import Dataset
 from nasprune.experiment import CONFIG_FILE, Experiment, ExperimentError
+from nasprune.fused import train_fused
 from nasprune.jobs import (EXTRA_COLUMNS, JOB_COLUMNS, JOURNAL_FILE, Job, JobStore, StorageError, job_status, jsonable,
                            load_jobs, open_storage)
 from nasprune.proxy import ProxySet
@@ -111,6 +118,31 @@ def _train_job(loaded: _Loaded, training_set: str, candidate: str, seed: int) ->
     return train_candidate(candidate, loaded.dataset, x, y, config)
 
 
+def _train_group(loaded: _Loaded, group: list[Job]) -> list[TrainResult]:
+    """A fused group's jobs (one candidate; one training config but the seed; training sets of one size) trained
+    as one network by :func:`nasprune.fused.train_fused`, each as :func:`_train_job` would train it alone;
+    one result per job, in order."""
+    candidates = {j.candidate for j in group}
+    if len(candidates) != 1:
+        raise ValueError(f"a fused group trains one candidate, got {sorted(candidates)}; group jobs by candidate")
+    ds = loaded.dataset
+    config = TrainConfig(**loaded.train_kwargs[group[0].training_set])  # its seed is not used: each job has its own
+    return train_fused(group[0].candidate, [loaded.sets[j.training_set] for j in group], [j.seed for j in group],
+                       config, in_channels=ds.in_channels, image_size=ds.image_size, num_classes=ds.num_classes,
+                       val=(ds.val_x, ds.val_y), test=(ds.test_x, ds.test_y))
+
+
+def _group_keys(loaded: _Loaded) -> dict[str, str]:
+    """Per training set, what the jobs of one fused group must share besides their candidate: the training
+    config but the seed (``train_fused`` trains every member under one config) and the training set's shape
+    (its size: members train on sets of one size, batch by batch)."""
+    keys = {}
+    for ts, kwargs in loaded.train_kwargs.items():
+        config = {k: v for k, v in kwargs.items() if k != "seed"}
+        keys[ts] = json.dumps([config, list(loaded.sets[ts][0].shape)], sort_keys=True)
+    return keys
+
+
 class Terminated(KeyboardInterrupt):
     """Raised in :func:`run_search` (and in its workers) when SIGTERM or SIGINT asked it to stop."""
 
@@ -163,42 +195,65 @@ class _Stop:
                 signal.signal(s, h)
 
 
-def _run_job(loaded: _Loaded, store: JobStore, job: Job, heartbeat: float, stop: _Stop) -> bool:
-    """Train a claimed job and record its result; on an error record it (the job is retried), on SIGTERM or
-    Ctrl-C mark it interrupted (queued again) and re-raise. Returns whether a result was recorded."""
-    beat = store.heartbeat(job, heartbeat)
+def _run_group(loaded: _Loaded, store: JobStore, group: list[Job], heartbeat: float, stop: _Stop) -> list[bool]:
+    """Train claimed jobs (one alone, or a fused group) and record each one's result; on an error record it for
+    every job (each is retried while it has retries left), on SIGTERM or Ctrl-C mark every job interrupted
+    (queued again) and re-raise. Returns, per job, whether a result was recorded.
+
+    A fused group's members are recorded as a job alone is, plus ``fused`` (the group's size); ``seconds`` and
+    ``wall_seconds`` are each member's equal share of the group's, so that they add up as the jobs' times do."""
+    beat = store.heartbeat(group, heartbeat)
     start = time.perf_counter()
     try:
         with stop.interruptible():
-            r = _train_job(loaded, job.training_set, job.candidate, job.seed)
+            if len(group) == 1:
+                results = [_train_job(loaded, group[0].training_set, group[0].candidate, group[0].seed)]
+            else:
+                results = _train_group(loaded, group)
     except Exception as e:
         beat.stop()
-        store.fail(job, e)
-        return False
+        for job in group:
+            store.fail(job, e)
+        return [False] * len(group)
     except BaseException as e:  # KeyboardInterrupt, Terminated, SystemExit
         beat.stop()
-        store.interrupt(job, f"{type(e).__name__}: {e}")
+        for job in group:
+            store.interrupt(job, f"{type(e).__name__}: {e}")
         raise
     beat.stop()
-    metrics = {"val_acc": r.val_acc, "test_acc": r.test_acc, "train_loss": r.train_loss, "seconds": r.seconds,
-               "images_per_sec": r.images_per_sec, "diverged": r.diverged, "epochs": r.epochs,
-               "wall_seconds": time.perf_counter() - start}
-    return store.complete(job, metrics, r.val_acc)
+    wall = (time.perf_counter() - start) / len(group)
+    extra = {"fused": len(group)} if len(group) > 1 else {}
+    recorded = []
+    for job, r in zip(group, results):
+        metrics = {"val_acc": r.val_acc, "test_acc": r.test_acc, "train_loss": r.train_loss, "seconds": r.seconds,
+                   "images_per_sec": r.images_per_sec, "diverged": r.diverged, "epochs": r.epochs,
+                   "wall_seconds": wall, **extra}
+        recorded.append(store.complete(job, metrics, r.val_acc))
+    return recorded
 
 
-def _work(loaded: _Loaded, store: JobStore, *, heartbeat: float, grace: float, stop: _Stop,
+def _work(loaded: _Loaded, store: JobStore, *, heartbeat: float, grace: float, stop: _Stop, fuse: int = 1,
           on_job: Callable[[bool], None] | None = None) -> None:
-    """Claim and run jobs until none is waiting and no dead worker's job can be taken over, or until told
-    to stop. ``on_job(recorded)`` runs after each job."""
+    """Claim and run jobs, up to ``fuse`` of them as one fused group, until none is waiting and no dead
+    worker's job can be taken over, or until told to stop. ``on_job(recorded)`` runs after each job."""
+    keys = _group_keys(loaded)
+
+    def group_of(training_set: str, t) -> Hashable:
+        return t.user_attrs.get("candidate"), keys[training_set]
+
     while stop.signum is None:
-        job = store.claim()
-        if job is None:
+        if fuse == 1:
+            job = store.claim()
+            group = [job] if job is not None else []
+        else:
+            group = store.claim_group(fuse, group_of)
+        if not group:
             if store.recover(grace):
                 continue
             return
-        recorded = _run_job(loaded, store, job, heartbeat, stop)
-        if on_job is not None:
-            on_job(recorded)
+        for recorded in _run_group(loaded, store, group, heartbeat, stop):
+            if on_job is not None:
+                on_job(recorded)
 
 
 def _count(done, recorded: bool) -> None:
@@ -221,8 +276,8 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float, grace: float, go, done,
-                 parent: int) -> None:
+def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float, grace: float, fuse: int, go,
+                 done, parent: int) -> None:
     """Entry point of a spawned worker: load the data and proxies once (while the parent checks the
     experiment), wait for the parent's go, then run jobs, adding 1 to ``done`` per recorded job. Before
     the go, SIGTERM ends it at once (nothing was touched yet); after it, SIGTERM and SIGINT mark the
@@ -239,7 +294,8 @@ def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float
         raise error
     with _Stop(force_on_second=False).installed() as stop, contextlib.suppress(KeyboardInterrupt):
         store = JobStore.open(directory, loaded.experiment, url)
-        _work(loaded, store, heartbeat=heartbeat, grace=grace, stop=stop, on_job=lambda ok: _count(done, ok))
+        _work(loaded, store, heartbeat=heartbeat, grace=grace, stop=stop, fuse=fuse,
+              on_job=lambda ok: _count(done, ok))
 
 
 # --- the public entry points ----------------------------------------------------------------------------------------
@@ -297,7 +353,7 @@ def _stop_workers(procs: list, timeout: float) -> None:
 
 def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str | None = None, *,
                threads: int | None = None, retry_failed: bool = False, progress: bool = True,
-               heartbeat: float = HEARTBEAT_SECONDS, grace: float = GRACE_SECONDS,
+               heartbeat: float = HEARTBEAT_SECONDS, grace: float = GRACE_SECONDS, fuse: int = 1,
                log: Callable[[str], None] | None = print) -> dict:
     """Run every job of the experiment in ``experiment_dir`` that has not finished; return a summary.
 
@@ -313,6 +369,12 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
             the jobs of this run).
         heartbeat, grace: seconds between heartbeats of a running job, and without one before a job of
             another host is taken as dead and run again.
+        fuse: the largest fused group: a worker trains up to ``fuse`` waiting jobs of one candidate, one
+            training config (all but the seed) and one training-set size as one network
+            (:mod:`nasprune.fused`); each stays its own trial and result. A group takes members of later
+            seeds too, so a partial fused run is not complete seed by seed. 1 (the default) trains every job
+            alone: on a CPU fusion measured slower (scripts/bench_fused.py); it is meant for GPUs, where
+            small nets are launch-bound.
         log: where the line ``resumed: N finished jobs kept, M interrupted re-queued`` goes when a run
             resumes (None: nowhere).
 
@@ -325,6 +387,8 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
     """
     if not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+    if not isinstance(fuse, int) or fuse < 1:
+        raise ValueError(f"fuse must be an int >= 1 (1: no fusion), got {fuse!r}")
     url = storage or Experiment.load(experiment_dir).storage
     ctx = mp.get_context("spawn")
     go, done = ctx.Event(), ctx.Value("q", 0)
@@ -333,7 +397,8 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
     with _Stop().installed() as stop:
         # workers start (imports, data) while this process checks the experiment; they touch nothing before `go`
         procs = [ctx.Process(target=_worker_main, name=f"nasprune-worker-{i}",
-                             args=(str(experiment_dir), url, n_threads, heartbeat, grace, go, done, os.getpid()))
+                             args=(str(experiment_dir), url, n_threads, heartbeat, grace, fuse, go, done,
+                                   os.getpid()))
                  for i in range(workers)]
         bar = None
         try:
@@ -349,7 +414,7 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
             bar = _Progress(store, done, kept, full_every=5.0 if url is None else 60.0, enabled=progress)
             if workers == 0:
                 with _torch_threads(threads or min(torch.get_num_threads(), _cpus())):
-                    _work(loaded, store, heartbeat=heartbeat, grace=grace, stop=stop,
+                    _work(loaded, store, heartbeat=heartbeat, grace=grace, stop=stop, fuse=fuse,
                           on_job=lambda recorded: _count(done, recorded) or bar.refresh())
                 stop.check()
             else:
