@@ -89,12 +89,35 @@ def open_storage(directory: str | os.PathLike, url: str | None = None) -> optuna
     if url is None:
         path = Path(directory) / JOURNAL_FILE
         repair_journal(path)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        return optuna.storages.JournalStorage(_JournalFile(str(path)))
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as e:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StorageError(f"cannot reach storage {redact(url)}: {first}") from None
+
+
+class _JournalFile(optuna.storages.journal.JournalFileBackend):
+    """Optuna's journal file, whose unreadable lines are one :class:`StorageError` naming the file and line."""
+
+    def read_logs(self, log_number_from: int):
+        try:
+            yield from super().read_logs(log_number_from)
+        except ValueError as e:  # json.JSONDecodeError, or Optuna's "Invalid log format."
+            line = _first_bad_line(Path(self._file_path))
+            raise StorageError(
+                f"{self._file_path}: line {line} is not a journal entry ({e}); the journal is corrupted. Restore "
+                "it from a copy, or move it away to start the search again (finished jobs are lost)") from None
+
+
+def _first_bad_line(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                return number
+    return None
 
 
 def redact(url: str) -> str:

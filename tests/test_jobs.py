@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from test_runner import CANDIDATES, _drop_studies, _pg_url, completes_per_job, fake_result, make_experiment, trials
 
 from nasprune import jobs, runner
-from nasprune.jobs import JobStore
+from nasprune.jobs import JobStore, StorageError
 from nasprune.runner import load_jobs, prepare, run_search
 
 REPO = Path(__file__).parents[1]
@@ -197,3 +197,14 @@ def test_the_reference_experiment_still_opens_with_nothing_to_do(tmp_path):
     assert not [t for sid in store.study_ids.values() for t in store.storage.get_all_trials(sid)
                 if t.state in (TrialState.WAITING, TrialState.RUNNING)]
     assert len(load_jobs(tmp_path / "ref")) == 648
+
+
+def test_a_corrupted_journal_names_its_file_and_line(tmp_path, synthetic):
+    make_experiment(tmp_path, synthetic, seeds=[0])
+    run_search(tmp_path, workers=0, progress=False)
+    journal = tmp_path / "optuna.journal"
+    lines = journal.read_bytes().split(b"\n")
+    lines[2] = lines[2][:20] + b"\x01" + lines[2][20:]  # a control character inside a JSON string
+    journal.write_bytes(b"\n".join(lines))
+    with pytest.raises(StorageError, match=r"optuna.journal: line 3 is not a journal entry .*corrupted"):
+        load_jobs(tmp_path)
