@@ -251,8 +251,8 @@ def _add_status(sub, common) -> None:
         description="Count the jobs of the experiment in DIR by state, per training set, and estimate the "
                     "time left: each unfinished job (waiting or running) is taken to last as long as the "
                     "mean wall time of the finished jobs of its training set (of all finished jobs when its "
-                    "set has none yet), and their sum is divided by the number of running jobs, one per "
-                    "worker (with none running: the work left for one). Safe to run while a search runs, on "
+                    "set has none yet), and their sum is divided by the number of worker processes running jobs "
+                    "now (a fused group is one worker; with none running: the work left for one). Safe to run while a search runs, on "
                     "any machine with the same --storage.")
     p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
     p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
@@ -285,13 +285,14 @@ def _status(args) -> int:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))]))
-    print(f"time left: {_time_left(table, directory)}")
+    workers = status.loc[status["state"] == "running", "worker"].nunique()  # a fused group is one worker
+    print(f"time left: {_time_left(table, workers, directory)}")
     return 0
 
 
-def _time_left(table, directory: Path) -> str:
-    """The rule of ``nasprune status --help``, in words."""
-    remaining, workers = int(table["running"].sum() + table["waiting"].sum()), int(table["running"].sum())
+def _time_left(table, workers: int, directory: Path) -> str:
+    """The rule of ``nasprune status --help``, in words; ``workers``: the processes running jobs now."""
+    remaining = int(table["running"].sum() + table["waiting"].sum())
     work = float(table["left_seconds"].sum())
     if remaining == 0:
         return "none, every job has finished or failed"

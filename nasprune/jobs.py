@@ -567,8 +567,9 @@ class JobStore:
 
     def status_rows(self) -> list[dict]:
         """One dict per job: training_set, candidate, seed, state (complete / running / waiting / failed /
-        pending), errors, error (the last one's final line) and requeued (waiting again after its last
-        attempt was interrupted)."""
+        pending), errors, error (the last one's final line), requeued (waiting again after its last
+        attempt was interrupted) and worker (``host:pid`` of a running job's process; a fused group's
+        members share one)."""
         rows = []
         for ts, sid in self.study_ids.items():
             trials = by_job(self.storage, sid)
@@ -582,9 +583,11 @@ class JobStore:
                              else "waiting" if TrialState.WAITING in states else "failed" if errors else "pending")
                     ended = [t for t in mine if t.state == TrialState.FAIL and "duplicate" not in t.user_attrs]
                     requeued = state == "waiting" and bool(ended) and "interrupted" in ended[-1].user_attrs
+                    claimers = [k.removeprefix("claim:") for t in mine if t.state == TrialState.RUNNING
+                                for k, v in t.user_attrs.items() if k.startswith("claim:") and v]
                     rows.append({"training_set": ts, "candidate": c, "seed": s, "state": state, "errors": len(errors),
                                  "error": errors[-1].strip().splitlines()[-1] if errors else None,
-                                 "requeued": requeued})
+                                 "requeued": requeued, "worker": claimers[-1] if claimers else None})
         return rows
 
     def summary(self, rows: list[dict] | None = None) -> dict:
@@ -615,9 +618,10 @@ class JobStore:
 
 def job_status(experiment_dir: str | os.PathLike, storage: str | None = None) -> pd.DataFrame:
     """One row per job: training_set, candidate, seed, state (complete / running / waiting / failed /
-    pending), errors (attempts that raised), error (the last one's final line) and requeued."""
+    pending), errors (attempts that raised), error (the last one's final line), requeued and worker."""
     rows = JobStore.open(experiment_dir, url=storage).status_rows()
-    return pd.DataFrame(rows, columns=["training_set", "candidate", "seed", "state", "errors", "error", "requeued"])
+    return pd.DataFrame(rows, columns=["training_set", "candidate", "seed", "state", "errors", "error", "requeued",
+                                       "worker"])
 
 
 def load_jobs(experiment_dir: str | os.PathLike, storage: str | None = None) -> pd.DataFrame:

@@ -195,6 +195,23 @@ def test_status_counts_new_training_sets_and_estimates_time_left(tmp_path, searc
         "the mean of all finished jobs)" in out and f"`nasprune search --experiment {directory}` continues" in out
 
 
+def test_status_counts_a_process_running_several_jobs_as_one_worker(tmp_path, searched, capsys):
+    import shutil
+
+    directory = tmp_path / "exp"
+    shutil.copytree(searched, directory)
+    exp = Experiment.load(directory)
+    sets = {**exp.training_sets, "random2": {"proxy": "random.json", "train": {"epochs": 2}}}
+    dataclasses.replace(exp, training_sets=sets).save(directory)
+    _, store = prepare(directory)  # queues the new set's 3 jobs
+    assert store.claim() is not None and store.claim() is not None  # one process, two running jobs (a fused group)
+    assert main(["status", "--experiment", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "6 of 9 jobs done, 2 running, 0 failed, 1 waiting" in out
+    assert "over 1 running worker" in out, out
+    assert set(job_status(directory).dropna(subset=["worker"])["state"]) == {"running"}
+
+
 def cli_progress(directory: Path) -> pd.DataFrame:
     from nasprune.report import progress
 
