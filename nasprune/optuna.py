@@ -1,9 +1,10 @@
 """Run your own Optuna search (any sampler, any pruner) over the ConvNet space on a proxy set.
 
-:func:`make_objective` returns an objective that builds the suggested ConvNet, trains it on the proxy
-(or any given images), reports the validation accuracy after every ``report_every`` epochs with
-``trial.report`` so that Optuna pruners can stop weak trials, and returns the final validation accuracy
-in percent (to be maximised). :func:`search_on_proxy` wraps it in a study.
+:func:`make_objective` returns an objective that trains the suggested ConvNet on the proxy (or any given
+images) with :func:`nasprune.train.train_candidate`, as the runner trains its jobs, reports the validation
+accuracy after every ``report_every`` epochs with ``trial.report`` so that Optuna pruners can stop weak
+trials, and returns the final validation accuracy in percent (to be maximised). :func:`search_on_proxy`
+wraps it in a study.
 
 Example:
     >>> import optuna
@@ -28,8 +29,10 @@ import torch
 
 from nasprune.data import Dataset
 from nasprune.proxy import ProxySet
-from nasprune.train import TrainConfig, train
-from search_spaces.convnet import ACTIVATIONS, DEPTHS, NORMS, POOLINGS, WIDTHS, ConvNetSpec, SpecError, build_convnet
+from nasprune.train import TrainConfig, train_candidate
+from search_spaces.convnet import ACTIVATIONS, DEPTHS, NORMS, POOLINGS, WIDTHS, ConvNetSpec, SpecError, block_shapes
+
+__all__ = ["make_objective", "search_on_proxy"]
 
 
 def make_objective(dataset: Dataset, proxy: ProxySet | tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -40,7 +43,8 @@ def make_objective(dataset: Dataset, proxy: ProxySet | tuple[torch.Tensor, torch
     """An Optuna objective over the ConvNet space, trained on ``proxy``.
 
     Args:
-        dataset: gives the validation split (unless ``val``), shapes and normalisation.
+        dataset: gives the validation and test splits (unless ``val``), shapes and normalisation (the
+            dataset's statistics wherever ``train_config`` leaves ``mean``/``std`` None).
         proxy: a :class:`ProxySet` of ``dataset`` (checked against its fingerprint), ``(images, labels)``,
             or None for the whole training split.
         train_config: how to train each candidate (its ``seed`` is replaced by ``seed``).
@@ -61,10 +65,9 @@ def make_objective(dataset: Dataset, proxy: ProxySet | tuple[torch.Tensor, torch
         x, y = dataset.train_x, dataset.train_y
     else:
         x, y = proxy
-    config = train_config or TrainConfig()
-    config = dataclasses.replace(config, seed=seed, mean=config.mean or dataset.mean, std=config.std or dataset.std)
-    val = val if val is not None else (dataset.val_x, dataset.val_y)
-    test = (dataset.test_x, dataset.test_y)
+    config = dataclasses.replace(train_config or TrainConfig(), seed=seed)
+    if val is not None:  # train_candidate evaluates on the dataset's val split: this one, here
+        dataset = dataclasses.replace(dataset, val_x=val[0], val_y=val[1])
     choices = {"width": list(widths), "depth": list(depths), "act": list(acts), "norm": list(norms),
                "pool": list(pools)}
 
@@ -72,8 +75,7 @@ def make_objective(dataset: Dataset, proxy: ProxySet | tuple[torch.Tensor, torch
         params = {name: trial.suggest_categorical(name, values) for name, values in choices.items()}
         try:
             spec = ConvNetSpec(**params)
-            torch.manual_seed(seed)
-            model = build_convnet(spec, dataset.in_channels, dataset.image_size, dataset.num_classes)
+            block_shapes(spec, dataset.in_channels, dataset.image_size)  # a feature map pooled to nothing
         except SpecError as e:
             raise optuna.TrialPruned(f"cannot build {params}: {e}") from None
         trial.set_user_attr("candidate", spec.id)
@@ -84,7 +86,7 @@ def make_objective(dataset: Dataset, proxy: ProxySet | tuple[torch.Tensor, torch
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        result = train(model, x, y, config, val=val, test=test, on_epoch=on_epoch)
+        result = train_candidate(spec, dataset, x, y, config, on_epoch=on_epoch)
         trial.set_user_attr("test_acc", result.test_acc)
         trial.set_user_attr("seconds", result.seconds)
         if result.epochs == config.epochs or result.epochs % report_every:  # not reported yet

@@ -1,13 +1,13 @@
 """The proxy-set artifact: which training images were kept, by which method, on which exact data.
 
-A proxy file is JSON with a sha256 checksum over its content. Loading refuses a file whose checksum
-fails, and using it refuses a dataset whose fingerprint differs from the one it was built on.
+A proxy file is JSON with a format header and a sha256 checksum over its content (``nasprune/artifacts.py``).
+Loading refuses a file whose checksum fails, and using it refuses a dataset whose fingerprint differs from
+the one it was built on.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -18,14 +18,12 @@ import torch
 from torch.utils.data import Subset, TensorDataset
 
 from nasprune import __version__
+from nasprune.artifacts import ProxyError, check_data, check_format, checksum, write_text
 from nasprune.data import Dataset
 
+__all__ = ["FORMAT", "ProxyError", "ProxySet"]
+
 FORMAT = "nasprune.proxyset/1"
-
-
-class ProxyError(ValueError):
-    """A proxy file that is corrupted, or used with data it was not built on."""
-
 
 @dataclass
 class ProxySet:
@@ -89,14 +87,9 @@ class ProxySet:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (a crash leaves the old file or none, never half a file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.loads(json.dumps(self._payload(), default=_jsonable))  # exactly what load() will see
-        doc = {"format": FORMAT, "sha256": _checksum(payload), "proxy": payload}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1, default=_jsonable))
-        tmp.replace(path)
-        return path
+        doc = {"format": FORMAT, "sha256": checksum(payload, _jsonable), "proxy": payload}
+        return write_text(path, json.dumps(doc, indent=1, default=_jsonable))
 
     @classmethod
     def load(cls, path: str | os.PathLike, dataset: Dataset | None = None) -> "ProxySet":
@@ -106,9 +99,10 @@ class ProxySet:
             raise ProxyError(f"no proxy file at {path}")
         try:
             doc = json.loads(path.read_text())
+            check_format(doc.get("format"), FORMAT, path, ProxyError, "nasprune proxy file")
             payload = doc["proxy"]
-            ok = doc.get("format") == FORMAT and doc.get("sha256") == _checksum(payload)
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+            ok = doc.get("sha256") == checksum(payload, _jsonable)
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError, UnicodeDecodeError) as e:
             raise ProxyError(f"{path} is not a nasprune proxy file ({type(e).__name__}: {e})") from None
         if not ok:
             raise ProxyError(f"{path}: checksum mismatch, the file was modified or corrupted; rebuild it "
@@ -132,17 +126,10 @@ class ProxySet:
     def check_dataset(self, dataset: Dataset) -> None:
         """Raise :class:`ProxyError` unless ``dataset`` is the exact data this proxy indexes; the message
         names the split settings that differ and how to rebuild the proxy."""
-        if dataset.fingerprint == self.fingerprint:
-            return
-        now = dataset.describe()
-        differ = [f"{k} {self.data[k]} -> {now[k]}" for k in ("name", "seed", "val_size", "train")
-                  if k in self.data and self.data[k] != now.get(k)]
-        what = (f"differs in {', '.join(differ)} (built -> used)" if differ
-                else "differs (the data files themselves, or a split this file does not record)")
-        raise ProxyError(
-            f"this proxy was built on other data than it is used with: the split {what}. Use the split it was "
-            f"built on, or rebuild it for this one: nasprune prune --dataset {dataset.name} --split-seed "
-            f"{dataset.seed} --val-size {dataset.val_size} --method {self.method} --out FILE")
+        check_data("proxy", self.fingerprint, dataset, ProxyError, recorded=self.data,
+                   fix=f"Use the split it was built on, or rebuild it for this one: nasprune prune --dataset "
+                       f"{dataset.name} --split-seed {dataset.seed} --val-size {dataset.val_size} --method "
+                       f"{self.method} --out FILE")
 
     def tensors(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """The kept training images and labels."""
@@ -178,8 +165,3 @@ def _jsonable(x):
     if isinstance(x, Path):
         return str(x)
     raise TypeError(f"cannot store {type(x).__name__} in a proxy file")
-
-
-def _checksum(payload: dict) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
-    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -4,22 +4,34 @@ all titled with the experiment's name; and :func:`progress`, the job counts ``na
 
 ``table1.csv`` is always computed from ``jobs.csv`` as written (see :func:`table1_from_csv`), so anyone
 can recompute it from ``jobs.csv`` alone and get the same numbers.
+
+The write-ups under ``results/`` (written by the scripts in ``scripts/``) are built from the same pieces:
+paired comparisons of two training sets (:func:`paired_differences` and its two Markdown layouts), a
+proxy's selection facts (:func:`proxies_markdown`), Markdown tables and intervals (:func:`markdown_table`,
+:func:`ci_text`), and the README itself with its provenance (:func:`write_readme`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
 import re
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from nasprune import __version__
-from nasprune.metrics import table1
+from nasprune.artifacts import write_text
+from nasprune.metrics import paired_difference, table1
+
+if TYPE_CHECKING:
+    from nasprune.proxy import ProxySet
 
 JOBS_CSV_COLUMNS = ["training_set", "candidate", "seed", "val_acc", "test_acc", "train_loss", "seconds", "diverged"]
 
@@ -79,11 +91,11 @@ def write_report(experiment_dir: str | os.PathLike, *, storage: str | None = Non
     title = name or experiment_name(directory)
     extra = [c for c in jobs.columns if c not in JOBS_CSV_COLUMNS]
     paths = {f: directory / f for f in ("jobs.csv", "table1.csv", "table1.md", "proxy_vs_whole.png", "table1.png")}
-    jobs[JOBS_CSV_COLUMNS + extra].to_csv(paths["jobs.csv"], index=False)
+    write_text(paths["jobs.csv"], jobs[JOBS_CSV_COLUMNS + extra].to_csv(index=False))
     table = table1_from_csv(paths["jobs.csv"], whole=whole, n_boot=n_boot, seed=seed)
-    table.to_csv(paths["table1.csv"], index=False)
+    write_text(paths["table1.csv"], table.to_csv(index=False))
     reread = pd.read_csv(paths["jobs.csv"])
-    paths["table1.md"].write_text(markdown(table, reread, status=status, n_boot=n_boot, name=title))
+    write_text(paths["table1.md"], markdown(table, reread, status=status, n_boot=n_boot, name=title))
     plot_proxy_vs_whole(reread, paths["proxy_vs_whole.png"], whole=whole, title=title)
     plot_table1(table, paths["table1.png"], whole=whole, title=title)
     return paths
@@ -121,7 +133,9 @@ def _top_ks(table: pd.DataFrame) -> tuple[int, int]:
     return top, k
 
 
-def _ci(row: pd.Series, metric: str, fmt: str) -> str:
+def ci_text(row: pd.Series, metric: str, fmt: str) -> str:
+    """``row[metric]`` with its interval ``row[metric_lo]``, ``row[metric_hi]`` as "v [lo, hi]" in format
+    ``fmt`` (e.g. ".2f"); the value alone without an interval, "n/a" without a value."""
     value, lo, hi = row[metric], row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
     if pd.isna(value):
         return "n/a"
@@ -139,15 +153,12 @@ def markdown(table: pd.DataFrame, jobs: pd.DataFrame, *, status: pd.DataFrame | 
     spearman_top, overlap = f"spearman_top{top}", f"top{k}_overlap"
     header = ["training set", "best-arch test acc (%)", f"Spearman (top {top})", "time (min)", "storage (images)",
               "Spearman (all)", "Kendall (all)", f"top-{k} overlap", "regret (points)", "proxy (min)", "chosen"]
-    lines = [f"# Table 1{': ' + name if name else ''}", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, r in table.iterrows():
-        cells = [str(r["training_set"]), _ci(r, "best_arch_test_acc", ".1f"), _ci(r, spearman_top, ".2f"),
-                 format(r["search_minutes"], ".1f"), format(int(r["images"]), ",") if pd.notna(r["images"]) else "n/a",
-                 _ci(r, "spearman_all", ".2f"), _ci(r, "kendall_all", ".2f"), _ci(r, overlap, ".2f"),
-                 _ci(r, "regret", ".2f"), format(r["proxy_minutes"], ".1f") if pd.notna(r["proxy_minutes"]) else "n/a",
-                 f"`{r['chosen']}`"]
-        lines.append("| " + " | ".join(cells) + " |")
+    rows = [[str(r["training_set"]), ci_text(r, "best_arch_test_acc", ".1f"), ci_text(r, spearman_top, ".2f"),
+             format(r["search_minutes"], ".1f"), format(int(r["images"]), ",") if pd.notna(r["images"]) else "n/a",
+             ci_text(r, "spearman_all", ".2f"), ci_text(r, "kendall_all", ".2f"), ci_text(r, overlap, ".2f"),
+             ci_text(r, "regret", ".2f"), format(r["proxy_minutes"], ".1f") if pd.notna(r["proxy_minutes"]) else "n/a",
+             f"`{r['chosen']}`"] for _, r in table.iterrows()]
+    lines = [f"# Table 1{': ' + name if name else ''}", "", *markdown_table(header, rows)]
     seeds = sorted(jobs["seed"].unique().tolist())
     n = int(table["candidates"].max())
     lines += ["", f"{n} candidates, seeds {seeds}; accuracies are means over seeds. "
@@ -310,3 +321,97 @@ def plot_table1(table: pd.DataFrame, path: str | os.PathLike, whole: str = "whol
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+# --- write-ups of finished experiments (the README.md files under results/) ---------------------------------------
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
+    """A Markdown table, one line per row (cells as ``str``)."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
+#: The columns of :func:`paired_differences`.
+PAIRED_COLUMNS = ["proxy", "versus", "metric", "estimate", "lo", "hi", "candidates"]
+
+
+def paired_differences(jobs: pd.DataFrame, pairs: Iterable[tuple[str, str]], metrics: Sequence[str], *,
+                       whole: str = "whole", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """For each (proxy, versus) pair whose two training sets both have finished jobs, and each metric: the
+    metric of ``proxy`` minus that of ``versus`` with a 95% interval from resampling the same candidates
+    for both (:func:`nasprune.metrics.paired_difference`). Columns: :data:`PAIRED_COLUMNS`, in the order
+    of ``pairs`` then ``metrics``."""
+    done = set(jobs["training_set"])
+    rows = [{"proxy": a, "versus": b, "metric": m,
+             **paired_difference(jobs, a, b, m, whole=whole, n_boot=n_boot, seed=seed)}
+            for a, b in pairs if a in done and b in done for m in metrics]
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def paired_text(row) -> str:
+    """One paired difference (a row of :func:`paired_differences`) as "+estimate [+lo, +hi]"."""
+    return f"{row.estimate:+.3f} [{row.lo:+.3f}, {row.hi:+.3f}]"
+
+
+def paired_markdown(pairs: pd.DataFrame, keys: Sequence[str] = ("proxy", "versus", "metric")) -> list[str]:
+    """Paired differences as a long Markdown table: the ``keys`` columns, the difference and its interval,
+    and the number of candidates compared."""
+    rows = [[*(getattr(r, k) for k in keys), paired_text(r), r.candidates] for r in pairs.itertuples()]
+    return markdown_table([*keys, "difference", "candidates"], rows)
+
+
+def paired_wide_markdown(pairs: pd.DataFrame, versus: Sequence[str], *,
+                         above: str = "CI above 0 against all") -> list[str]:
+    """Paired differences against several sets (e.g. random draws) side by side: one row per proxy and
+    metric, one column per set of ``versus``, and a last column ``above``: "yes" when the interval is above
+    0 against every one of them."""
+    rows = []
+    for (proxy, metric), g in pairs[pairs["versus"].isin(list(versus))].groupby(["proxy", "metric"], sort=False):
+        cells = {r.versus: paired_text(r) for r in g.itertuples()}
+        all_above = bool((g["lo"] > 0).all()) and len(g) == len(versus)
+        rows.append([proxy, metric, *(cells.get(v, "") for v in versus), "yes" if all_above else "no"])
+    return markdown_table(["proxy", "metric", *(f"vs {v}" for v in versus), above], rows)
+
+
+def proxies_markdown(proxies: Mapping[str, "ProxySet"]) -> list[str]:
+    """Each proxy's selection facts as a Markdown table: its influence target and l2 (where it used the
+    influence vectors), the Eq. 4 objective beside norm(T) (T: the sum of all S_i), the certified lower bound,
+    the pruning network's accuracy on the kept images and the minutes it took to build."""
+
+    def num(stats: dict, key: str, fmt: str = ".4g") -> str:
+        return "" if stats.get(key) is None else format(stats[key], fmt)
+
+    rows = []
+    for name, proxy in proxies.items():
+        st, inf = proxy.stats, proxy.config.get("influence") or {}
+        setting = (f"{inf.get('target')}, {inf.get('l2'):g}" if proxy.method == "influence"
+                   else f"l2 {inf.get('l2'):g}" if inf else "")
+        minutes = proxy.build_minutes()
+        rows.append([name, setting, "" if proxy.objective is None else f"{proxy.objective:.4g}", num(st, "t_norm"),
+                     num(st, "lower_bound"), num(st, "pruning_net_acc_on_kept", ".1f"),
+                     "" if minutes is None else f"{minutes:.1f}"])
+    return markdown_table(["proxy", "target, l2", "Eq. 4 objective", "norm(T)", "lower bound",
+                           "pruning-net acc on kept (%)", "building it (min)"], rows)
+
+
+def train_settings(config) -> dict:
+    """A :class:`~nasprune.train.TrainConfig` in a write-up: epochs, batch size and learning rate, plus every
+    other setting that differs from its default (the seed aside: it is the job's)."""
+    from nasprune.train import TrainConfig
+
+    default = TrainConfig()
+    shown = {"epochs", "batch_size", "lr"}
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if f.name in shown or (f.name != "seed" and getattr(config, f.name) != getattr(default, f.name))}
+
+
+def write_readme(path: str | os.PathLike, title: str, body: Sequence[str], prov: dict | None = None) -> Path:
+    """Write a results README atomically: ``# title``, the ``body`` lines and, with ``prov``, the provenance
+    section (:func:`nasprune.provenance.markdown`: code version, machine, seeds, wall time)."""
+    lines = [f"# {title}", "", *body]
+    if prov is not None:
+        from nasprune.provenance import markdown as provenance_markdown  # imports torch: only when asked
+
+        lines += provenance_markdown(prov)
+    return write_text(path, "\n".join(lines))

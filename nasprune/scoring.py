@@ -10,7 +10,8 @@ uses Linear(512, 50) -> Linear(50, 10)) yields, for every training example:
 - the final bottleneck features, logits and the classifier's weight and bias, from which
   influence, herding and k-center work.
 
-The run is one file, so several proxy sets come from one training.
+The run is one file (``nasprune/artifacts.py``: written atomically, format header, refused on other data), so
+several proxy sets come from one training.
 """
 
 from __future__ import annotations
@@ -25,20 +26,20 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nasprune import __version__
+from nasprune.artifacts import ScoringError, check_data, check_format, read_torch, write_torch
 from nasprune.data import Dataset
 from nasprune.train import Checkpoint, TrainConfig, resolve_device, to_float, train
 from search_spaces import ConvNetSpec, build_convnet
 
+__all__ = ["FORMAT", "ScoringConfig", "ScoringError", "ScoringRun", "pruning_network", "run_scoring"]
+
 FORMAT = "nasprune.scoring/1"
-
-
-class ScoringError(ValueError):
-    """A scoring-run file that is corrupted or belongs to other data."""
 
 
 @dataclass
 class ScoringConfig:
-    """The pruning network and its training. Defaults follow anchors section 6 (w64-d3, 64-d bottleneck)."""
+    """The pruning network and its training. The defaults (w64-d3 with a 64-d bottleneck, 6 epochs) are the
+    pruning network of results/fmnist-ref/ and results/objective-study/; the paper's code uses ResNet-18."""
 
     spec: str = "w64-d3-relu-instancenorm-avgpooling"
     bottleneck: int = 64
@@ -79,25 +80,18 @@ class ScoringRun:
     version: str = __version__
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"format": FORMAT, **asdict(self)}, tmp)
-        tmp.replace(path)
-        return path
+        """Write atomically (a crash leaves the old file or none, never half a file)."""
+        return write_torch(path, {"format": FORMAT, **asdict(self)})
 
     @classmethod
     def load(cls, path: str | Path, dataset: Dataset | None = None) -> "ScoringRun":
         path = Path(path)
         if not path.is_file():
             raise ScoringError(f"no scoring-run file at {path}")
-        try:
-            doc = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises several types (and pages of advice) for truncated or foreign files
-            raise ScoringError(f"{path}: not a nasprune scoring-run file (torch cannot read it: {type(e).__name__}); "
-                               "give another path to make a new scoring run, or delete it") from None
-        if not isinstance(doc, dict) or doc.pop("format", None) != FORMAT:
-            raise ScoringError(f"{path} is not a nasprune scoring-run file")
+        doc = read_torch(path, ScoringError, "nasprune scoring-run file",
+                         "give another path to make a new scoring run, or delete it")
+        check_format(doc.pop("format", None) if isinstance(doc, dict) else None, FORMAT, path, ScoringError,
+                     "nasprune scoring-run file")
         run = cls(**doc)
         if len(run.labels) != len(run.features) or len(run.forgetting) != len(run.labels):
             raise ScoringError(f"{path} is inconsistent: arrays of different lengths")
@@ -106,18 +100,27 @@ class ScoringRun:
         return run
 
     def check_dataset(self, dataset: Dataset) -> None:
-        if dataset.fingerprint != self.fingerprint or not torch.equal(dataset.train_y, self.labels):
-            raise ScoringError(
-                f"this scoring run was made on {self.dataset} (fingerprint {self.fingerprint[:16]}...) but is used "
-                f"with {dataset.name} (fingerprint {dataset.fingerprint[:16]}...); rerun the scoring on this data"
-            )
+        """Raise :class:`ScoringError` unless ``dataset`` is the exact data this run was made on."""
+        check_data("scoring run", self.fingerprint, dataset, ScoringError,
+                   fix=f"Use the data it was made on ({self.dataset}), or rerun the scoring on this data")
+        if not torch.equal(dataset.train_y, self.labels):
+            raise ScoringError("this scoring run's labels differ from the dataset's training labels although the "
+                               "fingerprints agree; the file was modified: rerun the scoring on this data")
 
 
 def pruning_network(config: ScoringConfig, dataset: Dataset) -> nn.Module:
-    """The ConvNet of ``config.spec`` with a linear bottleneck before its classifier."""
-    net = build_convnet(config.spec, dataset.in_channels, dataset.image_size, dataset.num_classes)
-    net.features.append(nn.Linear(net.classifier.in_features, config.bottleneck))
-    net.classifier = nn.Linear(config.bottleneck, dataset.num_classes)
+    """The ConvNet of ``config.spec`` with a linear bottleneck before its classifier, initialised from
+    ``config.seed`` without touching the global RNG.
+
+    The bottleneck and the new classifier are drawn after the ConvNet from the same seeded stream (as
+    ``torch.manual_seed(seed)`` followed by the three constructions), so the weights equal those of every
+    earlier scoring run with that seed; ``build_convnet(seed=)`` alone would seed only the ConvNet.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        net = build_convnet(config.spec, dataset.in_channels, dataset.image_size, dataset.num_classes)
+        net.features.append(nn.Linear(net.classifier.in_features, config.bottleneck))
+        net.classifier = nn.Linear(config.bottleneck, dataset.num_classes)
     return net
 
 
@@ -164,7 +167,6 @@ def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progre
     """
     config = config or ScoringConfig()
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
     model = pruning_network(config, dataset)
     labels_dev = dataset.train_y.to(device)
     forgetting = _Forgetting(labels_dev)

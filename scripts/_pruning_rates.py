@@ -1,204 +1,271 @@
-"""Shared by claim_efficiency.py (Fig. 4) and claim_cross_arch.py (Fig. 3): prune a training set at a
-given rate with one method, train a net on what is kept, and record accuracy and wall time.
+"""Shared by claim_efficiency.py (the paper's Fig. 4, section 6.5) and claim_cross_arch.py (Fig. 3, section 6.4):
+prune a training set at several rates with several methods, train nets on what is kept, and compare their
+accuracy and training time with the whole set's.
 
-Each finished training is appended to ``rows.csv`` at once, and a rerun skips those already there, so a
-killed run loses at most the training in progress.
+A grid is an experiment like any other, run by the runner:
+
+    OUT/scoring.pt            the scoring run (nasprune/scoring.py; OUT/scoring.ckpt while it trains)
+    OUT/proxies/<set>.json    one proxy per method and rate, e.g. cardinality-40 (40% pruned), built by
+                              nasprune.prune.build_proxy at the per-class quotas of the keep rate
+    OUT/experiment.json       the whole subset and every proxy as training sets, the nets as candidates
+                              (nasprune/experiment.py), trained by nasprune.runner.run_search
+    OUT/jobs.csv, summary.csv, README.md and the plot: from the finished jobs
+
+A rerun resumes: it reuses the scoring run and the proxy files (refusing one built with other settings)
+and trains only the jobs not finished. Every net is normalised with the dataset's statistics, whatever
+subset it trains on (``TrainingSet``, nasprune/experiment.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 
-from nasprune.data import Dataset, load_dataset
-from nasprune.prune import InfluenceConfig, influence_vectors
-from nasprune.provenance import markdown, provenance
+from nasprune.artifacts import ArtifactError, changed
+from nasprune.config import to_mapping
+from nasprune.data import Dataset, DatasetSpec
+from nasprune.experiment import Experiment, TrainingSet
+from nasprune.jobs import load_jobs
+from nasprune.prune import InfluenceConfig, build_proxy, influence_vectors, needs_scoring_run
+from nasprune.provenance import provenance
+from nasprune.proxy import ProxySet
+from nasprune.report import markdown_table, write_readme
+from nasprune.runner import run_search
 from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
-from nasprune.selection import cardinality_prune, epsilon_prune, select_baseline
-from nasprune.train import TrainConfig, train
-from search_spaces.convnet import ConvNetSpec, build_convnet
+from nasprune.selection import select
+from nasprune.train import TrainConfig
 
-# name -> what it optimises; every method keeps per-class quotas except Eq. 3, which prunes what epsilon allows
+
+@dataclass(frozen=True)
+class Method:
+    """How a grid prunes: a registered selection method (``nasprune.selection``) with its influence settings.
+
+    With ``bisect``, Eq. 3 is solved instead of per-class quotas (``InfluenceConfig.epsilon``), with epsilon
+    bisected until the pruned fraction meets the rate.
+    """
+
+    what: str
+    method: str
+    influence: InfluenceConfig | None = None
+    bisect: bool = False
+
+
+#: The grid's methods by name; ``what`` says in the README what each optimises.
 METHODS = {
-    "whole": "the whole training subset, nothing pruned",
-    "random": "uniform random, per-class quotas",
-    "cardinality": "Eq. 4 with nasprune's default target (InfluenceConfig())",
-    "cardinality-paper": "the literal Eq. 4 (target 'paper')",
-    "epsilon": "Eq. 3 (target 'paper'), epsilon bisected to reach the pruning rate",
+    "random": Method("uniform random, per-class quotas", "random"),
+    "cardinality": Method("Eq. 4 with nasprune's default target (InfluenceConfig())", "influence",
+                          InfluenceConfig(bound=False)),
+    "cardinality-paper": Method("the literal Eq. 4 (target 'paper')", "influence",
+                                InfluenceConfig(target="paper", bound=False)),
+    "epsilon": Method("Eq. 3 (target 'paper'), epsilon bisected to reach the pruning rate", "influence",
+                      InfluenceConfig(target="paper"), bisect=True),
 }
+WHOLE = "the whole training subset, nothing pruned"
 
 
-@dataclass
-class Setup:
-    """The data, the scoring network that selects, and the training of every evaluated net."""
+@dataclass(frozen=True)
+class Grid:
+    """Every net trained on the whole subset and on every (method, rate) proxy, under every seed.
 
-    train_size: int = 10_000
-    scoring_spec: str = "w16-d3-relu-instancenorm-avgpooling"
-    scoring_epochs: int = 6
-    epochs: int = 5
-    seed: int = 0
+    ``specs`` empty trains the scoring network's own architecture. The data is a stratified subset of
+    Fashion-MNIST's training split; the scoring network selects, and every net trains with ``train``.
+    """
 
-    def dataset(self) -> Dataset:
-        return load_dataset("fashion-mnist", val_size=10_000, seed=0, train_size=self.train_size)
+    name: str
+    methods: tuple[str, ...]
+    rates: tuple[float, ...]  # the fraction of the training subset pruned
+    seeds: tuple[int, ...]
+    specs: tuple[str, ...] = ()
+    dataset: DatasetSpec = DatasetSpec("fashion-mnist", val_size=10_000, seed=0, train_size=10_000)
+    scoring: ScoringConfig = field(default_factory=lambda: ScoringConfig(
+        spec="w16-d3-relu-instancenorm-avgpooling", epochs=6, seed=0))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5))
 
-    def scoring(self, dataset: Dataset, path: Path) -> ScoringRun:
-        """The scoring run, trained once and cached at ``path``."""
-        if path.exists():
-            return ScoringRun.load(path, dataset)
-        run = run_scoring(dataset, ScoringConfig(spec=self.scoring_spec, epochs=self.scoring_epochs, seed=self.seed),
-                          progress=True)
-        run.save(path)
-        return run
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if not all(0 < r < 1 for r in self.rates):
+            raise ValueError(f"rates are pruned fractions in (0, 1), got {self.rates}")
+
+    def nets(self) -> list[str]:
+        return list(self.specs) or [self.scoring.spec]
+
+    def proxies(self) -> dict[str, tuple[str, float]]:
+        """Training set name -> (method, rate), in the order of the README's table: by rate, then method."""
+        return {f"{m}-{round(100 * r)}": (m, r) for r in self.rates for m in self.methods}
+
+    def experiment(self) -> Experiment:
+        sets = {"whole": TrainingSet(None, self.train)}
+        sets |= {name: TrainingSet(f"proxies/{name}.json", self.train) for name in self.proxies()}
+        return Experiment(name=self.name, dataset=self.dataset, candidates=self.nets(), training_sets=sets,
+                          seeds=list(self.seeds))
 
 
-def _epsilon_at_rate(S: torch.Tensor, labels: torch.Tensor, rate: float, tol: float = 0.01,
-                     steps: int = 30) -> tuple[np.ndarray, float]:
-    """Kept indices of Eq. 3 with epsilon bisected (geometrically: the pruned fraction grows about with
-    log epsilon) until the pruned fraction is within ``tol`` of ``rate``."""
+# --- the proxies ---------------------------------------------------------------------------------------------
+
+
+def keep_quota(labels: torch.Tensor, rate: float) -> dict[int, int]:
+    """Per-class counts that keep ``1 - rate`` of every class (rounded)."""
+    return {c: round((1 - rate) * k) for c, k in enumerate(torch.bincount(labels).tolist())}
+
+
+def epsilon_at_rate(S: torch.Tensor, labels: torch.Tensor, rate: float, *, tol: float = 0.01, steps: int = 30,
+                    time_limit: float = 60.0) -> float:
+    """The epsilon of Eq. 3 (target 'paper') whose pruned fraction is nearest ``rate``: bisected geometrically
+    (the pruned fraction grows about with log epsilon) until it is within ``tol`` of ``rate``."""
     n, hi = len(S), float(S.norm(dim=1).sum())
-    lo = hi * 1e-7
-    best = None
+    lo, best = hi * 1e-7, None
     for _ in range(steps):
         eps = (lo * hi) ** 0.5
-        kept = epsilon_prune(S, eps, labels=labels, target="paper", time_limit=60).kept
+        kept = select("influence", labels, 1, S=S, options={"target": "paper", "epsilon": eps,
+                                                            "time_limit": time_limit}).kept
         pruned = 1 - len(kept) / n
-        if best is None or abs(pruned - rate) < abs(best[2] - rate):
-            best = (kept, eps, pruned)
+        if best is None or abs(pruned - rate) < abs(best[1] - rate):
+            best = (eps, pruned)
         if abs(pruned - rate) <= tol:
             break
         lo, hi = (eps, hi) if pruned < rate else (lo, eps)
-    return np.asarray(best[0]), best[1]
+    return best[0]
 
 
-def select_at_rate(run: ScoringRun, method: str, rate: float, seed: int = 0,
-                   cache: dict | None = None) -> tuple[np.ndarray, dict]:
-    """Kept indices after pruning the fraction ``rate`` with ``method``, and what it cost. ``cache`` keeps
-    the influence vectors of each InfluenceConfig across calls (they do not depend on the rate)."""
-    if method not in METHODS or method == "whole":
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    started = time.perf_counter()
-    labels = run.labels
-    counts = torch.bincount(labels).tolist()
-    quota = {c: round((1 - rate) * k) for c, k in enumerate(counts)}
-    info: dict = {}
-    if method == "random":
-        kept = select_baseline("random", labels, quota, seed=seed).kept
-    else:
-        config = InfluenceConfig(target="paper") if method in ("cardinality-paper", "epsilon") else InfluenceConfig()
-        cache = {} if cache is None else cache
-        key = (config.l2, config.damping, config.method, config.refit)  # what S depends on
-        if key not in cache:
-            cache[key] = influence_vectors(run, config)[0]
-        S = cache[key]
-        if method == "epsilon":
-            kept, info["epsilon"] = _epsilon_at_rate(S, labels, rate)
-        else:
-            kept = cardinality_prune(S, labels, quota, target=config.target, seed=seed,
-                                     time_limit=config.time_limit, bound=False).kept
-        info.update(target=config.target, l2=config.l2)
-    info["select_seconds"] = time.perf_counter() - started
-    return np.asarray(kept), info
+def _settings(config: dict) -> dict:
+    """What a proxy's config must match to be reused: all but the epsilon a bisection found."""
+    influence = config.get("influence")
+    if isinstance(influence, dict):
+        influence = {k: v for k, v in influence.items() if k != "epsilon"}
+    return {"method": config.get("method"), "per_class": config.get("per_class"), "seed": config.get("seed"),
+            "influence": influence}
 
 
-def train_on(dataset: Dataset, kept: np.ndarray | None, spec: str, epochs: int, seed: int) -> dict:
-    """Train ``spec`` on the kept images (None: all) and return its accuracies and wall time."""
-    x, y = dataset.train_x, dataset.train_y
-    if kept is not None:
-        x, y = x[torch.as_tensor(kept)], y[torch.as_tensor(kept)]
-    torch.manual_seed(seed)
-    model = build_convnet(ConvNetSpec.from_id(spec), dataset.in_channels, dataset.image_size, dataset.num_classes)
-    r = train(model, x, y, TrainConfig(epochs=epochs, seed=seed), val=(dataset.val_x, dataset.val_y),
-              test=(dataset.test_x, dataset.test_y))
-    return {"images": len(y), "val_acc": r.val_acc, "test_acc": r.test_acc, "train_seconds": r.seconds,
-            "diverged": r.diverged}
-
-
-def run_grid(setup: Setup, out: Path, specs: list[str], rates: list[float], methods: list[str],
-             seeds: list[int]) -> pd.DataFrame:
-    """Every (spec, method, rate, seed) plus the whole set per (spec, seed); resumes from ``out/rows.csv``."""
-    out.mkdir(parents=True, exist_ok=True)
-    rows_path = out / "rows.csv"
-    rows = pd.read_csv(rows_path) if rows_path.exists() else pd.DataFrame()
-    done = set() if rows.empty else set(zip(rows.spec, rows.method, rows.rate.round(3), rows.seed))
-    dataset = setup.dataset()
-    run = setup.scoring(dataset, out / "scoring.pt")
-    selections: dict = {}
-    influence: dict = {}
-    jobs = [(s, "whole", 0.0, sd) for sd in seeds for s in specs] + \
-           [(s, m, r, sd) for sd in seeds for r in rates for m in methods for s in specs]
-    for spec, method, rate, seed in jobs:
-        if (spec, method, round(rate, 3), seed) in done:
+def build_proxies(grid: Grid, dataset: Dataset, run: ScoringRun | None, directory: Path) -> None:
+    """Write ``directory/proxies/<set>.json`` for every (method, rate) not there yet; refuse one there that
+    was built with other settings than the grid asks for."""
+    S_cache: dict[str, torch.Tensor] = {}
+    for name, (label, rate) in grid.proxies().items():
+        path = directory / "proxies" / f"{name}.json"
+        m = METHODS[label]
+        quota = keep_quota(dataset.train_y, rate)
+        asked = _settings({"method": m.method, "per_class": quota, "seed": 0,
+                           "influence": None if m.influence is None else dataclasses.asdict(m.influence)})
+        if path.exists():
+            diff = changed(_settings(ProxySet.load(path, dataset).config), asked)
+            if diff:
+                raise ArtifactError(f"{path}: built with other settings than the grid asks for (setting: (built, "
+                                    f"asked)) {diff}; delete the file to rebuild it")
             continue
-        if method == "whole":
-            kept, info = None, {"select_seconds": 0.0}
-        else:
-            key = (method, rate, seed if method == "random" else 0)  # the influence methods are deterministic
-            if key not in selections:
-                selections[key] = select_at_rate(run, method, rate, seed=seed, cache=influence)
-            kept, info = selections[key]
-        row = {"spec": spec, "method": method, "rate": rate, "seed": seed, **info,
-               **train_on(dataset, kept, spec, setup.epochs, seed)}
-        row["pruned_fraction"] = 1 - row["images"] / len(dataset.train_y)
-        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-        rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True)
-        tmp = rows_path.with_suffix(".tmp")
-        rows.to_csv(tmp, index=False)
-        tmp.replace(rows_path)
-    return rows
+        influence, search_seconds = m.influence, 0.0
+        if m.bisect:
+            started = time.perf_counter()
+            key = repr(m.influence)
+            if key not in S_cache:
+                S_cache[key] = influence_vectors(run, m.influence)[0]
+            eps = epsilon_at_rate(S_cache[key], dataset.train_y, rate, time_limit=m.influence.time_limit)
+            influence, search_seconds = dataclasses.replace(m.influence, epsilon=eps), time.perf_counter() - started
+        proxy = build_proxy(dataset, run, m.method, quota, seed=0, influence=influence)
+        if m.bisect:
+            proxy.stats["epsilon_search_seconds"] = search_seconds
+        proxy.save(path)
+        print(f"proxy {name}: {len(proxy)} of {len(dataset.train_y)} images kept", flush=True)
 
 
-def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean (and s.d. over seeds) of accuracy and time per (spec, method, rate)."""
-    g = rows.groupby(["spec", "method", "rate"], sort=False)
-    out = g.agg(pruned_fraction=("pruned_fraction", "mean"), images=("images", "mean"), seeds=("seed", "nunique"),
-                test_acc=("test_acc", "mean"), test_acc_sd=("test_acc", "std"), val_acc=("val_acc", "mean"),
-                train_seconds=("train_seconds", "mean"), select_seconds=("select_seconds", "mean"),
-                diverged=("diverged", "sum")).reset_index()
+def scoring_run(grid: Grid, dataset: Dataset, directory: Path) -> ScoringRun | None:
+    """The grid's scoring run: ``directory/scoring.pt`` when it exists (refused if made with other settings),
+    else trained (resumable) and saved there; None when no method reads one."""
+    if not any(needs_scoring_run(METHODS[m].method) for m in grid.methods):
+        return None
+    path = directory / "scoring.pt"
+    if path.exists():
+        run = ScoringRun.load(path, dataset)
+        diff = changed(run.config, dataclasses.asdict(grid.scoring))
+        if diff:
+            raise ArtifactError(f"{path}: a scoring run with other settings than the grid asks for (setting: "
+                                f"(made, asked)) {diff}; delete it to make a new one")
+        return run
+    run = run_scoring(dataset, grid.scoring, progress=True, checkpoint=directory / "scoring.ckpt")
+    run.save(path)
+    return run
+
+
+# --- the grid ------------------------------------------------------------------------------------------------
+
+
+def run_grid(grid: Grid, directory: Path, *, workers: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Build what is missing (scoring run, proxies), train every job not finished through the runner, and
+    return the finished jobs (also written to ``directory/jobs.csv``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dataset = grid.dataset.load()
+    build_proxies(grid, dataset, scoring_run(grid, dataset, directory), directory)
+    grid.experiment().save(directory)
+    run_search(directory, workers=workers, progress=progress)
+    jobs = load_jobs(directory)
+    jobs.to_csv(directory / "jobs.csv", index=False)
+    return jobs
+
+
+def summarise(grid: Grid, jobs: pd.DataFrame, directory: Path) -> pd.DataFrame:
+    """Mean (and s.d. over seeds) of accuracy and time per (net, method, rate), the whole subset first;
+    ``test_acc_sd`` is NaN where one seed ran."""
+    sets = {"whole": ("whole", 0.0, 0.0)}
+    for name, (label, rate) in grid.proxies().items():
+        stats = ProxySet.load(directory / "proxies" / f"{name}.json").stats
+        sets[name] = (label, rate, stats["selection_seconds"] + stats.get("epsilon_search_seconds", 0.0))
+    rows = []
+    for name, (label, rate, select_seconds) in sets.items():
+        for spec in grid.nets():
+            g = jobs[(jobs.training_set == name) & (jobs.candidate == spec)]
+            if g.empty:
+                continue
+            rows.append({"spec": spec, "method": label, "rate": rate, "images": g["images"].mean(),
+                         "seeds": g.seed.nunique(),
+                         "test_acc": g.test_acc.mean(), "test_acc_sd": g.test_acc.std(), "val_acc": g.val_acc.mean(),
+                         "train_seconds": g.seconds.mean(), "select_seconds": select_seconds,
+                         "diverged": int(g.diverged.astype(bool).sum())})
+    out = pd.DataFrame(rows)
+    whole_images = out.loc[out.method == "whole", "images"].max()
+    out.insert(3, "pruned_fraction", 1 - out.images / whole_images)
     whole = out[out.method == "whole"].set_index("spec")
     out["test_acc_drop"] = whole.test_acc.reindex(out.spec).to_numpy() - out.test_acc
     out["time_fraction"] = out.train_seconds / whole.train_seconds.reindex(out.spec).to_numpy()
-    return out  # test_acc_sd is NaN where one seed ran
+    return out
 
 
-def write_readme(path: Path, title: str, script: str, doc: str, summary: pd.DataFrame, plot_name: str,
-                 prov: dict) -> None:
-    """README.md: the script's own description, the table and the plot, and provenance."""
-
+def readme_lines(script: str, doc: str, summary: pd.DataFrame, title: str, plot_name: str) -> list[str]:
+    """The README's body: the script's own description, the methods, the table and the plot."""
     head = doc.split("\n\n    python")[0].strip()
-    lines = [f"# {title}", "", f"Generated by `python scripts/{script}`; do not edit by hand.", "", head, "",
-             "Methods: " + "; ".join(f"`{k}`: {v}" for k, v in METHODS.items() if k in set(summary.method)) + ".", "",
-             "| net | method | pruned | images | test acc (%): mean ± s.d. over seeds | drop vs whole (points) | "
-             "train time (s) | time vs whole | seeds |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in summary.itertuples():
-        lines.append(f"| {r.spec} | {r.method} | {r.pruned_fraction:.0%} | {r.images:.0f} | "
-                     f"{r.test_acc:.2f}{f' ± {r.test_acc_sd:.2f}' if r.seeds > 1 else ''} | "
-                     f"{r.test_acc_drop:+.2f} | {r.train_seconds:.1f} | "
-                     f"{r.time_fraction:.2f} | {r.seeds} |")
-    lines += ["", f"![{title}]({plot_name})", "", *markdown(prov)]
-    path.write_text("\n".join(lines))
+    what = {"whole": WHOLE, **{k: m.what for k, m in METHODS.items()}}
+    used = set(summary.method)
+    rows = [[r.spec, r.method, f"{r.pruned_fraction:.0%}", f"{r.images:.0f}",
+             f"{r.test_acc:.2f}{f' ± {r.test_acc_sd:.2f}' if r.seeds > 1 else ''}", f"{r.test_acc_drop:+.2f}",
+             f"{r.train_seconds:.1f}", f"{r.time_fraction:.2f}", r.seeds] for r in summary.itertuples()]
+    return [f"Generated by `python scripts/{script}`; do not edit by hand.", "", head, "",
+            "Methods: " + "; ".join(f"`{k}`: {v}" for k, v in what.items() if k in used) + ".", "",
+            *markdown_table(["net", "method", "pruned", "images", "test acc (%): mean ± s.d. over seeds",
+                             "drop vs whole (points)", "train time (s)", "time vs whole", "seeds"], rows),
+            "", f"![{title}]({plot_name})", ""]
 
 
-def main(*, title: str, script: str, doc: str, out: Path, specs: list[str] | None, rates: list[float],
-         methods: list[str], seeds: list[int], plot: Callable[[pd.DataFrame, Path], None], plot_name: str) -> None:
-    """A claim script's command line: run (or resume) the grid, then write summary.csv, the plot and README.md.
-    ``specs`` None trains the scoring network's own architecture."""
+def main(grid: Grid, *, title: str, script: str, doc: str, out: Path,
+         plot: Callable[[pd.DataFrame, Path], None], plot_name: str) -> None:
+    """A claim script's command line: run (or resume) the grid, then write summary.csv, the plot and README.md."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--out", default=str(out))
+    ap.add_argument("--out", default=str(out), help=f"the grid's directory (default {out})")
+    ap.add_argument("--workers", type=int, default=1, help="runner workers (default 1; 0 trains in this process)")
     args = ap.parse_args()
-    setup, out, started = Setup(), Path(args.out), time.perf_counter()
-    rows = run_grid(setup, out, specs or [setup.scoring_spec], rates, methods, seeds)
-    summary = summarise(rows)
+    out, started = Path(args.out), time.perf_counter()
+    jobs = run_grid(grid, out, workers=args.workers)
+    summary = summarise(grid, jobs, out)
     summary.to_csv(out / "summary.csv", index=False)
     plot(summary, out / plot_name)
-    write_readme(out / "README.md", title, script, doc, summary, plot_name,
-                 provenance(time.perf_counter() - started, setup=vars(setup), seeds=seeds,
-                            grid_seconds=float(rows.select_seconds.sum() + rows.train_seconds.sum())))
+    prov = provenance(time.perf_counter() - started, grid=to_mapping(grid),
+                      grid_seconds=float(jobs.seconds.sum() + summary.drop_duplicates(["method", "rate"])
+                                         .select_seconds.sum()))
+    write_readme(out / "README.md", title, readme_lines(script, doc, summary, title, plot_name), prov)
     print(summary.to_string(index=False))

@@ -22,7 +22,7 @@ import torch
 from nasprune.data import load_dataset
 from nasprune.influence import influence_error, last_layer_influence, refit_last_layer
 from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
-from nasprune.selection import cardinality_prune, influence_objective, select_baseline
+from nasprune.selection import cardinality_prune, influence_objective, select
 
 
 def _rss_mb() -> float:
@@ -102,7 +102,7 @@ def main() -> None:
                and "bound" not in name)
     print(f"# refit + exact influence + greedy/swap selection: {post:.1f}s (goal < 60 s; features: "
           f"{run.seconds['features']:.1f}s more)")
-    rnd = [influence_objective(S, run.labels, select_baseline("random", run.labels, args.per_class, seed=s).kept,
+    rnd = [influence_objective(S, run.labels, select("random", run.labels, args.per_class, seed=s).kept,
                                target=args.target) for s in range(3)]
     print(f"# Eq. 4 objective, target {args.target!r}, l2 {args.l2}: greedy {swap.stats['greedy_objective']:.5g}, "
           f"greedy+swap {swap.objective:.5g}, annealing {anneal.objective:.5g} (same {args.time_limit:.0f}s), "

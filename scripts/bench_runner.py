@@ -1,9 +1,9 @@
-"""Benchmark: what the runner costs on top of plain ``train()`` calls, for proxy-sized jobs.
+"""Benchmark: what the runner costs on top of plain ``train_candidate()`` calls, for proxy-sized jobs.
 
 The same jobs (small ConvNets on a 1,000-image random proxy of Fashion-MNIST, a few epochs, evaluated on
 the whole validation and test splits) run twice, each in a fresh process, alternating:
 
-- plain: one script that loads the data and proxy, then loops build -> ``train``;
+- plain: one script that loads the data and proxy, then loops ``train_candidate`` (the runner's job);
 - runner: ``nasprune search --workers 1`` on a fresh experiment (journal storage).
 
 It prints both wall times and their ratio, then splits the runner's extra cost into a per-job part
@@ -59,13 +59,13 @@ def make_experiment(directory: Path, args) -> None:
 
 
 def plain(directory: str, threads: int) -> None:
-    """The baseline, run as its own process: the same jobs as plain train() calls. Prints JSON."""
+    """The baseline, run as its own process: the same jobs as a plain loop of train_candidate() calls (the
+    runner's job itself, without the runner). Prints JSON."""
     import torch
 
     from nasprune.experiment import Experiment
     from nasprune.proxy import ProxySet
-    from nasprune.train import train
-    from search_spaces import build_convnet
+    from nasprune.train import train_candidate
 
     torch.set_num_threads(threads)
     exp = Experiment.load(directory)
@@ -74,10 +74,7 @@ def plain(directory: str, threads: int) -> None:
     walls = []
     for _, candidate, seed in exp.jobs():
         start = time.perf_counter()
-        torch.manual_seed(seed)
-        model = build_convnet(candidate, data.in_channels, data.image_size, data.num_classes)
-        config = exp.training_sets["random"].config(data.mean, data.std, seed)
-        train(model, x, y, config, val=(data.val_x, data.val_y), test=(data.test_x, data.test_y))
+        train_candidate(candidate, data, x, y, exp.training_sets["random"].config(data.mean, data.std, seed))
         walls.append(time.perf_counter() - start)
     print(json.dumps({"job_walls": walls}))
 

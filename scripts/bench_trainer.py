@@ -1,7 +1,9 @@
 """Benchmark: nasprune.train against a textbook DataLoader loop on proxy-sized Fashion-MNIST.
 
-Both train the same models (same init) on the same 1,000 images for the same epochs, alternating
-a/b so that machine noise hits both alike. Prints the wall-time ratio textbook/nasprune, images per
+Both train the same models (same init, ``build_convnet(seed=)``) on the same 1,000 images for the same
+epochs, alternating a/b so that machine noise hits both alike. Both time the training loop alone, so the
+nasprune side calls ``train`` on a bare model rather than ``train_candidate`` (which also evaluates on
+the val and test splits). Prints the wall-time ratio textbook/nasprune, images per
 second of each, and nasprune's achieved GFLOP/s against this machine's measured fp32 matmul GFLOP/s
 (training FLOPs counted as 3x the forward FLOPs of the convs and the classifier).
 
@@ -107,14 +109,11 @@ def main() -> None:
         spec = ConvNetSpec.from_id(spec_id)
         flops_per_image = 3 * count_flops(spec, 1, 28, 10)
         ta, tb = [], []
-        for r in range(args.rounds):
-            torch.manual_seed(r)
-            model = build_convnet(spec, 1, 28, 10)
+        for r in range(args.rounds):  # both loops start from the same weights, build_convnet(seed=r)
             cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, mean=d.mean, std=d.std, seed=r,
                               device=str(device))
-            ta.append(train(model, x, y, cfg).seconds)
-            torch.manual_seed(r)
-            tb.append(textbook(build_convnet(spec, 1, 28, 10), x, y, args.epochs, d.mean, d.std, device, r))
+            ta.append(train(build_convnet(spec, 1, 28, 10, seed=r), x, y, cfg).seconds)
+            tb.append(textbook(build_convnet(spec, 1, 28, 10, seed=r), x, y, args.epochs, d.mean, d.std, device, r))
         a, b = statistics.median(ta), statistics.median(tb)
         images = args.images * args.epochs
         gflops = flops_per_image * images / a / 1e9

@@ -1,4 +1,5 @@
-"""The reference NAS experiment (issue 5): ``fmnist-ref`` run, resumed and written up in results/fmnist-ref/.
+"""The reference NAS experiment (the paper's Table 1, section 6.5, at CPU scale): ``fmnist-ref`` run, resumed
+and written up in results/fmnist-ref/.
 
 Runs (or resumes) ``nasprune run fmnist-ref`` -- the scoring run, every proxy, every (training set,
 candidate, seed) job through the Optuna journal -- then writes, from the finished jobs alone:
@@ -7,8 +8,11 @@ candidate, seed) job through the Optuna journal -- then writes, from the finishe
     paired.csv     ours minus each baseline, paired bootstrap over the same candidates
     README.md      scale-down against the paper, progress, goals checked with numbers, provenance
 
+The tables come from ``nasprune.report``; what is this experiment's own is its goals and its scale-down.
+
     python scripts/reference_experiment.py              # run what is missing, then write up
     python scripts/reference_experiment.py --analyse    # write up the jobs finished so far
+    python scripts/reference_experiment.py --analyse --dir COPY   # write up a copy (the project README untouched)
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasprune.metrics import paired_difference
+from nasprune.jobs import job_status
 from nasprune.pipeline import PipelineConfig, run_pipeline
-from nasprune.provenance import markdown, provenance
+from nasprune.provenance import provenance
 from nasprune.proxy import ProxySet
-from nasprune.report import write_report
-from nasprune.runner import job_status
+from nasprune.report import (paired_differences, paired_markdown, proxies_markdown, train_settings, write_readme,
+                             write_report)
 
 DIR = Path("results/fmnist-ref")
 OURS = "influence"
@@ -34,14 +38,12 @@ PAIRED_METRICS = ("spearman_top10", "kendall_all", "regret")
 
 def paired(jobs: pd.DataFrame, n_boot: int) -> pd.DataFrame:
     """Ours minus each baseline that has finished jobs, per metric (regret: lower is better)."""
-    done = set(jobs.training_set)
-    rows = [{"versus": b, "metric": m, **paired_difference(jobs, OURS, b, m, n_boot=n_boot)}
-            for b in BASELINES if b in done and OURS in done for m in PAIRED_METRICS]
-    return pd.DataFrame(rows, columns=["versus", "metric", "estimate", "lo", "hi", "candidates"])
+    return paired_differences(jobs, [(OURS, b) for b in BASELINES], PAIRED_METRICS, n_boot=n_boot)
 
 
 def goals(table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
-    """The issue's goals, each with the measured number."""
+    """The goals this experiment was run to check (Top-10 Spearman, regret, ahead of the baselines, cost), each with
+    the measured number."""
     t = table.set_index("training_set")
     if OURS not in t.index:
         return ["- No job on the dataset-pruning proxy has finished yet."]
@@ -75,35 +77,22 @@ def goals(table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
 
 
 def anatomy(directory: Path, config: PipelineConfig) -> list[str]:
-    """Each proxy's selection facts: the Eq. 4 objective beside norm(T), the certified lower bound, and how
-    the pruning network sees the kept images."""
-    lines = ["## The proxies", "",
-             "| proxy | target, l2 | Eq. 4 objective | norm(T) | lower bound | pruning-net acc on kept (%) | "
-             "building it (min) |", "|---|---|---|---|---|---|---|"]
-    for s in config.proxies.resolved():
-        proxy = ProxySet.load(directory / "proxies" / f"{s['name']}.json")
-        st, inf = proxy.stats, proxy.config.get("influence") or {}
-        num = (lambda k: "" if st.get(k) is None else f"{st[k]:.4g}")
-        setting = f"{inf.get('target')}, {inf.get('l2'):g}" if s.method == "influence" else (
-            f"l2 {inf.get('l2'):g}" if inf else "")
-        objective = "" if proxy.objective is None else f"{proxy.objective:.4g}"
-        lines.append(f"| {s['name']} | {setting} | {objective} | {num('t_norm')} | {num('lower_bound')} | "
-                     f"{num('pruning_net_acc_on_kept')} | {proxy.build_minutes():.1f} |")
-    lines += ["", "T is the sum of all S_i. How the choice of target and l2 changes the proxy's ranking is measured "
-              "on 16 other candidates in `results/objective-study/` (its table lists the objective beside "
-              "norm(T) for every setting).", ""]
-    return lines
+    """Each proxy's selection facts (``nasprune.report.proxies_markdown``) and how to read them."""
+    proxies = {s.name: ProxySet.load(directory / "proxies" / f"{s.name}.json") for s in config.proxies.resolved()}
+    return ["## The proxies", "", *proxies_markdown(proxies), "",
+            "T is the sum of all S_i. How the choice of target and l2 changes the proxy's ranking is measured "
+            "on 16 other candidates in `results/objective-study/` (its table lists the objective beside "
+            "norm(T) for every setting).", ""]
 
 
-def write_readme(directory: Path, config: PipelineConfig, table: pd.DataFrame, pairs: pd.DataFrame,
-                 status: pd.DataFrame, prov: dict) -> None:
+def write_up(directory: Path, config: PipelineConfig, table: pd.DataFrame, pairs: pd.DataFrame,
+             status: pd.DataFrame, prov: dict) -> None:
+    """README.md: progress, the scale-down against the paper, the proxies, the goals, Table 1, the paired table."""
     done = int((status.state == "complete").sum())
     by_set = status.assign(done=status.state == "complete").groupby("training_set", sort=False).done.sum()
     search = config.search
     scoring_minutes = ProxySet.load(directory / "proxies" / f"{OURS}.json").stats["scoring_seconds"] / 60
     lines = [
-        "# fmnist-ref: the reference NAS experiment at CPU scale",
-        "",
         "Generated by `python scripts/reference_experiment.py` from `nasprune/configs/fmnist-ref.yaml` (copied "
         "here as `pipeline.yaml`) and the finished jobs; do not edit by hand. `table1.csv` is recomputed from "
         "`jobs.csv` alone by `python scripts/table1_from_jobs.py results/fmnist-ref/jobs.csv`.",
@@ -122,9 +111,9 @@ def write_readme(directory: Path, config: PipelineConfig, table: pd.DataFrame, p
         f"| candidates | 720 ConvNets, widths 32-256 | {len(config.search.candidate_ids())} ConvNets, widths 8-32, stratified "
         "(every level of every factor; draw seed 2, the first whose estimated cost fit the budget), disjoint from "
         "the objective study's |",
-        f"| proxy training | 100 epochs | {search['proxy_train']} |",
-        f"| whole-set training | 100 epochs | {search['whole_train']} |",
-        f"| seeds | 1 | {search['seeds']} |",
+        f"| proxy training | 100 epochs | {train_settings(search.proxy_train)} |",
+        f"| whole-set training | 100 epochs | {train_settings(search.whole_train)} |",
+        f"| seeds | 1 | {list(search.seeds)} |",
         "| pruning network | ResNet-18 (authors' code) | w64-d3-relu-instancenorm-avgpooling, 64-d bottleneck, 6 "
         f"epochs ({scoring_minutes:.0f} min, measured while other jobs shared the 2 cores) |",
         f"| our proxy | literal Eq. 4 | Eq. 4 with {config.proxies.influence} |",
@@ -144,14 +133,10 @@ def write_readme(directory: Path, config: PipelineConfig, table: pd.DataFrame, p
         "",
         "## Ours minus each baseline (paired bootstrap over the same candidates, 95% CI)",
         "",
-        "| versus | metric | difference | candidates |",
-        "|---|---|---|---|",
-        *[f"| {r.versus} | {r.metric} | {r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] | {r.candidates} |"
-          for r in pairs.itertuples()],
+        *paired_markdown(pairs, keys=("versus", "metric")),
         "",
-        *markdown(prov),
     ]
-    (directory / "README.md").write_text("\n".join(lines))
+    write_readme(directory / "README.md", "fmnist-ref: the reference NAS experiment at CPU scale", lines, prov)
 
 
 BEGIN, END = "<!-- BEGIN fmnist-ref table1: written by scripts/reference_experiment.py -->", "<!-- END fmnist-ref table1 -->"
@@ -171,23 +156,27 @@ def embed_table(readme: Path, directory: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--analyse", action="store_true", help="only write up the jobs finished so far")
+    ap.add_argument("--dir", default=str(DIR), help=f"the run directory (default {DIR}; another one leaves the "
+                    "project README alone)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--n-boot", type=int, default=1000)
     args = ap.parse_args()
     start = time.perf_counter()
+    directory = Path(args.dir)
     config = PipelineConfig.load("fmnist-ref")
     if not args.analyse:
-        run_pipeline(config, DIR, workers=args.workers, report=False)
-    write_report(DIR, n_boot=args.n_boot)
-    table = pd.read_csv(DIR / "table1.csv")
-    jobs = pd.read_csv(DIR / "jobs.csv")
+        run_pipeline(config, directory, workers=args.workers, report=False)
+    write_report(directory, n_boot=args.n_boot)
+    table = pd.read_csv(directory / "table1.csv")
+    jobs = pd.read_csv(directory / "jobs.csv")
     pairs = paired(jobs, args.n_boot)
-    pairs.to_csv(DIR / "paired.csv", index=False)
+    pairs.to_csv(directory / "paired.csv", index=False)
     prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds),
                       proxy_seed=config.proxies.seed)
-    write_readme(DIR, config, table, pairs, job_status(DIR), prov)
-    embed_table(Path("README.md"), DIR)
-    print((DIR / "README.md").read_text())
+    write_up(directory, config, table, pairs, job_status(directory), prov)
+    if directory == DIR:
+        embed_table(Path("README.md"), DIR)
+    print((directory / "README.md").read_text())
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-"""The scripts behind results/theorem1, results/efficiency and results/cross-arch, on tiny real runs."""
+"""The scripts behind results/theorem1, results/efficiency and results/cross-arch, on tiny real runs: a claim grid
+is an experiment run by the runner, on proxies built at a keep rate, normalised with the dataset's statistics."""
 
+import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,53 +14,122 @@ import torch
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 
 import _pruning_rates as pr  # noqa: E402
+import claim_cross_arch  # noqa: E402
 import claim_efficiency  # noqa: E402
 import claim_theorem1  # noqa: E402
 
-from nasprune.data import stratified_split  # noqa: E402
+from nasprune.artifacts import ArtifactError  # noqa: E402
+from nasprune.data import DatasetSpec, stratified_split  # noqa: E402
+from nasprune.prune import build_proxy  # noqa: E402
+from nasprune.proxy import ProxySet  # noqa: E402
+from nasprune.scoring import ScoringConfig, ScoringRun  # noqa: E402
+from nasprune.train import TrainConfig, train  # noqa: E402
+from search_spaces import build_convnet  # noqa: E402
 
-TINY = pr.Setup(train_size=1000, scoring_spec="w8-d2-relu-instancenorm-avgpooling", scoring_epochs=2, epochs=1)
+NET = "w8-d1-relu-none-avgpooling"
+TINY = pr.Grid(name="tiny", methods=("random", "cardinality", "cardinality-paper", "epsilon"), rates=(0.4,),
+               seeds=(0,), specs=(NET,), dataset=DatasetSpec("fashion-mnist", val_size=2000, train_size=1000),
+               scoring=ScoringConfig(spec="w8-d2-relu-instancenorm-avgpooling", epochs=2, seed=0),
+               train=TrainConfig(epochs=1))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny nets: one torch thread is faster than two, and much faster on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rates")
-    dataset = TINY.dataset()
-    return dataset, TINY.scoring(dataset, out / "scoring.pt"), out
+def grid(tmp_path_factory):
+    out = tmp_path_factory.mktemp("grid")
+    jobs = pr.run_grid(TINY, out, workers=0, progress=False)
+    return out, jobs, TINY.dataset.load()
 
 
-@pytest.mark.parametrize("method", ["random", "cardinality", "cardinality-paper", "epsilon"])
-def test_select_at_rate_prunes_the_asked_fraction(tiny, method):
-    dataset, run, _ = tiny
-    kept, info = pr.select_at_rate(run, method, 0.4)
-    n = len(run.labels)
-    assert len(np.unique(kept)) == len(kept) and kept.min() >= 0 and kept.max() < n
-    if method == "epsilon":  # Eq. 3 prunes what epsilon allows; the bisection lands within 1% of the rate
-        assert abs(1 - len(kept) / n - 0.4) <= 0.01 and info["epsilon"] > 0
-    else:  # per-class quotas: 60% of every class kept
-        counts = torch.bincount(run.labels[torch.as_tensor(kept)], minlength=10)
-        assert counts.tolist() == [round(0.6 * c) for c in torch.bincount(run.labels).tolist()]
+def test_claim_grids_are_experiments_of_the_whole_set_and_one_proxy_per_method_and_rate():
+    for script in (claim_efficiency, claim_cross_arch):
+        exp = script.GRID.experiment()
+        assert exp.dataset == DatasetSpec("fashion-mnist", val_size=10_000, seed=0, train_size=10_000)
+        names = [f"{m}-{p}" for p in (20, 40, 60) for m in script.GRID.methods]
+        assert list(exp.training_sets) == ["whole", *names]
+        assert all(t.train == TrainConfig(epochs=5) and t.train.mean is None for t in exp.training_sets.values())
+    assert claim_efficiency.GRID.experiment().candidates == ["w16-d3-relu-instancenorm-avgpooling"]
+    assert claim_cross_arch.GRID.experiment().candidates == list(claim_cross_arch.SPECS)
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['cardinalty'\]"):
+        pr.Grid(name="x", methods=("cardinalty",), rates=(0.2,), seeds=(0,))
 
 
-def test_run_grid_trains_every_job_once_and_resumes(tiny):
-    dataset, _, out = tiny
-    rows = pr.run_grid(TINY, out, ["w8-d1-relu-none-avgpooling"], [0.5], ["random", "cardinality"], [0])
-    assert len(rows) == 3 and set(rows.method) == {"whole", "random", "cardinality"}
-    assert rows.set_index("method").images.to_dict() == {"whole": 1000, "random": 500, "cardinality": 500}
-    again = pr.run_grid(TINY, out, ["w8-d1-relu-none-avgpooling"], [0.5], ["random", "cardinality"], [0])
-    pd.testing.assert_frame_equal(rows, again)  # nothing retrained
-    summary = pr.summarise(again)
-    assert summary.set_index("method").time_fraction["whole"] == 1.0
+def test_every_proxy_prunes_the_asked_fraction(grid):
+    out, _, dataset = grid
+    n = len(dataset.train_y)
+    counts = torch.bincount(dataset.train_y).tolist()
+    for name, (method, rate) in TINY.proxies().items():
+        proxy = ProxySet.load(out / "proxies" / f"{name}.json", dataset)
+        assert len(np.unique(proxy.indices)) == len(proxy)
+        if method == "epsilon":  # Eq. 3 prunes what epsilon allows; the bisection lands within 1% of the rate
+            assert abs(1 - len(proxy) / n - rate) <= 0.01 and proxy.config["influence"]["epsilon"] > 0
+        else:  # per-class quotas: 60% of every class kept
+            assert proxy.per_class == {c: round(0.6 * k) for c, k in enumerate(counts)}
+
+
+def test_the_grid_trains_every_job_once_and_resumes(grid):
+    out, jobs, _ = grid
+    assert len(jobs) == 5 and set(jobs.training_set) == {"whole", *TINY.proxies()}
+    images = jobs.set_index("training_set").images
+    assert images.drop("epsilon-40").to_dict() == {"whole": 1000, "random-40": 600, "cardinality-40": 600,
+                                                   "cardinality-paper-40": 600}
+    assert 590 <= images["epsilon-40"] <= 610  # Eq. 3 at the bisected epsilon: within 1% of the rate
+    again = pr.run_grid(TINY, out, workers=0, progress=False)
+    key = ["training_set", "candidate", "seed", "completed", "val_acc"]
+    pd.testing.assert_frame_equal(jobs[key].sort_values(key).reset_index(drop=True),
+                                  again[key].sort_values(key).reset_index(drop=True))  # nothing retrained
+    summary = pr.summarise(TINY, again, out)
+    assert summary.method.tolist() == ["whole", "random", "cardinality", "cardinality-paper", "epsilon"]
+    s = summary.set_index("method")
+    assert s.time_fraction["whole"] == 1.0 and s.pruned_fraction["random"] == pytest.approx(0.4)
+    assert s.test_acc_drop["random"] == pytest.approx(s.test_acc["whole"] - s.test_acc["random"])
     claim_efficiency.plot(summary, out / "efficiency.png")
-    pr.write_readme(out / "README.md", "title", "claim_efficiency.py", claim_efficiency.__doc__, summary,
-                    "efficiency.png", {"seed": 0})
-    readme = (out / "README.md").read_text()
-    assert (out / "efficiency.png").stat().st_size > 0
-    assert "| w8-d1-relu-none-avgpooling | cardinality | 50% |" in readme
+    claim_cross_arch.plot(summary, out / "cross_arch.png")
+    assert (out / "efficiency.png").read_bytes()[:4] == (out / "cross_arch.png").read_bytes()[:4] == b"\x89PNG"
+    lines = pr.readme_lines("claim_efficiency.py", claim_efficiency.__doc__, summary, "t", "efficiency.png")
+    assert f"| {NET} | cardinality | 40% | 600 |" in "\n".join(lines)
 
 
-def test_theorem1_gap_is_measured_against_exact_refits(tiny):
-    dataset, run, _ = tiny
+def test_every_training_set_is_normalised_with_the_datasets_statistics(grid):
+    """The job on a pruned set equals train() with the whole dataset's mean/std, not the pruned set's own."""
+    out, jobs, dataset = grid
+    x, y = ProxySet.load(out / "proxies" / "random-40.json").tensors(dataset)
+    job = jobs[jobs.training_set == "random-40"].iloc[0]
+
+    def train_loss(mean, std) -> float:
+        torch.manual_seed(0)  # independent of build_convnet(seed=): the global RNG, as before
+        model = build_convnet(NET, dataset.in_channels, dataset.image_size, dataset.num_classes)
+        return train(model, x, y, TrainConfig(epochs=1, seed=0, mean=mean, std=std)).train_loss
+
+    assert job.train_loss == train_loss(dataset.mean, dataset.std)
+    assert job.train_loss != train_loss(None, None)  # the pruned set's own statistics: another run
+
+
+def test_a_proxy_or_scoring_run_made_with_other_settings_is_refused(grid, tmp_path):
+    out, _, dataset = grid
+    shutil.copytree(out / "proxies", tmp_path / "proxies")
+    build_proxy(dataset, method="random", per_class=10, seed=3).save(tmp_path / "proxies" / "random-40.json")
+    with pytest.raises(ArtifactError, match=r"random-40.json: built with other settings .*'per_class'.*'seed': "
+                                            r"\(3, 0\)"):
+        pr.build_proxies(TINY, dataset, None, tmp_path)
+    shutil.copy(out / "scoring.pt", tmp_path / "scoring.pt")
+    assert pr.scoring_run(TINY, dataset, tmp_path).config["epochs"] == 2  # reused as it is
+    longer = dataclasses.replace(TINY, scoring=dataclasses.replace(TINY.scoring, epochs=3))
+    with pytest.raises(ArtifactError, match=r"scoring.pt: a scoring run with other settings .*'epochs': \(2, 3\)"):
+        pr.scoring_run(longer, dataset, tmp_path)
+
+
+def test_theorem1_gap_is_measured_against_exact_refits(grid):
+    out, _, _ = grid
+    run = ScoringRun.load(out / "scoring.pt")
     fit, ev = stratified_split(run.labels, 500, seed=0)
     rows, info = claim_theorem1.gap_curve(run.features[fit], run.labels[fit], run.features[ev], run.labels[ev],
                                           run.weight, run.bias, l2=1e-3, eps_fractions=(0.05, 0.3), random_draws=2)

@@ -232,7 +232,7 @@ def test_time_left_divides_by_running_workers(searched):
     assert table.loc["whole", ["done", "running", "failed", "waiting"]].tolist() == [1, 1, 1, 0]
     means = jobs.groupby("training_set")["wall_seconds"].mean()
     assert table.loc["random", "left_seconds"] == pytest.approx(2 * means["random"])
-    text = cli._time_left(table, searched)
+    text = cli._time_left(table, 2, searched)  # two worker processes
     expected = cli._duration((2 * means["random"] + means["whole"]) / 2)
     assert text.startswith(f"about {expected}: 3 jobs x the mean job time of their training set, over 2 running "
                            "workers"), text

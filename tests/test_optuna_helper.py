@@ -44,3 +44,29 @@ def test_pruner_stops_trials_and_unbuildable_specs_are_pruned(synthetic, proxy):
 def test_proxy_of_other_data_is_refused(synthetic, proxy):
     with pytest.raises(ProxyError, match=r"the split differs in seed 0 -> 1 .* --split-seed 1"):
         make_objective(load_dataset("synthetic", seed=1), proxy)
+
+
+def test_a_trial_trains_the_candidate_as_the_runner_would(synthetic, proxy):
+    """The objective's value is train() of the suggested ConvNet, initialised as torch.manual_seed(seed) would,
+    on the proxy, normalised with the dataset's statistics (checked without train_candidate)."""
+    import torch
+
+    from nasprune.train import train
+    from search_spaces import ConvNetSpec, build_convnet
+
+    params = {"width": 8, "depth": 1, "act": "relu", "norm": "instancenorm", "pool": "avgpooling"}
+    value = make_objective(synthetic, proxy, TrainConfig(epochs=2), seed=3, **SPACE)(optuna.trial.FixedTrial(params))
+    torch.manual_seed(3)
+    model = build_convnet(ConvNetSpec(**params), synthetic.in_channels, synthetic.image_size, synthetic.num_classes)
+    x, y = proxy.tensors(synthetic)
+    expected = train(model, x, y, TrainConfig(epochs=2, seed=3, mean=synthetic.mean, std=synthetic.std),
+                     val=(synthetic.val_x, synthetic.val_y))
+    assert value == expected.val_acc
+    # a validation split of the caller's own is used instead of the dataset's
+    val = (synthetic.val_x[:40], synthetic.val_y[:40])
+    own = make_objective(synthetic, proxy, TrainConfig(epochs=2), seed=3, val=val, **SPACE)(
+        optuna.trial.FixedTrial(params))
+    torch.manual_seed(3)
+    model = build_convnet(ConvNetSpec(**params), synthetic.in_channels, synthetic.image_size, synthetic.num_classes)
+    assert own == train(model, x, y, TrainConfig(epochs=2, seed=3, mean=synthetic.mean, std=synthetic.std),
+                        val=val).val_acc
