@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
 import re
 import types
 import typing
@@ -24,7 +25,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Union
 
-__all__ = ["ConfigError", "check_fields", "from_mapping", "to_mapping"]
+import numpy as np
+
+__all__ = ["ConfigError", "check_fields", "check_random_state", "from_mapping", "to_mapping"]
 
 
 class ConfigError(ValueError):
@@ -179,3 +182,15 @@ def to_mapping(config: Any) -> Any:
     if isinstance(config, Mapping):
         return {k: to_mapping(v) for k, v in config.items()}
     return config
+
+
+def check_random_state(seed: None | int | np.random.Generator) -> np.random.Generator:
+    """Turn None, an int or a Generator into a ``np.random.Generator`` (the one seed path of the package)."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
+        return np.random.default_rng(int(seed))
+    raise ValueError(f"seed must be None, an int or a numpy Generator, got {seed!r} "
+                     f"of type {type(seed).__name__}")

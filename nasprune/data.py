@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nasprune.config import check_random_state
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -131,7 +133,7 @@ def stratified_split(labels: torch.Tensor, val_size: int, seed: int) -> tuple[np
     n = len(y)
     if not 0 <= val_size < n:
         raise DatasetError(f"val_size must be in [0, {n}), got {val_size}")
-    rng = np.random.default_rng(seed)
+    rng = check_random_state(seed)
     classes, counts = np.unique(y, return_counts=True)
     exact = counts * val_size / n
     quota = np.floor(exact).astype(int)

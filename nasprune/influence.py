@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from nasprune.config import check_random_state
+
 METHODS = ("exact", "kfac", "lissa")
 
 
@@ -353,7 +355,7 @@ def leave_group_out_check(features: torch.Tensor, labels: torch.Tensor, weight: 
     full = refit_last_layer(x64, labels, weight.to(torch.float64), bias.to(torch.float64), l2=l2, tol=1e-10)
     S = last_layer_influence(x64, labels, full.weight, full.bias, l2=l2)
     theta_hat, S_mean = flatten_params(full.weight, full.bias), S.mean(0)
-    rng = np.random.default_rng(seed)
+    rng = check_random_state(seed)
     actual, predicted, reweighted, converged = [], [], [], [full.converged]
     for _ in range(groups):
         drop = torch.as_tensor(rng.choice(n, size=group_size, replace=False), device=S.device)

@@ -30,7 +30,7 @@ from nasprune.prune import METHODS, InfluenceConfig, build_proxy, needs_scoring_
 from nasprune.proxy import ProxySet
 from nasprune.report import write_report
 from nasprune.runner import run_search
-from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
+from nasprune.scoring import ScoringConfig, load_or_run
 from nasprune.train import TrainConfig
 from search_spaces import ConvNetSpec, convnet_720, stratified_subset
 from search_spaces.convnet import ACTIVATIONS, DEPTHS, NORMS, POOLINGS, WIDTHS
@@ -229,14 +229,13 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     if not any(needs_scoring_run(s.method) for s in missing):
         log("[1/4] scoring run: not needed" + (", every proxy file exists" if not missing else
                                                   f" by {', '.join(sorted({s.method for s in missing}))}"))
-    elif scoring_path.exists():
-        run = ScoringRun.load(scoring_path, dataset)
-        log(f"[1/4] scoring run: reusing {scoring_path}")
     else:
         scoring = config.scoring
-        log(f"[1/4] scoring run: {scoring.spec}, {scoring.epochs} epochs on {len(dataset.train_y)} images")
-        run = run_scoring(dataset, scoring, progress=progress, checkpoint=directory / "scoring.ckpt")
-        run.save(scoring_path)
+        if not scoring_path.exists():
+            log(f"[1/4] scoring run: {scoring.spec}, {scoring.epochs} epochs on {len(dataset.train_y)} images")
+        run, loaded = load_or_run(scoring_path, dataset, scoring, progress=progress)
+        if loaded:
+            log(f"[1/4] scoring run: reusing {scoring_path}")
     if run is not None:
         log(f"      pruning network val acc {run.val_acc:.1f}%, {sum(run.seconds.values()):.0f}s")
     per_class = config.proxies.per_class

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nasprune import __version__
-from nasprune.artifacts import ScoringError, check_data, check_format, read_torch, write_torch
+from nasprune.artifacts import ScoringError, changed, check_data, check_format, read_torch, write_torch
 from nasprune.data import Dataset
 from nasprune.train import Checkpoint, TrainConfig, resolve_device, to_float, train
 from search_spaces import ConvNetSpec, build_convnet
@@ -221,3 +221,27 @@ def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progre
         val_acc=result.val_acc,
         seconds={"training": result.seconds, "features": feature_seconds},
     )
+
+
+def load_or_run(path: str | Path | None, dataset: Dataset, config: ScoringConfig | None = None, *,
+                progress: bool = False) -> tuple[ScoringRun, bool]:
+    """The one scoring-run cache: the run saved at ``path`` when it exists, else a new run saved there.
+
+    A saved run must be of ``dataset`` and, when ``config`` is given, made with it (else a ScoringError
+    names the settings that differ); ``config`` None takes a saved run as it is, or trains the default.
+    A new run checkpoints every epoch to ``path`` + ``.ckpt``, so a killed one resumes. Returns the run and
+    whether it was loaded.
+    """
+    if path is not None and Path(path).exists():
+        run = ScoringRun.load(path, dataset)
+        asked = {} if config is None else {k: v for k, v in asdict(config).items() if k != "device"}
+        diff = changed(run.config, asked)  # the device may differ from machine to machine
+        if diff:
+            raise ScoringError(f"{path}: a scoring run with other settings than asked (setting: (made, asked)) "
+                               f"{diff}; give another path, or delete it to make a new one")
+        return run, True
+    checkpoint = None if path is None else Path(str(path) + ".ckpt")
+    run = run_scoring(dataset, config, progress=progress, checkpoint=checkpoint)
+    if path is not None:
+        run.save(path)
+    return run, False

@@ -38,7 +38,7 @@ from nasprune.provenance import provenance
 from nasprune.proxy import ProxySet
 from nasprune.report import markdown_table, write_readme
 from nasprune.runner import run_search
-from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
+from nasprune.scoring import ScoringConfig, ScoringRun, load_or_run
 from nasprune.selection import select
 from nasprune.train import TrainConfig
 
@@ -181,17 +181,7 @@ def scoring_run(grid: Grid, dataset: Dataset, directory: Path) -> ScoringRun | N
     else trained (resumable) and saved there; None when no method reads one."""
     if not any(needs_scoring_run(METHODS[m].method) for m in grid.methods):
         return None
-    path = directory / "scoring.pt"
-    if path.exists():
-        run = ScoringRun.load(path, dataset)
-        diff = changed(run.config, dataclasses.asdict(grid.scoring))
-        if diff:
-            raise ArtifactError(f"{path}: a scoring run with other settings than the grid asks for (setting: "
-                                f"(made, asked)) {diff}; delete it to make a new one")
-        return run
-    run = run_scoring(dataset, grid.scoring, progress=True, checkpoint=directory / "scoring.ckpt")
-    run.save(path)
-    return run
+    return load_or_run(directory / "scoring.pt", dataset, grid.scoring, progress=True)[0]
 
 
 # --- the grid ------------------------------------------------------------------------------------------------

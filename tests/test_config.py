@@ -35,7 +35,7 @@ def _load(tmp_path, doc):
     return PipelineConfig.load(path)
 
 
-# every row of the newcomer issue's list: (section, values, the message's key, what it says)
+# every config mistake a new user made: (section, values, the message's key, what it says)
 MISTAKES = [
     ("search", {"worker": 2}, "search.worker", "unknown key (did you mean 'workers'?)"),
     ("proxies", {"per_clas": 50}, "proxies.per_clas", "unknown key (did you mean 'per_class'?)"),

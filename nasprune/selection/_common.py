@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from nasprune.config import check_random_state  # noqa: F401  (re-exported: the one seed path)
+
 
 @dataclass
 class SelectionResult:
@@ -60,18 +62,6 @@ def single_threaded(fn: Callable) -> Callable:
         finally:
             torch.set_num_threads(before)
     return wrapper
-
-
-def check_random_state(seed: None | int | np.random.Generator) -> np.random.Generator:
-    """Turn None, an int or a Generator into a ``np.random.Generator`` (the one seed path of the package)."""
-    if seed is None or isinstance(seed, np.random.Generator):
-        return np.random.default_rng(seed)
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed}")
-        return np.random.default_rng(int(seed))
-    raise ValueError(f"seed must be None, an int or a numpy Generator, got {seed!r} "
-                     f"of type {type(seed).__name__}")
 
 
 def as_labels(labels) -> np.ndarray:
