@@ -29,7 +29,8 @@ _EXPORTS: dict[str, str] = {
     "Experiment": "nasprune.experiment", "ExperimentError": "nasprune.experiment",
     "run_search": "nasprune.runner", "load_jobs": "nasprune.runner", "job_status": "nasprune.runner",
     # metrics and reports
-    "compare": "nasprune.metrics", "table1": "nasprune.metrics", "write_report": "nasprune.report",
+    "table1": "nasprune.metrics", "noise_ceiling": "nasprune.metrics", "random_null": "nasprune.metrics",
+    "write_report": "nasprune.report", "compare_with_random": "nasprune.compare",
     # everything from one config; users' own Optuna studies
     "run_pipeline": "nasprune.pipeline", "search_on_proxy": "nasprune.optuna",
 }

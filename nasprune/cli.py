@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show Optuna's and nasprune's info logs (default: off)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_prune, _add_search, _add_status, _add_report, _add_run):
+    for add in (_add_prune, _add_search, _add_status, _add_report, _add_compare, _add_run):
         add(sub, common)
     return parser
 
@@ -143,20 +143,19 @@ def _run_prune(args) -> int:
     if not needs_scoring_run(args.method):
         if args.scores:
             print(f"{args.method} needs no scoring run; --scores {args.scores} is not used")
-    elif args.scores and Path(args.scores).exists():
-        from nasprune.scoring import ScoringRun
-
-        run = ScoringRun.load(args.scores, dataset)
-        print(f"reusing scoring run {args.scores} ({run.config['spec']}, val acc {run.val_acc:.1f}%)")
     else:
-        from nasprune.scoring import ScoringConfig, run_scoring
+        from nasprune.scoring import ScoringConfig, load_or_run
 
-        overrides = {k: v for k, v in {"spec": args.scoring_spec, "epochs": args.scoring_epochs}.items() if v}
-        config = ScoringConfig(**overrides, device=args.device)
-        print(f"scoring run: training {config.spec} for {config.epochs} epochs on {len(dataset.train_y)} images")
-        run = run_scoring(dataset, config, progress=True)
-        if args.scores:
-            run.save(args.scores)
+        overrides = {k: v for k, v in {"spec": args.scoring_spec, "epochs": args.scoring_epochs}.items()
+                     if v is not None}
+        reuse = bool(args.scores) and Path(args.scores).exists()
+        config = None if reuse and not overrides else ScoringConfig(**overrides, device=args.device)
+        if not reuse:
+            print(f"scoring run: training {config.spec} for {config.epochs} epochs on {len(dataset.train_y)} images"
+                  + (f" (checkpointed to {args.scores}.ckpt)" if args.scores else ""))
+        run, _ = load_or_run(args.scores, dataset, config, progress=True)
+        if reuse:
+            print(f"reusing scoring run {args.scores} ({run.config['spec']}, val acc {run.val_acc:.1f}%)")
     changes = {"target": args.target, "l2": args.l2, "solver": args.solver, "time_limit": args.time_limit,
                "epsilon": args.epsilon}
     influence = replace(InfluenceConfig(), **{k: v for k, v in changes.items() if v is not None})
@@ -346,6 +345,57 @@ def _report(args) -> int:
     for path in paths.values():
         print(path)
     return 0
+
+
+# --- compare -------------------------------------------------------------------------------------------------
+
+
+def _add_compare(sub, common) -> None:
+    p = _subparser(
+        sub, common, "compare", help="how a proxy ranks the candidates compared with N random proxies of its size",
+        description="Add N random proxies with the proxy's per-class counts (seeds 0..N-1, DIR/proxies/"
+                    "random-draw-<i>.json) to the experiment in DIR as training sets trained like the proxy, run "
+                    "the jobs not done yet (finished ones are kept), then print each metric of the proxy with its "
+                    "bootstrap interval, its percentile among the draws, how many draws are as good, and the noise "
+                    "ceiling (the whole set against itself across seeds), and write DIR/compare.png. Costs N times "
+                    "the proxy's own search.")
+    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
+    p.add_argument("--random-draws", type=_at_least(1), default=20, metavar="N",
+                   help="random proxies to compare with (20 or more for a 5-95%% band)")
+    p.add_argument("--proxy", default=None, metavar="NAME",
+                   help="the proxy's training set (default: the experiment's only proxy that is not a random draw)")
+    p.add_argument("--whole", default="whole", metavar="NAME", help="the whole training set's name")
+    p.add_argument("--workers", type=_at_least(0), default=1, metavar="N",
+                   help="worker processes of the search; 0 runs the jobs in this process")
+    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
+                   "the journal file DIR/optuna.journal)")
+    p.add_argument("--fuse", type=_at_least(1), default=1, metavar="K",
+                   help="train up to K jobs of one candidate as one fused network, as `nasprune search --fuse`")
+    p.add_argument("--no-search", action="store_true",
+                   help="train nothing: the draws are added to the experiment, and only finished jobs are read "
+                        "(draws not finished on every candidate are left out)")
+    p.add_argument("--bootstrap", type=_at_least(1), default=1000, metavar="B", help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (the draws' seeds are 0..N-1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_compare)
+
+
+def _compare(args) -> int:
+    directory = _experiment_dir(args.experiment, "compare")
+    if args.no_search and not _searched(directory, args.storage, "compare"):
+        return 2
+    from nasprune.compare import compare_with_random
+
+    try:
+        result = compare_with_random(directory, args.proxy, args.random_draws, whole=args.whole,
+                                     search=not args.no_search, workers=args.workers, storage=args.storage,
+                                     fuse=args.fuse, progress=not args.no_progress, n_boot=args.bootstrap,
+                                     seed=args.seed)
+    except KeyboardInterrupt as e:
+        return _interrupted("compare", e)
+    print(result.text())
+    s = result.search
+    return 0 if s is None or (not s["failed"] and not any(s["worker_exitcodes"])) else 1
 
 
 # --- run -----------------------------------------------------------------------------------------------------

@@ -230,6 +230,9 @@ def train_fused_net(
     """
     k_members = net.members
     _check_sets(sets, seeds, k_members)
+    if config.eval_every:
+        raise ValueError(f"eval_every={config.eval_every}: fused training records no per-epoch validation; "
+                         "train these jobs unfused (--fuse 1)")
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
     memory_format = torch.channels_last if (cuda and config.channels_last) else torch.contiguous_format

@@ -56,8 +56,8 @@ from nasprune.experiment import Experiment, ExperimentError, diff, pretty
 from nasprune.train import TrainConfig
 from search_spaces.convnet import ACTIVATIONS, NORMS, POOLINGS, ConvNetSpec
 
-__all__ = ["EXTRA_COLUMNS", "JOB_COLUMNS", "JOURNAL_FILE", "Heartbeat", "Job", "JobStore", "StorageError",
-           "job_status", "load_jobs", "open_storage"]
+__all__ = ["EXTRA_COLUMNS", "HISTORY_COLUMNS", "JOB_COLUMNS", "JOURNAL_FILE", "Heartbeat", "Job", "JobStore",
+           "StorageError", "job_status", "load_history", "load_jobs", "open_storage"]
 
 JOURNAL_FILE = "optuna.journal"
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
@@ -72,6 +72,7 @@ JOB_COLUMNS = ["training_set", "candidate", "seed", "val_acc", "test_acc", "trai
 EXTRA_COLUMNS = ["wall_seconds", "attempt", "images", "bytes", "proxy_minutes", "method", "started",
                  "completed", "trial"]
 METRICS = ("val_acc", "test_acc", "train_loss", "seconds", "images_per_sec", "diverged", "epochs", "wall_seconds")
+HISTORY_COLUMNS = ["training_set", "candidate", "seed", "epoch", "val_acc", "train_loss"]
 # TrainConfig settings that change speed, not results: a study made under another value is the same study
 SPEED_ONLY = ("eval_batch_size",)
 _log = logging.getLogger("nasprune.runner")
@@ -517,7 +518,15 @@ class JobStore:
 
     def complete(self, job: Job, metrics: dict, value: float) -> bool:
         """Record the metrics (NaN stored as None) and the value; False when another process had taken the
-        job for dead and the result was dropped."""
+        job for dead and the result was dropped.
+
+        ``metrics["history"]`` (``TrainResult.history``) is recorded as the user attr ``history``, a JSON list
+        of ``{"epoch", "val_acc", "train_loss"}`` (:func:`load_history` reads it back), only when it holds a
+        validation accuracy (``TrainConfig.eval_every`` > 0): a job's bare loss curve is not stored."""
+        metrics = dict(metrics)
+        history = _history_attr(metrics.pop("history", None) or [])
+        if history:
+            metrics["history"] = history
         try:
             for k, v in metrics.items():
                 self.storage.set_trial_user_attr(job.trial_id, k, None if isinstance(v, float) and v != v else v)
@@ -613,6 +622,19 @@ class JobStore:
         return out
 
 
+def _history_attr(history: Sequence[dict]) -> list[dict]:
+    """``TrainResult.history`` as stored: epoch, val_acc (None where not measured) and train_loss (NaN as None);
+    empty unless some epoch has a validation accuracy."""
+    if not any(h.get("val_acc") is not None for h in history):
+        return []
+
+    def number(v) -> float | None:
+        return None if v is None or v != v else float(v)
+
+    return [{"epoch": int(h["epoch"]), "val_acc": number(h.get("val_acc")), "train_loss": number(h.get("train_loss"))}
+            for h in history]
+
+
 # --- reading an experiment's jobs ------------------------------------------------------------------------------------
 
 
@@ -650,3 +672,18 @@ def load_jobs(experiment_dir: str | os.PathLike, storage: str | None = None) -> 
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     df["diverged"] = df["diverged"].astype(bool)
     return df
+
+
+def load_history(experiment_dir: str | os.PathLike, storage: str | None = None) -> pd.DataFrame:
+    """Per-epoch validation accuracy of every finished job trained with ``TrainConfig.eval_every`` > 0, as a
+    tidy frame: one row per (training_set, candidate, seed, epoch) with ``val_acc`` (percent; NaN at epochs
+    that were not evaluated) and ``train_loss``. Jobs that recorded no history are left out, so the frame is
+    empty for an experiment that never set ``eval_every``. :func:`nasprune.metrics.ranking_by_epoch` turns it
+    into the ranking's agreement with its last epoch."""
+    store = JobStore.open(experiment_dir, url=storage)
+    rows = [{"training_set": ts, "candidate": t.user_attrs["candidate"], "seed": t.user_attrs["seed"], **h}
+            for ts in store.study_ids for t in store.completed(ts) for h in t.user_attrs.get("history") or []]
+    df = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    for col in ("val_acc", "train_loss"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df.astype({"seed": int, "epoch": int})

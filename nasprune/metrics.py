@@ -15,13 +15,28 @@ validation and test accuracy, over the candidates finished on both sets:
   are more than 10 candidates: with 10 or fewer both top 10s hold every candidate and it is always 1.
 - ``regret``: max over candidates of Wt, minus Wt of P's choice (accuracy points; 0 is perfect). The
   whole set's own row is usually above 0: it is the cost of choosing by validation accuracy.
+- ``kendall_top25pct``: Kendall tau-b between P and Wv over the whole set's top quarter (the ceil(n/4)
+  candidates highest by Wv; ``quarter`` sets the share). Chosen by the ground truth, not by the proxy as
+  ``spearman_top10`` is, so a proxy cannot improve it by leaving good candidates out of its own top.
+  NaN with fewer than 3 candidates in the quarter.
+- ``ndcg_top10``: NDCG@k of P's ranking. A candidate's gain is its Wv minus the Wv of the whole set's
+  (k+1)-th best candidate, floored at 0, so only the whole set's top k carry gain, in accuracy points:
+  swapping two near-equal candidates costs little, a candidate from outside the whole set's top k in
+  P's top k costs its whole slot. Position i (1-based) is discounted by 1/log2(i + 1); the sum over P's
+  top k is divided by that of the ideal order (by Wv). 1 is perfect; NaN unless there are more than k
+  candidates.
 
 Each comes with a percentile bootstrap interval (``*_lo``, ``*_hi``) from resampling candidates with
 replacement, seeded. :func:`paired_difference` compares two proxies on the same resamples.
+
+Against what to read them: :func:`noise_ceiling` (how well the whole set agrees with itself across seeds)
+and :func:`random_null` (where a proxy falls among many random proxies of its size).
+:func:`ranking_by_epoch` shows whether the whole set's ranking has settled by its last epoch.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Sequence
 
@@ -29,7 +44,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-METRICS = ("best_arch_test_acc", "spearman_top10", "spearman_all", "kendall_all", "top10_overlap", "regret")
+from nasprune.config import check_random_state
+
+METRICS = ("best_arch_test_acc", "spearman_top10", "spearman_all", "kendall_all", "top10_overlap", "regret",
+           "kendall_top25pct", "ndcg_top10")
+#: Metrics where a lower value is better; every other metric is better higher.
+LOWER_IS_BETTER = frozenset({"regret"})
 TABLE1_COLUMNS = ["training_set", "images", "best_arch_test_acc", "spearman_top10", "spearman_all",
                   "kendall_all", "regret", "search_minutes", "proxy_minutes"]
 
@@ -50,12 +70,14 @@ def _aligned(jobs: pd.DataFrame, proxy: str, whole: str) -> tuple[np.ndarray, np
 
 
 def point_metrics(proxy_val: np.ndarray, whole_val: np.ndarray, whole_test: np.ndarray, *, top: int = 10,
-                  k: int = 10) -> dict[str, float]:
+                  k: int = 10, quarter: float = 0.25) -> dict[str, float]:
     """The metrics for aligned per-candidate arrays (position i is one candidate; earlier positions win
     ties, so pass candidates in a fixed order). See the module docstring for the definitions."""
     n = len(proxy_val)
+    if not 0 < quarter <= 1:
+        raise ValueError(f"quarter must be in (0, 1], got {quarter}; 0.25 is the whole set's top quarter")
     if n == 0:
-        return {m: float("nan") for m in _names(top, k)}
+        return {m: float("nan") for m in metric_names(top, k, quarter)}
     order = np.argsort(-proxy_val, kind="stable")  # proxy ranking, ties by position
     whole_order = np.argsort(-whole_val, kind="stable")
     chosen = order[0]
@@ -65,6 +87,8 @@ def point_metrics(proxy_val: np.ndarray, whole_val: np.ndarray, whole_test: np.n
         sp_top = stats.spearmanr(proxy_val[head], whole_val[head])[0] if n >= max(top, 2) else float("nan")
         sp_all = stats.spearmanr(proxy_val, whole_val)[0] if n >= 2 else float("nan")
         kt_all = stats.kendalltau(proxy_val, whole_val)[0] if n >= 2 else float("nan")
+        best = whole_order[:math.ceil(quarter * n)]  # the whole set's top quarter
+        kt_top = stats.kendalltau(proxy_val[best], whole_val[best])[0] if len(best) >= 3 else float("nan")
     return {
         "best_arch_test_acc": float(whole_test[chosen]),
         f"spearman_top{top}": float(sp_top),
@@ -72,16 +96,41 @@ def point_metrics(proxy_val: np.ndarray, whole_val: np.ndarray, whole_test: np.n
         "kendall_all": float(kt_all),
         f"top{k}_overlap": len(set(order[:k]) & set(whole_order[:k])) / k if n > k else float("nan"),
         "regret": float(whole_test.max() - whole_test[chosen]),
+        _quarter_name(quarter): float(kt_top),
+        f"ndcg_top{k}": ndcg(proxy_val, whole_val, k),
     }
 
 
-def _names(top: int, k: int) -> list[str]:
-    return ["best_arch_test_acc", f"spearman_top{top}", "spearman_all", "kendall_all", f"top{k}_overlap", "regret"]
+def ndcg(proxy_val: np.ndarray, whole_val: np.ndarray, k: int = 10) -> float:
+    """NDCG@k of the proxy's ranking with the whole set's accuracy above its (k+1)-th best as the gain (see
+    the module docstring); NaN unless there are more than k candidates, or when the whole set's top k + 1
+    are all equal (no gain to rank)."""
+    n = len(whole_val)
+    if n <= k:
+        return float("nan")
+    ranked = np.sort(whole_val)[::-1]
+    gain = np.clip(whole_val - ranked[k], 0, None)
+    discount = 1 / np.log2(np.arange(2, k + 2))
+    ideal = float((ranked[:k] - ranked[k]) @ discount)
+    if ideal <= 0:
+        return float("nan")
+    return float(gain[np.argsort(-proxy_val, kind="stable")[:k]] @ discount) / ideal
+
+
+def _quarter_name(quarter: float) -> str:
+    return f"kendall_top{round(100 * quarter)}pct"
+
+
+def metric_names(top: int = 10, k: int = 10, quarter: float = 0.25) -> list[str]:
+    """The metric names :func:`point_metrics` returns for these settings, in its order (:data:`METRICS` at
+    the defaults)."""
+    return ["best_arch_test_acc", f"spearman_top{top}", "spearman_all", "kendall_all", f"top{k}_overlap", "regret",
+            _quarter_name(quarter), f"ndcg_top{k}"]
 
 
 def _resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, n) candidate positions drawn with replacement, each row sorted so ties keep their order."""
-    return np.sort(np.random.default_rng(seed).integers(0, n, size=(n_boot, n)), axis=1)
+    return np.sort(check_random_state(seed).integers(0, n, size=(n_boot, n)), axis=1)
 
 
 def _interval(values: np.ndarray, ci: float) -> tuple[float, float]:
@@ -93,26 +142,33 @@ def _interval(values: np.ndarray, ci: float) -> tuple[float, float]:
 
 
 def compare(jobs: pd.DataFrame, proxy: str, whole: str = "whole", *, top: int = 10, k: int = 10,
-            n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict:
+            quarter: float = 0.25, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict:
     """The metrics of training set ``proxy`` against ``whole``, with bootstrap intervals.
 
     Returns a dict with each metric, ``<metric>_lo``/``<metric>_hi``, ``candidates`` (how many were
     compared) and ``chosen`` (the candidate ranked first by the proxy).
     """
     pv, wv, wt, names = _aligned(jobs, proxy, whole)
-    out: dict = dict(point_metrics(pv, wv, wt, top=top, k=k))
-    resamples = _resamples(len(pv), n_boot, seed) if len(pv) else []
-    boots = [point_metrics(pv[i], wv[i], wt[i], top=top, k=k) for i in resamples]
-    for m in _names(top, k):
-        out[f"{m}_lo"], out[f"{m}_hi"] = _interval(np.array([b[m] for b in boots], dtype=float), ci)
+    out: dict = _with_intervals(pv, wv, wt, dict(top=top, k=k, quarter=quarter), n_boot, seed, ci)
     out["candidates"] = len(names)
     out["chosen"] = names[int(np.argsort(-pv, kind="stable")[0])] if len(names) else None
     return out
 
 
+def _with_intervals(pv: np.ndarray, wv: np.ndarray, wt: np.ndarray, settings: dict, n_boot: int, seed: int,
+                    ci: float) -> dict:
+    """:func:`point_metrics` of aligned arrays, each with its ``_lo``/``_hi`` bootstrap interval."""
+    out: dict = dict(point_metrics(pv, wv, wt, **settings))
+    resamples = _resamples(len(pv), n_boot, seed) if len(pv) else []
+    boots = [point_metrics(pv[i], wv[i], wt[i], **settings) for i in resamples]
+    for m in metric_names(**settings):
+        out[f"{m}_lo"], out[f"{m}_hi"] = _interval(np.array([b[m] for b in boots], dtype=float), ci)
+    return out
+
+
 def paired_difference(jobs: pd.DataFrame, proxy_a: str, proxy_b: str, metric: str = "spearman_top10",
-                      whole: str = "whole", *, top: int = 10, k: int = 10, n_boot: int = 1000, seed: int = 0,
-                      ci: float = 0.95) -> dict:
+                      whole: str = "whole", *, top: int = 10, k: int = 10, quarter: float = 0.25,
+                      n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict:
     """``metric`` of proxy A minus that of proxy B, with a bootstrap interval from resampling the same
     candidates for both (only candidates finished on A, B and the whole set are used).
 
@@ -125,8 +181,8 @@ def paired_difference(jobs: pd.DataFrame, proxy_a: str, proxy_b: str, metric: st
     wv, wt = (means[whole].loc[common, c].to_numpy(float) for c in ("val_acc", "test_acc"))
 
     def diff(i: np.ndarray | slice) -> float:
-        ma = point_metrics(a[i], wv[i], wt[i], top=top, k=k)[metric]
-        return ma - point_metrics(b[i], wv[i], wt[i], top=top, k=k)[metric]
+        ma = point_metrics(a[i], wv[i], wt[i], top=top, k=k, quarter=quarter)[metric]
+        return ma - point_metrics(b[i], wv[i], wt[i], top=top, k=k, quarter=quarter)[metric]
 
     if not common:
         return {"estimate": float("nan"), "lo": float("nan"), "hi": float("nan"), "candidates": 0}
@@ -159,12 +215,13 @@ def costs(jobs: pd.DataFrame) -> pd.DataFrame:
 
 
 def table1(jobs: pd.DataFrame, whole: str = "whole", proxy_info: dict[str, dict] | None = None, *,
-           order: Sequence[str] | None = None, top: int = 10, k: int = 10, n_boot: int = 1000, seed: int = 0,
-           ci: float = 0.95) -> pd.DataFrame:
+           order: Sequence[str] | None = None, top: int = 10, k: int = 10, quarter: float = 0.25,
+           n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
     """The paper's Table 1 with extra metrics: one row per training set, the whole set last.
 
-    Columns: :data:`TABLE1_COLUMNS`, then ``bytes``, ``top10_overlap``, ``job_minutes``, ``wall_minutes``,
-    ``candidates``, ``seeds``, ``chosen``, and the ``_lo``/``_hi`` interval of each metric.
+    Columns: :data:`TABLE1_COLUMNS`, then ``bytes``, ``top10_overlap``, ``kendall_top25pct``, ``ndcg_top10``,
+    ``job_minutes``, ``wall_minutes``, ``candidates``, ``seeds``, ``chosen``, and the ``_lo``/``_hi``
+    interval of each metric (in :func:`metric_names` order).
     ``proxy_info`` (training set -> {"images", "bytes", "proxy_minutes"}) overrides what the jobs
     record; ``proxy_minutes`` of the whole set is 0. The whole set's own row compares it with itself.
     """
@@ -176,15 +233,198 @@ def table1(jobs: pd.DataFrame, whole: str = "whole", proxy_info: dict[str, dict]
     cost = costs(jobs)
     rows = []
     for ts in names:
-        m = compare(jobs, ts, whole, top=top, k=k, n_boot=n_boot, seed=seed, ci=ci)
+        m = compare(jobs, ts, whole, top=top, k=k, quarter=quarter, n_boot=n_boot, seed=seed, ci=ci)
         info = {c: cost.loc[ts, c] for c in cost.columns} | dict((proxy_info or {}).get(ts, {}))
         if ts == whole:
             info["proxy_minutes"] = 0.0
         seeds = jobs.loc[jobs["training_set"] == ts, "seed"].nunique()
         rows.append({"training_set": ts, **info, **m, "seeds": seeds})
     df = pd.DataFrame(rows)
-    metric_names = _names(top, k)
-    extras = ["bytes", f"top{k}_overlap", "job_minutes", "wall_minutes", "candidates", "seeds", "chosen"]
+    all_metrics = metric_names(top, k, quarter)
+    extras = ["bytes", f"top{k}_overlap", _quarter_name(quarter), f"ndcg_top{k}", "job_minutes", "wall_minutes",
+              "candidates", "seeds", "chosen"]
     head = [c if c != "spearman_top10" else f"spearman_top{top}" for c in TABLE1_COLUMNS]
-    cis = [f"{m}_{s}" for m in metric_names for s in ("lo", "hi")]
+    cis = [f"{m}_{s}" for m in all_metrics for s in ("lo", "hi")]
     return df[head + extras + cis].reset_index(drop=True)
+
+
+# --- what to read the metrics against: the noise ceiling, the random null, a settled ground truth ----------------
+
+
+def _by_seed(jobs: pd.DataFrame, training_set: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Val and test accuracy per candidate (rows, sorted) and seed (columns), for the candidates finished
+    under every seed."""
+    rows = jobs[jobs["training_set"] == training_set]
+    val, test = (rows.pivot_table(index="candidate", columns="seed", values=c, aggfunc="first", dropna=False)
+                 for c in ("val_acc", "test_acc"))
+    keep = val.notna().all(axis=1) & test.notna().all(axis=1)
+    return val[keep], test[keep]
+
+
+def seed_agreement(jobs: pd.DataFrame, whole: str = "whole", *, top: int = 10, k: int = 10, quarter: float = 0.25,
+                   n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+    """How well the whole set agrees with itself: for every ordered pair of its seeds (a, b), the metrics of
+    seed a's validation accuracy ranking the candidates as a proxy would, against seed b's validation and
+    test accuracy as the truth, with bootstrap intervals over candidates.
+
+    Ordered, because the top-k metrics and regret are not symmetric (who picks the top, who is the
+    truth). Only candidates finished under every seed of ``whole`` are used. Columns: ``seed_a``,
+    ``seed_b``, each metric with ``_lo``/``_hi``, ``candidates``; empty with fewer than 2 seeds.
+    """
+    val, test = _by_seed(jobs, whole)
+    settings = dict(top=top, k=k, quarter=quarter)
+    rows = [{"seed_a": a, "seed_b": b,
+             **_with_intervals(val[a].to_numpy(float), val[b].to_numpy(float), test[b].to_numpy(float), settings,
+                               n_boot, seed, ci), "candidates": len(val)}
+            for a in val.columns for b in val.columns if a != b]
+    ordered = [f"{m}{s}" for m in metric_names(**settings) for s in ("", "_lo", "_hi")]
+    return pd.DataFrame(rows, columns=["seed_a", "seed_b", *ordered, "candidates"])
+
+
+def noise_ceiling(jobs: pd.DataFrame, whole: str = "whole", *, top: int = 10, k: int = 10, quarter: float = 0.25,
+                  n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict:
+    """The ceiling every proxy metric is read against: each metric of :func:`seed_agreement` averaged over the
+    ordered pairs of the whole set's seeds, with a bootstrap interval over candidates (each resample is used
+    for every pair, and the mean over pairs is taken per resample).
+
+    One seed against another is noisier than a proxy's mean over seeds against the whole set's mean, so a
+    proxy can land a little above it; one far below it has room to improve, one at it has none. Returns a
+    dict like :func:`compare` (each metric, ``_lo``/``_hi``, ``candidates``) plus ``seeds`` and ``pairs``;
+    every metric is NaN with fewer than 2 seeds.
+    """
+    val_frame, test_frame = _by_seed(jobs, whole)
+    seeds, n = [int(s) for s in val_frame.columns], len(val_frame)
+    val, test = val_frame.to_numpy(float), test_frame.to_numpy(float)
+    pairs = [(a, b) for a in range(len(seeds)) for b in range(len(seeds)) if a != b]
+    settings = dict(top=top, k=k, quarter=quarter)
+    names = metric_names(**settings)
+
+    def mean_over_pairs(i: np.ndarray | slice) -> dict[str, float]:
+        per_pair = [point_metrics(val[i, a], val[i, b], test[i, b], **settings) for a, b in pairs]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # all-NaN metric (too few candidates): NaN
+            return {m: float(np.nanmean([p[m] for p in per_pair])) if per_pair else float("nan") for m in names}
+
+    out: dict = mean_over_pairs(slice(None))
+    boots = [mean_over_pairs(i) for i in _resamples(n, n_boot, seed)] if pairs and n else []
+    for m in names:
+        out[f"{m}_lo"], out[f"{m}_hi"] = _interval(np.array([b[m] for b in boots], dtype=float), ci)
+    return {**out, "candidates": n, "seeds": seeds, "pairs": len(pairs)}
+
+
+def _aligned_sets(jobs: pd.DataFrame, names: Sequence[str], whole: str) -> tuple[dict[str, np.ndarray], np.ndarray,
+                                                                                   np.ndarray, list[str]]:
+    """Mean val acc per training set in ``names``, and the whole set's val and test acc, over the candidates
+    finished on every one of them (sorted)."""
+    w = candidate_means(jobs, whole).dropna(subset=["val_acc", "test_acc"])
+    means = {n: candidate_means(jobs, n)["val_acc"].dropna() for n in names}
+    common = sorted(set(w.index).intersection(*(set(m.index) for m in means.values())))
+    return ({n: m.loc[common].to_numpy(float) for n, m in means.items()}, w.loc[common, "val_acc"].to_numpy(float),
+            w.loc[common, "test_acc"].to_numpy(float), common)
+
+
+def draw_metrics(jobs: pd.DataFrame, names: Sequence[str], whole: str = "whole", *, top: int = 10, k: int = 10,
+                 quarter: float = 0.25) -> pd.DataFrame:
+    """The point metrics (no intervals) of each training set in ``names`` against ``whole``, all over the same
+    candidates (those finished on every one of them): one row per set (index), one column per metric."""
+    vals, wv, wt, _ = _aligned_sets(jobs, names, whole)
+    rows = {n: point_metrics(v, wv, wt, top=top, k=k, quarter=quarter) for n, v in vals.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=metric_names(top, k, quarter))
+
+
+#: The columns of :func:`random_null`.
+NULL_COLUMNS = ["proxy", "metric", "value", "lo", "hi", "percentile", "draws_as_good", "draws", "draw_median",
+                "band_lo", "band_hi", "candidates"]
+
+
+def random_draws(jobs: pd.DataFrame, draws: Sequence[str] | str) -> list[str]:
+    """The training sets ``draws`` names: a list as given, or a prefix (``"random-draw-"``) matching names that
+    start with it, in the jobs' order. Refuses names without jobs."""
+    present = list(dict.fromkeys(jobs["training_set"]))
+    names = [t for t in present if t.startswith(draws)] if isinstance(draws, str) else list(draws)
+    missing = [d for d in names if d not in present]
+    if missing or not names:
+        raise ValueError(f"random draws {missing or draws!r} have no finished jobs; training sets with jobs: "
+                         f"{present}")
+    return names
+
+
+def random_null(jobs: pd.DataFrame, draws: Sequence[str] | str, proxies: Sequence[str] | None = None,
+                whole: str = "whole", *, top: int = 10, k: int = 10, quarter: float = 0.25, band: float = 0.90,
+                n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+    """Where each proxy falls among random proxies of its size, metric by metric.
+
+    ``draws`` are the training sets that are independent random draws of one size (a list, or a name
+    prefix; see :func:`random_draws`); ``proxies`` default to every other training set but ``whole``. All
+    metrics are computed over the candidates finished on every one of these sets. One row per proxy and
+    metric (:data:`NULL_COLUMNS`):
+
+    - ``value``, ``lo``, ``hi``: the proxy's metric and its bootstrap interval over candidates;
+    - ``percentile``: the share of draws the proxy beats, in percent, ties counting half
+      (``scipy.stats.percentileofscore(..., kind="mean")``; for regret, where lower is better, the share it
+      is below);
+    - ``draws_as_good``: the fraction of draws at or above it (at or below it for regret), that is, as good
+      as the proxy or better: the one-sided p-value of "the proxy is no better than random";
+    - ``draws``, ``draw_median`` and ``band_lo``/``band_hi``: random's spread, the central ``band`` of the
+      draws (0.90: the 5th and 95th percentiles, linearly interpolated).
+
+    NaN draws (a metric undefined for too few candidates) are left out of the counts.
+    """
+    names = random_draws(jobs, draws)
+    if proxies is None:
+        proxies = [t for t in dict.fromkeys(jobs["training_set"]) if t != whole and t not in names]
+    settings = dict(top=top, k=k, quarter=quarter)
+    vals, wv, wt, common = _aligned_sets(jobs, [*names, *proxies], whole)
+    null = pd.DataFrame.from_dict({d: point_metrics(vals[d], wv, wt, **settings) for d in names}, orient="index")
+    rows = []
+    for p in proxies:
+        m = _with_intervals(vals[p], wv, wt, settings, n_boot, seed, ci)
+        for metric in metric_names(**settings):
+            d = null[metric].to_numpy(float)
+            d = d[np.isfinite(d)]
+            v = m[metric]
+            lower = metric in LOWER_IS_BETTER
+            if len(d) and np.isfinite(v):
+                pct = stats.percentileofscore(d, v, kind="mean")
+                percentile = 100 - pct if lower else pct
+                as_good = float(np.mean(d <= v if lower else d >= v))
+                lo, hi = np.percentile(d, [50 * (1 - band), 50 * (1 + band)])
+            else:
+                percentile = as_good = lo = hi = float("nan")
+            rows.append({"proxy": p, "metric": metric, "value": v, "lo": m[f"{metric}_lo"], "hi": m[f"{metric}_hi"],
+                         "percentile": float(percentile), "draws_as_good": as_good, "draws": len(d),
+                         "draw_median": float(np.median(d)) if len(d) else float("nan"), "band_lo": float(lo),
+                         "band_hi": float(hi), "candidates": len(common)})
+    return pd.DataFrame(rows, columns=NULL_COLUMNS)
+
+
+def ranking_by_epoch(history: pd.DataFrame, training_set: str = "whole", *, quarter: float = 0.25) -> pd.DataFrame:
+    """Whether a training set's ranking has settled: from the per-epoch validation accuracy
+    (:func:`nasprune.jobs.load_history`), for every evaluated epoch, how its ranking (mean over seeds)
+    agrees with that of the last evaluated epoch, and how its seeds agree with each other.
+
+    Columns: ``epoch``, ``candidates`` (those evaluated at both epochs), ``kendall_vs_last``,
+    ``spearman_vs_last``, ``kendall_top25pct_vs_last`` (over the last epoch's top quarter) and
+    ``seed_kendall`` (mean Kendall over pairs of seeds at that epoch; NaN with one seed).
+    """
+    rows = history[(history["training_set"] == training_set) & history["val_acc"].notna()]
+    if rows.empty:
+        raise ValueError(f"no per-epoch validation accuracy for training set {training_set!r}; train it with "
+                         f"TrainConfig.eval_every > 0 (training sets with history: "
+                         f"{sorted(set(history['training_set']))})")
+    by_epoch = rows.pivot_table(index="candidate", columns="epoch", values="val_acc", aggfunc="mean")
+    last = by_epoch.columns.max()
+    out = []
+    for epoch in by_epoch.columns:
+        both = pd.DataFrame({"now": by_epoch[epoch], "last": by_epoch[last]}).dropna()
+        now, final = both["now"].to_numpy(float), both["last"].to_numpy(float)
+        seeds = rows[rows["epoch"] == epoch].pivot_table(index="candidate", columns="seed", values="val_acc").dropna()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant input: nan
+            taus = [stats.kendalltau(seeds[a], seeds[b])[0] for i, a in enumerate(seeds.columns)
+                    for b in seeds.columns[i + 1:]]
+            m = point_metrics(now, final, final, quarter=quarter)
+            out.append({"epoch": int(epoch), "candidates": len(both), "kendall_vs_last": m["kendall_all"],
+                        "spearman_vs_last": m["spearman_all"], f"{_quarter_name(quarter)}_vs_last":
+                        m[_quarter_name(quarter)], "seed_kendall": float(np.mean(taus)) if taus else float("nan")})
+    return pd.DataFrame(out)

@@ -415,3 +415,86 @@ def write_readme(path: str | os.PathLike, title: str, body: Sequence[str], prov:
 
         lines += provenance_markdown(prov)
     return write_text(path, "\n".join(lines))
+
+
+# --- a proxy among random draws of its size (nasprune compare) ----------------------------------------------------
+
+#: The metrics :func:`plot_random_null` draws, with their labels and number formats, in panel order.
+NULL_METRICS = [("kendall_all", "Kendall (all)", ".3f"), ("kendall_top25pct", "Kendall (whole's top 25%)", ".3f"),
+                ("ndcg_top10", "NDCG@10", ".3f"), ("spearman_top10", "Spearman (proxy's top 10)", ".3f"),
+                ("spearman_all", "Spearman (all)", ".3f"), ("top10_overlap", "top-10 overlap", ".2f"),
+                ("best_arch_test_acc", "best-arch test acc (%)", ".2f"),
+                ("regret", "regret (points, lower is better)", ".2f")]
+
+
+def plot_random_null(draws: pd.DataFrame, null: pd.DataFrame, path: str | os.PathLike, *,
+                     ceiling: Mapping | None = None, title: str = "") -> Path:
+    """One panel per metric of :data:`NULL_METRICS`: the random draws as a violin with their points (the
+    null distribution), random's 5-95% band as dotted lines, each proxy as a marker labelled with its
+    percentile among the draws, and the noise ceiling (the whole set against itself across seeds) as a
+    dashed line.
+
+    ``draws`` is :func:`nasprune.metrics.draw_metrics` of the draws (one row per draw), ``null``
+    :func:`nasprune.metrics.random_null` (one row per proxy and metric) and ``ceiling``
+    :func:`nasprune.metrics.noise_ceiling`. Intervals are left to the printed table: a proxy's bootstrap
+    interval over candidates is wider than the spread of the draws and would hide it.
+    """
+    plt = _pyplot()
+    metrics = [m for m in NULL_METRICS if m[0] in draws.columns and draws[m[0]].notna().any()]
+    undefined = [m[1] for m in NULL_METRICS if m not in metrics]
+    proxies = list(dict.fromkeys(null["proxy"]))
+    cols = min(4, max(1, len(metrics)))
+    rows = max(1, int(np.ceil(len(metrics) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 3.3 * rows + 1.3), squeeze=False, layout="constrained")
+    rng = np.random.default_rng(0)  # jitter only
+    handles: dict[str, object] = {}
+    for ax, (m, label, fmt) in zip(axes.flat, metrics):
+        d = draws[m].to_numpy(float)
+        d = d[np.isfinite(d)]
+        if len(np.unique(d)) >= 5:  # a violin over a few distinct values (regret, best arch) reads as noise
+            parts = ax.violinplot(d, positions=[0], widths=0.7, showextrema=False)
+            for body in parts["bodies"]:
+                body.set(facecolor="0.8", edgecolor="0.6", alpha=0.8)
+        handles[f"random draws ({len(d)})"] = ax.scatter(rng.uniform(-0.12, 0.12, len(d)), d, s=12, color="0.35",
+                                                         zorder=3)
+        rows_m = null[null["metric"] == m]
+        if len(rows_m) and np.isfinite(rows_m["band_lo"].iloc[0]):
+            handles["random's 5-95% band"] = ax.hlines([rows_m["band_lo"].iloc[0], rows_m["band_hi"].iloc[0]], -0.4,
+                                                       0.4, colors="0.2", linestyles=":", lw=1.2, zorder=2)
+        shown = list(d)
+        notes = []
+        for j, p in enumerate(proxies):
+            r = rows_m[rows_m["proxy"] == p]
+            if not len(r) or not np.isfinite(r["value"].iloc[0]):
+                continue
+            v = float(r["value"].iloc[0])
+            x = 0.6 + 0.2 * j
+            handles[p] = ax.scatter([x], [v], marker="D", s=55, color=f"C{3 + j}", edgecolors="k", zorder=4)
+            shown.append(v)
+            pct, good = r["percentile"].iloc[0], r["draws_as_good"].iloc[0] * r["draws"].iloc[0]
+            notes.append(f"{p}: {format(v, fmt)}, {pct:.0f}th pct" if len(proxies) > 1 else
+                         f"{format(v, fmt)}: {pct:.0f}th percentile,\n{good:.0f} of {r['draws'].iloc[0]} draws as good")
+        c = float(ceiling.get(m, np.nan)) if ceiling is not None else np.nan
+        if np.isfinite(c):
+            handles["noise ceiling (whole vs itself)"] = ax.axhline(c, color="C0", ls="--", lw=1.3, zorder=1)
+            shown.append(c)
+        if shown:
+            low, high = min(shown), max(shown)
+            pad = 0.08 * (high - low) if high > low else 0.02 * max(abs(high), 1e-2)
+            ax.set_ylim(low - pad, high + pad)
+        ax.set_xlim(-0.5, 0.8 + 0.2 * max(len(proxies) - 1, 0))
+        ax.set_xticks([])
+        ax.set_title(f"{label}\n" + "\n".join(notes), fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    n = int(null["candidates"].iloc[0]) if len(null) else 0
+    missing = f"\nnot drawn, undefined for {n} candidates: {', '.join(undefined)}" if undefined else ""
+    fig.suptitle(f"{title + chr(10) if title else ''}{', '.join(proxies)} among random proxies of the same size "
+                 f"(percentile: the share of draws it beats, ties half){missing}", fontsize=11)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=9, frameon=False,
+                   ncol=min(len(handles), 4))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -227,7 +227,7 @@ def _run_group(loaded: _Loaded, store: JobStore, group: list[Job], heartbeat: fl
     for job, r in zip(group, results):
         metrics = {"val_acc": r.val_acc, "test_acc": r.test_acc, "train_loss": r.train_loss, "seconds": r.seconds,
                    "images_per_sec": r.images_per_sec, "diverged": r.diverged, "epochs": r.epochs,
-                   "wall_seconds": wall, **extra}
+                   "wall_seconds": wall, "history": r.history, **extra}
         recorded.append(store.complete(job, metrics, r.val_acc))
     return recorded
 

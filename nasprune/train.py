@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -43,6 +43,7 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast, CUDA only
     eval_batch_size: int = 128  # on a CPU, 128 evaluates 1.5-3x faster than 2048 (whose activations fall out of cache)
     eval_test: bool = True  # False: skip the test split even when given (test_acc None), e.g. for proxies
+    eval_every: int = 0  # N > 0: val accuracy after every N-th epoch and the last, into history; 0: at the end only
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1:
@@ -55,6 +56,8 @@ class TrainConfig:
             raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
         if self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0 (0: validate only at the end), got {self.eval_every}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,7 +66,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What one run produced. Accuracies are in percent; ``val_acc``/``test_acc`` are None when
-    that split was not given (``test_acc`` also when ``eval_test`` is False)."""
+    that split was not given (``test_acc`` also when ``eval_test`` is False). ``history`` holds one dict
+    per epoch: ``epoch``, ``train_loss`` and, at the epochs ``TrainConfig.eval_every`` asks for, ``val_acc``."""
 
     train_loss: float
     val_acc: float | None
@@ -110,10 +114,14 @@ class Checkpoint:
                              "to start the training again") from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: not a nasprune training checkpoint; delete it to start again")
-        if payload["config"] != config.to_dict():
+        if {**_defaults(), **payload["config"]} != config.to_dict():  # settings added since: their defaults
             raise ValueError(f"{path}: a checkpoint of another training config ({payload['config']} against "
                              f"{config.to_dict()}); delete it to start again")
         return payload
+
+
+def _defaults() -> dict:
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -189,11 +197,17 @@ def train(
     """Train ``model`` in place on (train_x, train_y) and evaluate it on ``val`` and on ``test`` (unless
     ``config.eval_test`` is False: the test split costs as much as the validation split to evaluate).
 
+    With ``config.eval_every`` N > 0, the model is evaluated on ``val`` after every N-th epoch and after
+    the last, and ``history`` records it as ``val_acc`` (its time is not counted in ``seconds``). Evaluation
+    runs in eval mode without gradients and draws no random numbers, so the training itself (weights,
+    batchnorm statistics, batch order) is the same with or without it (tests/test_compare.py checks the
+    weights bit for bit).
+
     ``on_epoch(epoch, model, val_acc_fn)`` runs after every epoch (``val_acc_fn()`` evaluates on
-    ``val``); it may raise to stop the run, e.g. ``optuna.TrialPruned``. ``on_batch(indices, logits)``
-    sees every training step's example indices and detached logits (for forgetting statistics). With a
-    ``checkpoint``, the state is saved after every epoch (after ``on_epoch``) and a run that finds the file
-    resumes after its last saved epoch.
+    ``val``, or returns what ``eval_every`` has just measured); it may raise to stop the run, e.g.
+    ``optuna.TrialPruned``. ``on_batch(indices, logits)`` sees every training step's example indices and
+    detached logits (for forgetting statistics). With a ``checkpoint``, the state is saved after every epoch
+    (after ``on_epoch``) and a run that finds the file resumes after its last saved epoch.
     """
     if train_x.ndim != 4 or len(train_x) != len(train_y) or len(train_y) == 0:
         raise ValueError(
@@ -242,7 +256,7 @@ def train(
         epochs_done, seconds_before, seen = saved["epoch"], saved["seconds"], saved["seen"]
         history, epoch_loss = saved["history"], saved["train_loss"]
         checkpoint.restore(saved["caller"])
-    start = time.perf_counter()
+    start, evaluating = time.perf_counter(), 0.0
     for epoch in range(epochs_done, config.epochs):
         perm = torch.randperm(n, generator=g, device=device)
         loss_sum = torch.zeros((), device=device)
@@ -272,23 +286,31 @@ def train(
         epochs_done = epoch + 1
         epoch_loss = (loss_sum / max(count, 1)).item()
         history.append({"epoch": epochs_done, "train_loss": epoch_loss})
+        measured = None
+        if config.eval_every and val_t is not None and (epochs_done % config.eval_every == 0
+                                                        or epochs_done == config.epochs):
+            tick = time.perf_counter()
+            measured = history[-1]["val_acc"] = val_acc()
+            evaluating += time.perf_counter() - tick  # not training time
         if on_epoch is not None:
-            on_epoch(epochs_done, model, val_acc)
+            on_epoch(epochs_done, model, val_acc if measured is None else lambda: measured)
         if checkpoint is not None:
             checkpoint.save({"config": config.to_dict(), "epoch": epochs_done, "model": model.state_dict(),
                              "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
                              "generator": g.get_state().cpu(), "history": history, "train_loss": epoch_loss,
-                             "seen": seen, "seconds": seconds_before + time.perf_counter() - start})
+                             "seen": seen, "seconds": seconds_before + time.perf_counter() - start - evaluating})
     if cuda:
         torch.cuda.synchronize()
-    seconds = seconds_before + time.perf_counter() - start
+    seconds = seconds_before + time.perf_counter() - start - evaluating
     state = [t for t in model.state_dict().values() if t.is_floating_point()]  # parameters and BN statistics
     if diverged or not all(torch.isfinite(t).all() for t in state):
         diverged = True
         epoch_loss = float("nan")
+    last = history[-1] if history else {}
+    final_val = last["val_acc"] if "val_acc" in last and last["epoch"] == epochs_done else val_acc()
     return TrainResult(
         train_loss=epoch_loss,
-        val_acc=val_acc(),
+        val_acc=final_val,
         test_acc=evaluate(model, *test_t, config.eval_batch_size) if test_t is not None else None,
         epochs=epochs_done,
         seconds=seconds,

@@ -2,6 +2,7 @@
 and PostgreSQL. The job life cycle on its own is tested in tests/test_jobs.py."""
 
 import contextlib
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -449,3 +450,19 @@ def test_adding_a_training_set_keeps_finished_jobs_and_runs_only_the_new_ones(tm
     del changed["training_sets"]["first100"]
     with pytest.raises(ExperimentError, match="holds another experiment"):
         Experiment.from_dict(changed).save(tmp_path)
+
+
+def test_a_search_records_validation_accuracy_per_epoch(tmp_path, synthetic):
+    from nasprune.jobs import load_history
+    from nasprune.metrics import ranking_by_epoch
+
+    exp = make_experiment(tmp_path, synthetic, seeds=(0, 1), epochs=3)
+    sets = {ts: dataclasses.replace(entry, train=dataclasses.replace(entry.train, eval_every=1))
+            for ts, entry in exp.training_sets.items() if entry.proxy is None}
+    dataclasses.replace(exp, training_sets=sets).save(tmp_path, overwrite=True)
+    run_search(tmp_path, workers=0, progress=False)
+    history, jobs = load_history(tmp_path), load_jobs(tmp_path)
+    assert len(history) == len(CANDIDATES) * 2 * 3 and set(history["epoch"]) == {1, 2, 3}
+    last = history[history["epoch"] == 3].merge(jobs, on=["training_set", "candidate", "seed"])
+    assert (last["val_acc_x"] == last["val_acc_y"]).all()  # the last epoch's accuracy is the job's
+    assert ranking_by_epoch(history)["kendall_vs_last"].iloc[-1] == 1
