@@ -250,8 +250,9 @@ def _add_status(sub, common) -> None:
         description="Count the jobs of the experiment in DIR by state, per training set, and estimate the "
                     "time left: each unfinished job (waiting or running) is taken to last as long as the "
                     "mean wall time of the finished jobs of its training set (of all finished jobs when its "
-                    "set has none yet), and their sum is divided by the number of worker processes running jobs "
-                    "now (a fused group is one worker; with none running: the work left for one). Safe to run while a search runs, on "
+                    "set has none yet), and their sum is divided by the number of worker processes running "
+                    "jobs now (a fused group is one worker; with none running: the work left for one). Safe to "
+                    "run while a search runs, on "
                     "any machine with the same --storage.")
     p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
     p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "

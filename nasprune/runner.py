@@ -69,7 +69,7 @@ class _Loaded:
     directory: Path
     dataset: Dataset
     sets: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    train_kwargs: dict[str, dict]
+    train_configs: dict[str, TrainConfig]  # each training set's, with the dataset's normalisation (seed 0)
     identity: dict[str, dict]  # must equal the study's stored config
     info: dict[str, dict]  # facts for reports: images, bytes, method, proxy_minutes
 
@@ -80,7 +80,7 @@ def _load(directory: Path) -> _Loaded:
     ds = exp.dataset.load()
     for c in exp.candidates:
         block_shapes(ConvNetSpec.from_id(c), ds.in_channels, ds.image_size)  # SpecError if the map vanishes
-    sets, kwargs, identity, info = {}, {}, {}, {}
+    sets, configs, identity, info = {}, {}, {}, {}
     pixels = ds.in_channels * ds.image_size * ds.image_size
     for ts, entry in exp.training_sets.items():
         path = exp.proxy_path(ts, directory)
@@ -91,8 +91,8 @@ def _load(directory: Path) -> _Loaded:
             sets[ts], method, minutes = proxy.tensors(ds), proxy.method, proxy.build_minutes()
             proxy_desc = {"method": proxy.method, "images": len(proxy),
                           "indices_sha256": hashlib.sha256(proxy.indices.astype("int64").tobytes()).hexdigest()}
-        kwargs[ts] = entry.config(ds.mean, ds.std).to_dict()
-        config = TrainConfig(**kwargs[ts]).to_dict()
+        configs[ts] = entry.config(ds.mean, ds.std)
+        config = configs[ts].to_dict()
         config.pop("seed")
         identity[ts] = jsonable({
             "experiment": exp.name, "training_set": ts, "proxy": proxy_desc, "train": config,
@@ -100,7 +100,7 @@ def _load(directory: Path) -> _Loaded:
         n = len(sets[ts][1])
         info[ts] = {"images": n, "bytes": n * pixels, "method": method, "proxy_minutes": minutes,
                     "version": __version__}
-    return _Loaded(exp, Path(directory), ds, sets, kwargs, identity, info)
+    return _Loaded(exp, Path(directory), ds, sets, configs, identity, info)
 
 
 def _dataset_identity(exp: Experiment) -> dict:
@@ -114,8 +114,8 @@ def _dataset_identity(exp: Experiment) -> dict:
 def _train_job(loaded: _Loaded, training_set: str, candidate: str, seed: int) -> TrainResult:
     """One job: the candidate trained on the training set under its seed (:func:`nasprune.train.train_candidate`)."""
     x, y = loaded.sets[training_set]
-    config = TrainConfig(**{**loaded.train_kwargs[training_set], "seed": seed})
-    return train_candidate(candidate, loaded.dataset, x, y, config)
+    return train_candidate(candidate, loaded.dataset, x, y, dataclasses.replace(loaded.train_configs[training_set],
+                                                                                seed=seed))
 
 
 def _train_group(loaded: _Loaded, group: list[Job]) -> list[TrainResult]:
@@ -126,7 +126,7 @@ def _train_group(loaded: _Loaded, group: list[Job]) -> list[TrainResult]:
     if len(candidates) != 1:
         raise ValueError(f"a fused group trains one candidate, got {sorted(candidates)}; group jobs by candidate")
     ds = loaded.dataset
-    config = TrainConfig(**loaded.train_kwargs[group[0].training_set])  # its seed is not used: each job has its own
+    config = loaded.train_configs[group[0].training_set]  # its seed is not used: each job has its own
     return train_fused(group[0].candidate, [loaded.sets[j.training_set] for j in group], [j.seed for j in group],
                        config, in_channels=ds.in_channels, image_size=ds.image_size, num_classes=ds.num_classes,
                        val=(ds.val_x, ds.val_y), test=(ds.test_x, ds.test_y))
@@ -137,8 +137,8 @@ def _group_keys(loaded: _Loaded) -> dict[str, str]:
     config but the seed (``train_fused`` trains every member under one config) and the training set's shape
     (its size: members train on sets of one size, batch by batch)."""
     keys = {}
-    for ts, kwargs in loaded.train_kwargs.items():
-        config = {k: v for k, v in kwargs.items() if k != "seed"}
+    for ts, train_config in loaded.train_configs.items():
+        config = {k: v for k, v in train_config.to_dict().items() if k != "seed"}
         keys[ts] = json.dumps([config, list(loaded.sets[ts][0].shape)], sort_keys=True)
     return keys
 

@@ -76,7 +76,7 @@ def test_the_job_store_records_the_history_and_load_history_reads_it_back(synthe
     recorded = {}
     for with_val in (True, False):
         job = store.claim()
-        config = TrainConfig(**{**loaded.train_kwargs["p"], "seed": job.seed, "eval_every": int(with_val)})
+        config = dataclasses.replace(loaded.train_configs["p"], seed=job.seed, eval_every=int(with_val))
         r = train_candidate(job.candidate, loaded.dataset, x, y, config)
         store.complete(job, {"val_acc": r.val_acc, "history": r.history}, r.val_acc)
         recorded[job.candidate] = r
