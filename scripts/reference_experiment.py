@@ -171,8 +171,10 @@ def main() -> None:
     jobs = pd.read_csv(directory / "jobs.csv")
     pairs = paired(jobs, args.n_boot)
     pairs.to_csv(directory / "paired.csv", index=False)
-    prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds),
-                      proxy_seed=config.proxies.seed)
+    # wall_seconds is this invocation's (only the write-up with --analyse); the experiment's own compute is
+    # the jobs' summed wall time, which a later write-up keeps
+    prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds), proxy_seed=config.proxies.seed,
+                      analyse_only=args.analyse, jobs_wall_seconds=round(float(jobs["wall_seconds"].sum()), 1))
     write_up(directory, config, table, pairs, job_status(directory), prov)
     if directory == DIR:
         embed_table(Path("README.md"), DIR)

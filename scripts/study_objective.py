@@ -213,9 +213,12 @@ def main() -> None:
     study.to_csv(directory / "study.csv", index=False)
     paired.to_csv(directory / "paired.csv", index=False)
     exp = config.experiment()
-    jobs_done = len(pd.read_csv(directory / "jobs.csv"))
+    jobs = pd.read_csv(directory / "jobs.csv")
+    jobs_done = len(jobs)
+    # wall_seconds is this invocation's (only the analysis with --analyse); the jobs' summed wall time stays
     prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds),
-                      proxy_seeds={s.name: s.seed for s in config.proxies.resolved()})
+                      proxy_seeds={s.name: s.seed for s in config.proxies.resolved()}, analyse_only=args.analyse,
+                      jobs_wall_seconds=round(float(jobs["wall_seconds"].sum()), 1))
     write_up(directory, study, paired, stability, prov, config, jobs_done, len(exp.jobs()))
     print(f"{jobs_done} of {len(exp.jobs())} jobs finished")
     if len(study):
