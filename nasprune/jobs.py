@@ -344,8 +344,10 @@ class Heartbeat(threading.Thread):
             for trial_id in list(self.trial_ids):
                 try:
                     self.storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
-                except Exception:  # finished elsewhere, or the storage hiccuped: stop beating for this trial
+                except UpdateFinishedTrialError:  # finished elsewhere: nothing left to keep alive
                     self.trial_ids.remove(trial_id)
+                except Exception as e:  # a storage hiccup: the next beat tries again
+                    _log.warning("heartbeat of trial %s not written (%s); retrying", trial_id, e)
 
     def stop(self) -> None:
         self.done.set()

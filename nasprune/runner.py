@@ -239,6 +239,8 @@ def _work(loaded: _Loaded, store: JobStore, *, heartbeat: float, grace: float, s
     keys = _group_keys(loaded)
 
     def group_of(training_set: str, t) -> Hashable:
+        if loaded.train_configs[training_set].eval_every:  # train_fused records no per-epoch history
+            return t._trial_id  # a group of its own: trained unfused
         return t.user_attrs.get("candidate"), keys[training_set]
 
     while stop.signum is None:

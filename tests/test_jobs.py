@@ -208,3 +208,28 @@ def test_a_corrupted_journal_names_its_file_and_line(tmp_path, synthetic):
     journal.write_bytes(b"\n".join(lines))
     with pytest.raises(StorageError, match=r"optuna.journal: line 3 is not a journal entry .*corrupted"):
         load_jobs(tmp_path)
+
+
+def test_a_heartbeat_outlives_a_storage_hiccup(tmp_path, synthetic):
+    make_experiment(tmp_path, synthetic, seeds=[0])
+    _, store = prepare(tmp_path)
+    job = store.claim()
+    calls = []
+
+    class Flaky:
+        """The storage, failing its first heartbeat write."""
+
+        def set_trial_user_attr(self, trial_id, key, value):
+            calls.append(key)
+            if len(calls) == 1:
+                raise RuntimeError("connection reset")
+            store.storage.set_trial_user_attr(trial_id, key, value)
+
+    beat = jobs.Heartbeat(Flaky(), job.trial_id, 0.05)
+    beat.start()
+    deadline = time.time() + 10
+    while len(calls) < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    beat.stop()
+    assert len(calls) >= 3 and beat.trial_ids == [job.trial_id]  # kept beating after the failure
+    assert "heartbeat" in store.storage.get_trial(job.trial_id).user_attrs

@@ -351,3 +351,16 @@ def test_fuse_is_a_setting_of_the_command_and_the_config(tmp_path, synthetic):
     with pytest.raises(ValueError, match=r"fuse must be an int >= 1 \(1: no fusion\), got 0"):
         run_search(tmp_path, workers=0, progress=False, fuse=0)
     assert not (tmp_path / runner.JOURNAL_FILE).exists()
+
+
+def test_sets_that_record_per_epoch_accuracy_train_unfused(tmp_path, synthetic, monkeypatch):
+    """train_fused records no per-epoch history, so a set with eval_every is never fused; the others are."""
+    from nasprune.jobs import load_history
+
+    make_experiment(tmp_path, synthetic, candidates=CANDIDATES[:1], proxies=("p0", "p1"), whole=False,
+                    epochs=1, eval_every=1)
+    groups = record_groups(monkeypatch)
+    summary = run_search(tmp_path, workers=0, fuse=4, progress=False)
+    assert summary["complete"] == 4 and summary["failed"] == 0
+    assert [len(g) for g in groups] == [1, 1, 1, 1]
+    assert len(load_history(tmp_path)) == 4  # one epoch per job, recorded
