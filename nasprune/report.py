@@ -28,6 +28,7 @@ import pandas as pd
 
 from nasprune import __version__
 from nasprune.artifacts import write_text
+from nasprune.experiment import CONFIG_FILE
 from nasprune.metrics import paired_difference, table1
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def table1_from_csv(jobs_csv: str | os.PathLike, whole: str = "whole", *, n_boot
 
 def experiment_name(experiment_dir: str | os.PathLike) -> str:
     """The ``name`` in ``DIR/experiment.json`` (the config's name), else the directory's name."""
-    path = Path(experiment_dir) / "experiment.json"
+    path = Path(experiment_dir) / CONFIG_FILE
     try:
         name = json.loads(path.read_text()).get("name")
     except (OSError, ValueError, AttributeError):
@@ -61,7 +62,7 @@ def search_has_run(experiment_dir: str | os.PathLike, storage: str | None = None
     directory = Path(experiment_dir)
     if storage is None:
         try:
-            storage = json.loads((directory / "experiment.json").read_text()).get("storage")
+            storage = json.loads((directory / CONFIG_FILE).read_text()).get("storage")
         except (OSError, ValueError, AttributeError):
             storage = None
     return storage is not None or (directory / JOURNAL_FILE).is_file()

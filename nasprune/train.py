@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasprune.artifacts import ArtifactError, check_format, read_torch, write_torch
 from nasprune.data import Dataset
 from search_spaces.convnet import ConvNetSpec, build_convnet
 
@@ -97,26 +98,19 @@ class Checkpoint:
     restore: Callable[[dict], None] = lambda state: None
 
     def save(self, payload: dict) -> None:
-        path = Path(self.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"format": CHECKPOINT_FORMAT, **payload, "caller": self.state()}, tmp)
-        tmp.replace(path)
+        write_torch(self.path, {"format": CHECKPOINT_FORMAT, **payload, "caller": self.state()})
 
     def load(self, config: TrainConfig) -> dict | None:
         path = Path(self.path)
         if not path.exists():
             return None
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises several types for truncated or foreign files
-            raise ValueError(f"{path}: not a readable training checkpoint ({type(e).__name__}); delete it "
-                             "to start the training again") from None
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a nasprune training checkpoint; delete it to start again")
+        payload = read_torch(path, ArtifactError, "readable training checkpoint", "delete it to start the "
+                             "training again")
+        check_format(payload.get("format") if isinstance(payload, dict) else None, CHECKPOINT_FORMAT, path,
+                     ArtifactError, "nasprune training checkpoint")
         if {**_defaults(), **payload["config"]} != config.to_dict():  # settings added since: their defaults
-            raise ValueError(f"{path}: a checkpoint of another training config ({payload['config']} against "
-                             f"{config.to_dict()}); delete it to start again")
+            raise ArtifactError(f"{path}: a checkpoint of another training config ({payload['config']} against "
+                                f"{config.to_dict()}); delete it to start again")
         return payload
 
 
