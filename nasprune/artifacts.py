@@ -123,10 +123,13 @@ def changed(stored: Mapping, asked: Mapping) -> dict[str, tuple[Any, Any]]:
     them back (tuples as lists, int keys as strings), so a value that only round-tripped through a file
     is not a change. Empty when everything asked is as stored."""
 
-    def plain(value):
-        return json.loads(json.dumps(value, default=str))
+    return {k: (stored.get(k), v) for k, v in asked.items() if jsonable(stored.get(k)) != jsonable(v)}
 
-    return {k: (stored.get(k), v) for k, v in asked.items() if plain(stored.get(k)) != plain(v)}
+
+def jsonable(value: Any) -> Any:
+    """``value`` as it reads back from a JSON file or Optuna storage (tuples become lists, int keys strings),
+    so that comparisons with stored values are exact."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _version() -> str:

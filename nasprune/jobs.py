@@ -32,7 +32,6 @@ transition. Each member stays its own trial, with its own claim, heartbeat, resu
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -53,7 +52,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from nasprune.experiment import Experiment, ExperimentError, diff, pretty
-from nasprune.train import TrainConfig
+from nasprune.artifacts import jsonable
+from nasprune.train import config_defaults
 from search_spaces.convnet import ACTIVATIONS, NORMS, POOLINGS, ConvNetSpec
 
 __all__ = ["EXTRA_COLUMNS", "HISTORY_COLUMNS", "JOB_COLUMNS", "JOURNAL_FILE", "Heartbeat", "Job", "JobStore",
@@ -250,18 +250,12 @@ def _me() -> dict:
 # --- studies --------------------------------------------------------------------------------------------------------
 
 
-def jsonable(config: dict) -> dict:
-    """``config`` as it reads back from storage (tuples become lists), so comparisons are exact."""
-    return json.loads(json.dumps(config))
-
-
 def _comparable(config: dict) -> dict:
     """A study's identity as compared: TrainConfig settings added since the study was made count as their
     defaults, and settings that change only speed (``SPEED_ONLY``) are left out."""
     if not isinstance(config.get("train"), dict):
         return config
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
-                if f.name != "seed" and f.default is not dataclasses.MISSING}
+    defaults = {k: v for k, v in config_defaults().items() if k != "seed"}
     train = {**jsonable(defaults), **config["train"]}
     return {**config, "train": {k: v for k, v in train.items() if k not in SPEED_ONLY}}
 

@@ -39,10 +39,11 @@ from typing import Callable, Hashable, Iterator
 import torch
 
 from nasprune import __version__
+from nasprune.artifacts import jsonable
 from nasprune.data import Dataset
 from nasprune.experiment import CONFIG_FILE, Experiment, ExperimentError
 from nasprune.fused import train_fused
-from nasprune.jobs import (EXTRA_COLUMNS, JOB_COLUMNS, JOURNAL_FILE, Job, JobStore, StorageError, job_status, jsonable,
+from nasprune.jobs import (EXTRA_COLUMNS, JOB_COLUMNS, JOURNAL_FILE, Job, JobStore, StorageError, job_status,
                            load_jobs, open_storage)
 from nasprune.proxy import ProxySet
 from nasprune.train import TrainConfig, TrainResult, train_candidate

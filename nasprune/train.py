@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -108,14 +108,16 @@ class Checkpoint:
                              "training again")
         check_format(payload.get("format") if isinstance(payload, dict) else None, CHECKPOINT_FORMAT, path,
                      ArtifactError, "nasprune training checkpoint")
-        if {**_defaults(), **payload["config"]} != config.to_dict():  # settings added since: their defaults
+        if {**config_defaults(), **payload["config"]} != config.to_dict():  # settings added since: their defaults
             raise ArtifactError(f"{path}: a checkpoint of another training config ({payload['config']} against "
                                 f"{config.to_dict()}); delete it to start again")
         return payload
 
 
-def _defaults() -> dict:
-    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+def config_defaults() -> dict:
+    """Every ``TrainConfig`` setting at its default: what a stored config written before a setting existed
+    counts it as (checkpoints here, study identities in ``nasprune/jobs.py``)."""
+    return TrainConfig().to_dict()
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
