@@ -273,7 +273,7 @@ def _status(args) -> int:
               f"`nasprune search --experiment {directory}`", file=sys.stderr)
         return 2
     exp = Experiment.load(directory)
-    planned = {ts: len(exp.candidates) * len(exp.seeds) for ts in exp.training_sets}
+    planned = {ts: len(exp.candidates) * len(exp.seeds_of(ts)) for ts in exp.training_sets}
     table = progress(status, load_jobs(directory, args.storage), planned)
     total = table[["done", "running", "failed", "waiting"]].sum()
     print(f"{experiment_name(directory)} ({directory}): {int(total['done'])} of {int(total.sum())} jobs done, "

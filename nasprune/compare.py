@@ -118,7 +118,8 @@ def add_random_draws(experiment_dir: str | os.PathLike, proxy: str, draws: int, 
     dataset = exp.dataset.load()
     per_class = _per_class(ProxySet.load(path, dataset).per_class)
     relative = {f"{prefix}{i}": f"proxies/{prefix}{i}.json" for i in range(draws)}
-    added = {name: TrainingSet(proxy=file, train=exp.training_sets[proxy].train) for name, file in relative.items()}
+    trained = exp.training_sets[proxy]
+    added = {name: TrainingSet(proxy=file, train=trained.train, seeds=trained.seeds) for name, file in relative.items()}
     changed = [k for k, v in added.items() if k in exp.training_sets and v != exp.training_sets[k]]
     if changed:
         raise ValueError(f"training sets {changed} are already in {directory / 'experiment.json'} with another "

@@ -38,16 +38,20 @@ class TrainingSet:
     """One training set: a proxy file, or None for the whole training split, and how to train on it.
 
     ``proxy`` is taken from the experiment directory when relative. ``train`` may not set ``seed`` (each
-    job's seed is the experiment's); its ``mean``/``std`` left None mean the dataset's, so every training
-    set is normalised alike.
+    job's seed is one of ``seeds``); its ``mean``/``std`` left None mean the dataset's, so every training
+    set is normalised alike. ``seeds`` None trains the experiment's seeds; a list gives this set its own,
+    e.g. two seeds of the whole set for its noise ceiling and one of each of 20 random draws.
     """
 
     proxy: str | None
     train: TrainConfig = field(default_factory=TrainConfig)
+    seeds: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.train.seed != 0:
             raise ConfigError("is set by the experiment's seeds; remove it here", "train.seed")
+        if self.seeds is not None:
+            _check_seeds(self.seeds, "seeds")
 
     def config(self, mean: tuple[float, ...], std: tuple[float, ...], seed: int = 0) -> TrainConfig:
         """The training config of one job: the dataset's normalisation unless set, and the job's seed."""
@@ -92,8 +96,7 @@ class Experiment:
         for name in self.training_sets:
             if not _NAME.fullmatch(name):
                 raise ExperimentError(f"a name is letters, digits, '.', '_' or '-', got {name!r}", "training_sets")
-        if not self.seeds or any(not 0 <= s < 2**31 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
-            raise ExperimentError(f"must be distinct ints in [0, 2**31), got {self.seeds!r}", "seeds")
+        _check_seeds(self.seeds, "seeds")
         if self.max_retries < 0:
             raise ExperimentError(f"must be an int >= 0, got {self.max_retries!r}", "max_retries")
 
@@ -152,10 +155,20 @@ class Experiment:
             raise ExperimentError(f"not valid JSON ({e})", str(path)) from None
         return cls.from_dict(doc, str(path))
 
+    def seeds_of(self, training_set: str) -> list[int]:
+        """The seeds training set ``training_set`` is trained with: its own, else the experiment's."""
+        own = self.training_sets[training_set].seeds
+        return list(self.seeds if own is None else own)
+
+    def seed_order(self) -> list[int]:
+        """Every seed of any training set, the experiment's first, each once: the order jobs are taken in."""
+        return list(dict.fromkeys([*self.seeds, *(s for t in self.training_sets for s in self.seeds_of(t))]))
+
     def jobs(self) -> list[tuple[str, str, int]]:
         """Every (training set, candidate, seed), in the order workers take them: seed by seed, so a
         partial run already holds one complete seed of every training set."""
-        return [(t, c, s) for s in self.seeds for t in self.training_sets for c in self.candidates]
+        return [(t, c, s) for s in self.seed_order() for t in self.training_sets if s in self.seeds_of(t)
+                for c in self.candidates]
 
     def study_name(self, training_set: str) -> str:
         return f"{self.name}:{training_set}"
@@ -163,6 +176,11 @@ class Experiment:
     def proxy_path(self, training_set: str, directory: str | os.PathLike) -> Path | None:
         proxy = self.training_sets[training_set].proxy
         return None if proxy is None else Path(directory) / proxy  # an absolute path stays as it is
+
+
+def _check_seeds(seeds: list[int], key: str) -> None:
+    if not seeds or any(not 0 <= s < 2**31 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ExperimentError(f"must be distinct ints in [0, 2**31), got {seeds!r}", key)
 
 
 def _check_candidates(candidates: list[str]) -> None:

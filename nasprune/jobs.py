@@ -416,7 +416,7 @@ class JobStore:
                 sid = self.study_ids[ts]
                 trials = by_job(self.storage, sid)
                 for c in self.exp.candidates:
-                    for s in self.exp.seeds:
+                    for s in self.exp.seeds_of(ts):
                         key = job_key(c, s)
                         if only is not None and key != only:
                             continue
@@ -449,7 +449,7 @@ class JobStore:
         """Waiting trials as ``(training set, trial)`` in ``exp.jobs()`` order (seed by seed, then training
         set), one per job (its first). Reads only the waiting trials, of each study only once it is reached."""
         snapshot: dict[str, list[FrozenTrial]] = {}
-        for seed in self.exp.seeds:
+        for seed in self.exp.seed_order():
             for ts, sid in self.study_ids.items():
                 if ts not in snapshot:
                     trials = self.storage.get_all_trials(sid, deepcopy=False, states=(TrialState.WAITING,))
@@ -579,7 +579,7 @@ class JobStore:
         for ts, sid in self.study_ids.items():
             trials = by_job(self.storage, sid)
             for c in self.exp.candidates:
-                for s in self.exp.seeds:
+                for s in self.exp.seeds_of(ts):
                     mine = trials.get(job_key(c, s), [])
                     states = {t.state for t in mine}
                     errors = [t.user_attrs["error"] for t in mine
@@ -605,7 +605,7 @@ class JobStore:
 
     def completed(self, training_set: str) -> list[FrozenTrial]:
         """The first COMPLETE trial of each job of the training set, in trial order."""
-        wanted = {job_key(c, s) for c in self.exp.candidates for s in self.exp.seeds}
+        wanted = {job_key(c, s) for c in self.exp.candidates for s in self.exp.seeds_of(training_set)}
         seen: set[str] = set()
         out = []
         sid = self.study_ids[training_set]

@@ -31,6 +31,7 @@ from nasprune.proxy import ProxySet
 from nasprune.report import write_report
 from nasprune.runner import run_search
 from nasprune.scoring import ScoringConfig, load_or_run
+from nasprune.selection import get_method
 from nasprune.train import TrainConfig
 from search_spaces import ConvNetSpec, convnet_720, stratified_subset
 from search_spaces.convnet import ACTIVATIONS, DEPTHS, NORMS, POOLINGS, WIDTHS
@@ -43,15 +44,23 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 @dataclass(frozen=True)
 class ProxySpec:
-    """One proxy set to build: its name, selection method, seed and influence settings.
+    """One proxy set to build (or ``draws`` of them): its name, selection method, seed, size, training
+    epochs and influence settings.
 
-    In YAML, ``influence`` lists only the settings that differ from ``proxies.influence`` (which lists
-    those that differ from :class:`InfluenceConfig`'s defaults); here it holds all of them.
+    ``per_class`` None is ``proxies.per_class``; ``epochs`` None trains it with ``search.proxy_train.epochs``
+    (set it to give every proxy size the same number of optimiser steps, say). ``draws`` N > 1 makes N sets
+    of a stochastic method, ``<name>-d0`` .. ``<name>-d<N-1>`` with seeds ``seed`` .. ``seed + N - 1``: random
+    as a distribution rather than one draw. In YAML, ``influence`` lists only the settings that differ from
+    ``proxies.influence`` (which lists those that differ from :class:`InfluenceConfig`'s defaults); after
+    :meth:`ProxiesConfig.resolved` it holds all of them and seed and per_class are filled in.
     """
 
     name: str
     method: str
     seed: int | None = None  # None: proxies.seed
+    per_class: int | None = None  # None: proxies.per_class
+    epochs: int | None = None  # None: search.proxy_train.epochs
+    draws: int = 1
     influence: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,6 +69,17 @@ class ProxySpec:
                               "name")
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}", "method")
+        for key in ("per_class", "epochs", "draws"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"must be an int >= 1, got {value!r}", key)
+
+    def expanded(self) -> list["ProxySpec"]:
+        """The sets this entry stands for: itself, or its ``draws`` draws (needs a resolved seed)."""
+        if self.draws == 1:
+            return [self]
+        return [dataclasses.replace(self, name=f"{self.name}-d{k}", seed=self.seed + k, draws=1)
+                for k in range(self.draws)]
 
 
 @dataclass(frozen=True)
@@ -82,17 +102,21 @@ class ProxiesConfig:
         from_mapping(InfluenceConfig, self.influence, "influence")
         for i, s in enumerate(self.sets or ()):
             from_mapping(InfluenceConfig, {**self.influence, **s.influence}, f"sets[{i}].influence")
+            if s.draws > 1 and not get_method(s.method).stochastic:
+                raise ConfigError(f"method {s.method!r} is deterministic: its draws would all be one set",
+                                  f"sets[{i}].draws")
         names = [s.name for s in self.resolved()]
         if len(set(names)) != len(names):
             raise ConfigError(f"proxy names must be distinct, got {names}", "sets")
 
     def resolved(self) -> list[ProxySpec]:
-        """Every proxy to build, with its seed and its full influence settings."""
+        """Every proxy to build, draws expanded, with its seed, size and full influence settings."""
         sets = self.sets if self.sets is not None else [ProxySpec(m, m) for m in self.methods]
-        return [dataclasses.replace(
+        return [d for s in sets for d in dataclasses.replace(
             s, seed=self.seed if s.seed is None else s.seed,
-            influence=dataclasses.asdict(from_mapping(InfluenceConfig, {**self.influence, **s.influence})))
-            for s in sets]
+            per_class=self.per_class if s.per_class is None else s.per_class,
+            influence=dataclasses.asdict(from_mapping(InfluenceConfig, {**self.influence, **s.influence}))
+        ).expanded()]
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,7 @@ class SearchConfig:
 
     candidates: tuple[str, ...] | CandidateDraw = field(default_factory=CandidateDraw)
     seeds: tuple[int, ...] = (0,)
+    proxy_seeds: tuple[int, ...] | None = None  # None: seeds; e.g. (0,) when random draws supply the variation
     workers: int = 1
     fuse: int = 1  # train up to this many jobs of one candidate as one network (nasprune/fused.py); 1: off, the
     # default everywhere: on a CPU fusion measured slower (scripts/bench_fused.py); try 16 on a GPU
@@ -194,8 +219,12 @@ class PipelineConfig:
         """The search as an :class:`~nasprune.experiment.Experiment`: the whole set first (no proxy can be
         scored before it, so a partial run is informative), then one training set per proxy."""
         sets = {"whole": TrainingSet(None, self.search.whole_train)}
+        seeds = None if self.search.proxy_seeds is None else list(self.search.proxy_seeds)
         for s in self.proxies.resolved():
-            sets[s.name] = TrainingSet(f"proxies/{s.name}.json", self.search.proxy_train)
+            train = self.search.proxy_train
+            if s.epochs is not None:
+                train = dataclasses.replace(train, epochs=s.epochs)
+            sets[s.name] = TrainingSet(f"proxies/{s.name}.json", train, seeds)
         try:
             return Experiment(name=self.name, dataset=dataclasses.replace(self.dataset, download=False),
                               candidates=self.search.candidate_ids(), training_sets=sets,
@@ -238,14 +267,14 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
             log(f"[1/4] scoring run: reusing {scoring_path}")
     if run is not None:
         log(f"      pruning network val acc {run.val_acc:.1f}%, {sum(run.seconds.values()):.0f}s")
-    per_class = config.proxies.per_class
     for s in proxies:
         path = paths[s.name]
         if path.exists():
             proxy = ProxySet.load(path, dataset)
-            _check_proxy_config(proxy, s, per_class, path)
+            _check_proxy_config(proxy, s, path)
         else:
-            proxy = build_proxy(dataset, run, s.method, per_class, seed=s.seed, influence=InfluenceConfig(**s.influence))
+            proxy = build_proxy(dataset, run, s.method, s.per_class, seed=s.seed,
+                                influence=InfluenceConfig(**s.influence))
             proxy.save(path)
         acc = proxy.stats.get("pruning_net_acc_on_kept")
         log(f"[2/4] proxy {s.name:24s} {len(proxy):6d} images" +
@@ -254,8 +283,8 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     exp.save(directory)
     (directory / "pipeline.yaml").write_text(yaml.safe_dump(to_mapping(config), sort_keys=False))
     workers = workers if workers is not None else config.search.workers
-    log(f"[3/4] search: {len(exp.candidates)} candidates x {len(exp.training_sets)} training sets x "
-        f"{len(exp.seeds)} seeds, {workers} worker(s)")
+    log(f"[3/4] search: {len(exp.candidates)} candidates x {len(exp.training_sets)} training sets, "
+        f"{len(exp.jobs())} jobs, {workers} worker(s)")
     summary = run_search(directory, workers=workers, storage=storage or exp.storage, progress=progress, log=log,
                          fuse=fuse if fuse is not None else config.search.fuse)
     if not report:
@@ -265,9 +294,9 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     return PipelineResult(summary, written)
 
 
-def _check_proxy_config(proxy: ProxySet, s: ProxySpec, per_class: int, path: Path) -> None:
-    """Refuse to reuse a proxy file built with other settings than the config asks for."""
-    asked = {"method": s.method, "per_class": per_class, "seed": s.seed}
+def _check_proxy_config(proxy: ProxySet, s: ProxySpec, path: Path) -> None:
+    """Refuse to reuse a proxy file built with other settings than the config asks for (``s`` resolved)."""
+    asked = {"method": s.method, "per_class": s.per_class, "seed": s.seed}
     built = {k: proxy.config.get(k) for k in asked}
     if uses_influence(s.method):
         asked["influence"] = InfluenceConfig(**s.influence)

@@ -217,7 +217,7 @@ def cli_progress(directory: Path) -> pd.DataFrame:
 
     exp = Experiment.load(directory)
     return progress(job_status(directory), load_jobs(directory),
-                    {ts: len(exp.candidates) * len(exp.seeds) for ts in exp.training_sets})
+                    {ts: len(exp.candidates) * len(exp.seeds_of(ts)) for ts in exp.training_sets})
 
 
 def test_time_left_divides_by_running_workers(searched):

@@ -8,6 +8,7 @@ import yaml
 
 from nasprune.cli import main as cli_main
 from nasprune.config import from_mapping
+from nasprune.jobs import load_jobs
 from nasprune.pipeline import CandidateDraw, PipelineConfig, run_pipeline
 from nasprune.proxy import ProxySet
 
@@ -117,3 +118,39 @@ def test_random_proxies_need_no_scoring_run(tmp_path):
     r0, r1 = (ProxySet.load(tmp_path / "run" / "proxies" / f"{n}.json") for n in ("r0", "r1"))
     assert len(r0) == len(r1) == 40 and list(r0.indices) != list(r1.indices)
     assert result.summary["complete"] == 3 and result.summary["failed"] == 0
+
+
+def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
+    """A proxy entry sets its own size and epochs; ``draws`` expands into seeded draws; proxies train with
+    ``search.proxy_seeds`` while the whole set keeps ``search.seeds``."""
+    doc = {**TINY, "proxies": {"per_class": 10, "seed": 5, "sets": [
+               {"name": "r", "method": "random", "draws": 3},
+               {"name": "small", "method": "random", "per_class": 2, "epochs": 4}]},
+           "search": {**TINY["search"], "candidates": TINY["search"]["candidates"][:2], "seeds": [0, 1],
+                      "proxy_seeds": [1]}}
+    config = PipelineConfig.load(_write(tmp_path, doc))
+    exp = config.experiment()
+    assert list(exp.training_sets) == ["whole", "r-d0", "r-d1", "r-d2", "small"]
+    assert exp.seeds_of("whole") == [0, 1] and exp.seeds_of("r-d1") == [1]
+    assert exp.training_sets["small"].train.epochs == 4 and exp.training_sets["r-d0"].train.epochs == 2
+    result = run_pipeline(config, tmp_path / "run", progress=False, log=lambda *_: None, report=False)
+    assert (result.summary["total"], result.summary["complete"]) == (2 * 2 + 4 * 2, 12)
+    draws = [ProxySet.load(tmp_path / "run" / "proxies" / f"r-d{k}.json") for k in range(3)]
+    assert [d.config["seed"] for d in draws] == [5, 6, 7] and len({tuple(d.indices) for d in draws}) == 3
+    small = ProxySet.load(tmp_path / "run" / "proxies" / "small.json")
+    assert len(small) == 2 * 4 and small.config["per_class"] == 2
+    jobs = load_jobs(tmp_path / "run")
+    assert sorted(jobs.loc[jobs.training_set == "whole", "seed"].unique()) == [0, 1]
+    assert set(jobs.loc[jobs.training_set != "whole", "seed"]) == {1}
+    assert set(jobs.loc[jobs.training_set == "small", "epochs"]) == {4}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"name": "h", "method": "herding", "draws": 3}, r"sets\[0\]\.draws: method .herding. is deterministic"),
+    ({"name": "r", "method": "random", "per_class": 0}, "per_class: must be an int >= 1"),
+    ({"name": "r", "method": "random", "epochs": "ten"}, "epochs: expected"),
+])
+def test_bad_proxy_entries_are_refused(tmp_path, entry, message):
+    doc = {**TINY, "proxies": {"per_class": 10, "sets": [entry]}}
+    with pytest.raises(ValueError, match=message):
+        PipelineConfig.load(_write(tmp_path, doc))

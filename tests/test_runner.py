@@ -467,3 +467,22 @@ def test_a_search_records_validation_accuracy_per_epoch(tmp_path, synthetic):
     last = history[history["epoch"] == 3].merge(jobs, on=["training_set", "candidate", "seed"])
     assert (last["val_acc_x"] == last["val_acc_y"]).all()  # the last epoch's accuracy is the job's
     assert ranking_by_epoch(history)["kendall_vs_last"].iloc[-1] == 1
+
+
+def test_training_sets_with_their_own_seeds(tmp_path):
+    """A set's own ``seeds`` replace the experiment's for its jobs only; the file round-trips, an old file
+    without the field reads as "the experiment's seeds", and bad seeds are refused by key."""
+    from nasprune.experiment import Experiment, ExperimentError, TrainingSet
+
+    exp = Experiment(name="s", dataset={"name": "synthetic"}, candidates=["w8-d1-relu-none-avgpooling"],
+                     training_sets={"whole": TrainingSet(None), "p": TrainingSet("p.json", seeds=[7])}, seeds=[0, 1])
+    assert exp.jobs() == [("whole", "w8-d1-relu-none-avgpooling", 0), ("whole", "w8-d1-relu-none-avgpooling", 1),
+                          ("p", "w8-d1-relu-none-avgpooling", 7)]
+    exp.save(tmp_path)
+    assert Experiment.load(tmp_path) == exp
+    doc = json.loads((tmp_path / "experiment.json").read_text())
+    del doc["training_sets"]["whole"]["seeds"]
+    assert Experiment.from_dict(doc).seeds_of("whole") == [0, 1]
+    doc["training_sets"]["p"]["seeds"] = [3, 3]
+    with pytest.raises(ExperimentError, match=r"training_sets\.p\.seeds: must be distinct"):
+        Experiment.from_dict(doc)
