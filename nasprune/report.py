@@ -499,3 +499,79 @@ def plot_random_null(draws: pd.DataFrame, null: pd.DataFrame, path: str | os.Pat
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+# --- the proxy benchmark (nasprune.benchmark) ---------------------------------------------------------------------
+
+def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Sequence[tuple[str, str]], *,
+                    ceiling: Mapping | None = None, title: str = "") -> Path:
+    """One panel per ``(metric, label)``: each method's value against the proxy size (images per class, log
+    axis), random's median and 5-95% band over its draws as a grey line and band, and the noise ceiling (the
+    whole set against itself across seeds) as a dashed line with its 95% interval shaded.
+
+    ``sweep`` is :func:`nasprune.benchmark.size_sweep`; ``ceiling`` :func:`nasprune.metrics.noise_ceiling`.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.4), squeeze=False, layout="constrained")
+    handles: dict[str, object] = {}
+    methods = list(dict.fromkeys(sweep["method"]))
+    for ax, (metric, label) in zip(axes.flat, metrics):
+        rows = sweep[sweep["metric"] == metric]
+        band = rows.groupby("per_class")[["draw_median", "band_lo", "band_hi", "draws"]].first().sort_index()
+        if len(band):
+            handles["random: 5-95% of draws"] = ax.fill_between(band.index, band["band_lo"], band["band_hi"],
+                                                                color="0.85", zorder=1)
+            handles["random: median draw"] = ax.plot(band.index, band["draw_median"], color="0.4", lw=1.5,
+                                                     zorder=2)[0]
+        for j, method in enumerate(methods):
+            m = rows[rows["method"] == method].sort_values("per_class")
+            if len(m):
+                handles[method] = ax.plot(m["per_class"], m["value"], marker="o", ms=4, lw=1.2, color=f"C{j}",
+                                          zorder=3)[0]
+        c = float(ceiling.get(metric, np.nan)) if ceiling is not None else np.nan
+        if np.isfinite(c):
+            handles["noise ceiling (whole vs itself)"] = ax.axhline(c, color="k", ls="--", lw=1.2, zorder=2)
+            lo, hi = ceiling.get(f"{metric}_lo", np.nan), ceiling.get(f"{metric}_hi", np.nan)
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.axhspan(lo, hi, color="k", alpha=0.06, zorder=0)
+        ax.set_xscale("log")
+        sizes = sorted(rows["per_class"].unique())
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("images per class")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title + chr(10) if title else ''}each method against random proxies of its size", fontsize=11)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=9, frameon=False,
+                   ncol=min(len(handles), 5))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def size_sweep_markdown(sweep: pd.DataFrame, metrics: Sequence[tuple[str, str, str]]) -> list[str]:
+    """Per size, a table with one row per method: each metric's value [95% CI], its percentile among the draws
+    and how many draws are as good, with random's median [5%, 95%] as the first row."""
+    lines: list[str] = []
+    for per_class, group in sweep.groupby("per_class", sort=True):
+        draws = int(group["draws"].max())
+        header = ["proxy", *(f"{label}: value [95% CI], pct, draws as good" for _, label, _ in metrics)]
+        first = group.groupby("metric")[["draw_median", "band_lo", "band_hi"]].first()
+        rows = [[f"random ({draws} draws): median [5%, 95%]",
+                 *(f"{format(first.loc[m, 'draw_median'], f)} [{format(first.loc[m, 'band_lo'], f)}, "
+                   f"{format(first.loc[m, 'band_hi'], f)}]" if m in first.index else "n/a" for m, _, f in metrics)]]
+        for proxy, p in group.groupby("proxy", sort=False):
+            cells = []
+            for m, _, f in metrics:
+                r = p[p["metric"] == m]
+                if not len(r) or pd.isna(r["value"].iloc[0]):
+                    cells.append("n/a")
+                    continue
+                r = r.iloc[0]
+                cells.append(f"{ci_text(pd.Series({'v': r['value'], 'v_lo': r['lo'], 'v_hi': r['hi']}), 'v', f)}, "
+                             f"{r['percentile']:.0f}, {r['draws_as_good'] * r['draws']:.0f}/{r['draws']}")
+            rows.append([proxy, *cells])
+        candidates = int(group["candidates"].iloc[0])
+        lines += [f"### {per_class} images per class ({candidates} candidates)", "", *markdown_table(header, rows), ""]
+    return lines

@@ -158,3 +158,37 @@ def test_reference_table_replaces_only_its_block_in_the_readme(tmp_path):
     readme.write_text("no markers\n")  # a README without the block is left alone
     ref.embed_table(readme, tmp_path)
     assert readme.read_text() == "no markers\n"
+
+
+def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monkeypatch):
+    """scripts/proxy_benchmark.py on real Fashion-MNIST: two sizes, one method and three random draws each, the
+    whole set with per-epoch validation and two seeds; the write-up holds the settling table, the ceiling, the
+    per-size tables, the rule's decision and the plot."""
+    import yaml
+
+    import proxy_benchmark
+
+    config = {"name": "tiny-bench", "dataset": {"name": "fashion-mnist", "val_size": 2000, "train_size": 1000},
+              "scoring": {"spec": "w8-d2-relu-instancenorm-avgpooling", "epochs": 2, "score_epoch": 1},
+              "proxies": {"sets": [
+                  {"name": f"{m}-pc{n}", "method": m, "per_class": n, "epochs": e, **({"draws": 3} if m == "random"
+                                                                                     else {})}
+                  for n, e in ((2, 4), (5, 2)) for m in ("herding", "random")]},
+              "search": {"candidates": [NET, "w8-d1-sigmoid-none-avgpooling", "w8-d2-relu-batchnorm-maxpooling"],
+                         "seeds": [0, 1], "proxy_seeds": [0], "workers": 0,
+                         "whole_train": {"epochs": 2, "eval_every": 1}, "proxy_train": {"eval_test": False}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setattr(sys, "argv", ["proxy_benchmark.py", "--config", str(path), "--n-boot", "20"])
+    proxy_benchmark.main()
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    assert sorted(sweep["per_class"].unique()) == [2, 5] and set(sweep.groupby("per_class")["draws"].max()) == {3}
+    assert set(sweep["proxy"]) == {"herding-pc2", "herding-pc5"}
+    defaults = pd.read_csv(tmp_path / "defaults.csv")
+    assert list(defaults["per_class"]) == [2, 5] and set(defaults["default"]) <= {"random", "herding-pc2", "herding-pc5"}
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert len(history) == 3 * 2 * 2  # candidates x seeds x epochs, the whole set only
+    readme = (tmp_path / "README.md").read_text()
+    assert "30 of 30 jobs finished" in readme and "**Noise ceiling** over 3 candidates" in readme
+    assert "### 2 images per class (3 candidates)" in readme and "## The decision rule applied" in readme
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000

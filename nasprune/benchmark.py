@@ -1,0 +1,114 @@
+"""The proxy benchmark: every proxy against the random draws of its size, read against the whole set's noise
+ceiling, and the rule that picks a default method per size (``results/proxy-benchmark/PLAN.md``).
+
+Pure functions of the jobs table (:func:`nasprune.jobs.load_jobs`), like :mod:`nasprune.metrics`, whose
+:func:`~nasprune.metrics.random_null` and :func:`~nasprune.metrics.noise_ceiling` they apply size by size. A
+training set's size is its ``images`` and its method the jobs' ``method``; the random draws of a size are
+its training sets whose method is ``random``. Only training sets finished on every candidate the whole set
+has finished are read, so a partial run gives a smaller but consistent benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from nasprune.metrics import NULL_COLUMNS, candidate_means, random_null, ranking_by_epoch
+from nasprune.selection import get_method
+
+__all__ = ["SWEEP_COLUMNS", "choose_defaults", "complete_sets", "costs", "primary_metrics", "settling", "size_sweep",
+           "top_quartile_k"]
+
+#: The columns of :func:`size_sweep`: the size, the proxy's method, then :data:`nasprune.metrics.NULL_COLUMNS`.
+SWEEP_COLUMNS = ["per_class", "images", "method", *NULL_COLUMNS]
+#: How cheap a method's inputs are, for breaking ties between defaults (cheapest first).
+_INPUT_COST = {"features": 0, "logits": 1, "el2n": 2, "grand": 2, "forgetting_counts": 2, "S": 3}
+
+
+def top_quartile_k(candidates: int) -> int:
+    """k of the top-quartile NDCG: ceil(n / 4), at least 1 (4 for 16 candidates, 9 for 36)."""
+    return max(1, math.ceil(candidates / 4))
+
+
+def primary_metrics(k: int) -> tuple[str, str]:
+    """The two metrics the decision rule reads: Kendall over all candidates and NDCG@k."""
+    return "kendall_all", f"ndcg_top{k}"
+
+
+def complete_sets(jobs: pd.DataFrame, whole: str = "whole") -> list[str]:
+    """Training sets (``whole`` first) finished on every candidate the whole set has finished on."""
+    done = set(candidate_means(jobs, whole)["val_acc"].dropna().index)
+    names = [t for t in dict.fromkeys(jobs["training_set"]) if t != whole]
+    return [whole] + [t for t in names if done and done <= set(candidate_means(jobs, t)["val_acc"].dropna().index)]
+
+
+def size_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int | None = None, top: int = 10,
+               n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Every complete non-random proxy against the complete random draws of its size (:data:`SWEEP_COLUMNS`,
+    one row per proxy and metric), sizes ascending. ``k`` of the NDCG defaults to :func:`top_quartile_k` of the
+    whole set's finished candidates. Sizes with no finished draw are left out."""
+    sets = complete_sets(jobs, whole)
+    jobs = jobs[jobs["training_set"].isin(sets)]
+    k = k or top_quartile_k(len(candidate_means(jobs, whole)["val_acc"].dropna()))
+    info = jobs[jobs["training_set"] != whole].groupby("training_set", sort=False)[["method", "images"]].first()
+    frames = []
+    for images, group in info.groupby("images", sort=True):
+        draws = list(group.index[group["method"] == "random"])
+        proxies = list(group.index[group["method"] != "random"])
+        if not draws:
+            continue
+        null = random_null(jobs, draws, proxies, whole, top=top, k=k, n_boot=n_boot, seed=seed)
+        null.insert(0, "method", null["proxy"].map(group["method"]))
+        null.insert(0, "images", int(images))
+        null.insert(0, "per_class", int(images) // classes)
+        frames.append(null)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SWEEP_COLUMNS)
+
+
+def choose_defaults(sweep: pd.DataFrame, k: int, *, min_percentile: float = 80.0) -> pd.DataFrame:
+    """The decision rule of ``results/proxy-benchmark/PLAN.md``, size by size.
+
+    A proxy qualifies when its percentile among the draws is at least ``min_percentile`` on both
+    :func:`primary_metrics` and its regret is at most the draws' median regret. The default is the qualifier
+    with the highest mean of its two primary percentiles (ties: the method with the cheaper inputs), else
+    ``random``. One row per size: ``per_class``, ``default``, ``qualified`` (names, comma-separated),
+    ``mean_percentile`` of the default (NaN for random), ``draws``.
+    """
+    primary = primary_metrics(k)
+    rows = []
+    for per_class, group in sweep.groupby("per_class", sort=True):
+        wide = group.pivot_table(index="proxy", columns="metric", values=["percentile", "value", "draw_median"])
+        qualified = []
+        for proxy in wide.index:
+            pct = [wide.loc[proxy, ("percentile", m)] for m in primary]
+            regret, median = wide.loc[proxy, ("value", "regret")], wide.loc[proxy, ("draw_median", "regret")]
+            if all(p >= min_percentile for p in pct) and regret <= median:
+                method = group.loc[group["proxy"] == proxy, "method"].iloc[0]
+                cost = max((_INPUT_COST.get(i, 4) for i in get_method(method).inputs), default=0)
+                qualified.append((-float(np.mean(pct)), cost, proxy))
+        best = min(qualified) if qualified else None
+        rows.append({"per_class": int(per_class), "default": best[2] if best else "random",
+                     "qualified": ", ".join(q[2] for q in sorted(qualified)),
+                     "mean_percentile": -best[0] if best else float("nan"), "draws": int(group["draws"].max())})
+    return pd.DataFrame(rows, columns=["per_class", "default", "qualified", "mean_percentile", "draws"])
+
+
+def settling(history: pd.DataFrame, whole: str = "whole", epochs=(1, 3, 5)) -> pd.DataFrame:
+    """:func:`nasprune.metrics.ranking_by_epoch` of the whole set at ``epochs`` and its last epoch."""
+    table = ranking_by_epoch(history, whole)
+    last = table["epoch"].max()
+    return table[table["epoch"].isin([*epochs, last])].reset_index(drop=True)
+
+
+def costs(jobs: pd.DataFrame, whole: str = "whole") -> pd.DataFrame:
+    """Per training set: its search's seconds per training seed (the sum of its jobs' ``seconds`` over
+    candidates, averaged over seeds), building its proxy (``proxy_minutes``, in seconds) and the total as a
+    fraction of the whole set's search at one seed. Index: training set; columns ``search_seconds``,
+    ``proxy_seconds``, ``fraction_of_whole``."""
+    per_seed = jobs.groupby(["training_set", "seed"])["seconds"].sum().groupby("training_set").mean()
+    proxy = jobs.groupby("training_set")["proxy_minutes"].first().fillna(0.0) * 60
+    out = pd.DataFrame({"search_seconds": per_seed, "proxy_seconds": proxy.reindex(per_seed.index).fillna(0.0)})
+    out["fraction_of_whole"] = (out["search_seconds"] + out["proxy_seconds"]) / out.loc[whole, "search_seconds"]
+    return out

@@ -1,0 +1,149 @@
+"""The proxy benchmark (results/proxy-benchmark/PLAN.md): proxies of five sizes and seven methods against 20
+random draws per size, read against a settled whole-set ground truth and its noise ceiling.
+
+Runs (or resumes) the pipeline of ``results/proxy-benchmark/config.yaml``, then writes from the finished jobs
+alone (a partial run gives a partial, consistent write-up: sets not finished on every candidate are left out):
+
+    jobs.csv, history.csv    one row per finished job; per epoch of the whole set's jobs
+    sweep.csv                per size, proxy and metric: value, bootstrap CI, percentile among the draws
+    defaults.csv             the pre-registered rule applied size by size
+    sweep.png                each metric against size, random's 5-95% band and the noise ceiling
+    README.md                the tables, the ground truth's settling and ceiling, the cost, provenance
+
+    python scripts/proxy_benchmark.py                 # run what is missing, then analyse
+    python scripts/proxy_benchmark.py --analyse       # analyse what has finished so far
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from nasprune.benchmark import (choose_defaults, complete_sets, costs, primary_metrics, settling, size_sweep,
+                                top_quartile_k)
+from nasprune.jobs import load_history, load_jobs
+from nasprune.metrics import candidate_means, noise_ceiling
+from nasprune.pipeline import PipelineConfig, run_pipeline
+from nasprune.provenance import provenance
+from nasprune.report import ci_text, markdown_table, plot_size_sweep, size_sweep_markdown, write_readme
+
+DIR = Path("results/proxy-benchmark")
+
+
+def metrics(k: int) -> list[tuple[str, str, str]]:
+    return [("kendall_all", "Kendall (all)", ".3f"), (f"ndcg_top{k}", f"NDCG@{k} (top quartile)", ".3f"),
+            ("regret", "regret (points)", ".2f"), ("spearman_top10", "Spearman (proxy's top 10)", ".3f")]
+
+
+def _num(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.3f}"
+
+
+def ground_truth_lines(jobs: pd.DataFrame, history: pd.DataFrame, ceiling: dict, k: int) -> list[str]:
+    lines = ["## Ground truth", ""]
+    if not history.empty:
+        table = settling(history)
+        rows = [[int(r.epoch), int(r.candidates), *(_num(v) for v in (r.kendall_vs_last, r.spearman_vs_last,
+                                                                      r.kendall_top25pct_vs_last, r.seed_kendall))]
+                for r in table.itertuples()]
+        lines += ["Does the whole set's ranking settle? Its ranking (mean over seeds) at each epoch against the last "
+                  "epoch's, and its two seeds' agreement at that epoch:", "",
+                  *markdown_table(["epoch", "candidates", "Kendall vs last", "Spearman vs last",
+                                   "Kendall vs last (last's top 25%)", "seed vs seed Kendall"], rows), ""]
+    if ceiling.get("pairs"):
+        rows = [[label, ci_text(pd.Series(ceiling), m, f)] for m, label, f in metrics(k)]
+        lines += [f"**Noise ceiling** over {ceiling['candidates']} candidates: seed {ceiling['seeds'][0]}'s ranking "
+                  f"against seed {ceiling['seeds'][1]}'s and back (mean of the two orders) with a 95% bootstrap "
+                  "interval. A proxy is scored against the mean of both seeds, which is less noisy than one seed, "
+                  "so it can land a little above this; no proxy can be expected far above it.", "",
+                  *markdown_table(["metric", "whole vs itself [95% CI]"], rows), ""]
+    return lines
+
+
+def cost_lines(jobs: pd.DataFrame) -> list[str]:
+    c = costs(jobs)
+    proxies = [t for t in c.index if t != "whole"]
+    if not proxies:
+        return []
+    fraction = c.loc[proxies, "fraction_of_whole"]
+    search = c.loc[proxies, "search_seconds"]
+    return ["## Cost", "",
+            f"The whole set's search (one seed, {len(candidate_means(jobs, 'whole'))} candidates): "
+            f"{c.loc['whole', 'search_seconds'] / 60:.1f} min of training. A proxy's search: "
+            f"{search.median() / 60:.1f} min (median over {len(proxies)} proxies; range {search.min() / 60:.1f}-"
+            f"{search.max() / 60:.1f}), plus building the proxy (the scoring run and selection, when it needs "
+            f"them). As a fraction of the whole set's search: median {fraction.median():.1%}, range "
+            f"{fraction.min():.1%}-{fraction.max():.1%} (the issue's goal: at most 10%). Seconds as the jobs "
+            "recorded them, two workers sharing this machine's two cores.", ""]
+
+
+def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[list[str], pd.DataFrame]:
+    """Write the CSVs and the plot; return the README's body and the sweep."""
+    jobs = load_jobs(directory)
+    jobs.to_csv(directory / "jobs.csv", index=False)
+    history = load_history(directory)
+    history.to_csv(directory / "history.csv", index=False)
+    exp = config.experiment()
+    whole_done = candidate_means(jobs, "whole")["val_acc"].dropna() if len(jobs) else pd.Series(dtype=float)
+    k = top_quartile_k(len(whole_done) or len(exp.candidates))
+    ceiling = noise_ceiling(jobs, k=k, n_boot=n_boot) if len(whole_done) else {}
+    classes = config.dataset.load().num_classes
+    sweep = size_sweep(jobs, classes=classes, k=k, n_boot=n_boot) if len(whole_done) else pd.DataFrame()
+    sweep.to_csv(directory / "sweep.csv", index=False)
+    body = [f"{len(jobs)} of {len(exp.jobs())} jobs finished; {len(complete_sets(jobs)) - 1 if len(jobs) else 0} "
+            f"of {len(exp.training_sets) - 1} proxies finished on every candidate the whole set has finished "
+            f"({len(whole_done)} of {len(exp.candidates)}). The plan, the metrics and the decision rule were fixed "
+            "before the data: [PLAN.md](PLAN.md). Config: [config.yaml](config.yaml); jobs: jobs.csv, "
+            "history.csv; per size and proxy: sweep.csv.", ""]
+    body += ground_truth_lines(jobs, history, ceiling, k)
+    if len(sweep):
+        defaults = choose_defaults(sweep, k)
+        defaults.to_csv(directory / "defaults.csv", index=False)
+        plot_size_sweep(sweep, directory / "sweep.png", [(m, label) for m, label, _ in metrics(k)[:3]],
+                        ceiling=ceiling, title=config.name)
+        primary = primary_metrics(k)
+        body += ["## Proxies against random, size by size", "",
+                 "Each proxy's value with its 95% bootstrap interval over candidates, its percentile among the random "
+                 "draws of its size (the share it beats, ties half) and how many draws are as good or better (the "
+                 f"one-sided p-value of 'no better than random'). Primary metrics: {' and '.join(primary)}.", "",
+                 "![sweep](sweep.png)", "", *size_sweep_markdown(sweep, metrics(k))]
+        rows = [[r.per_class, r.default, r.qualified or "none", "" if pd.isna(r.mean_percentile) else
+                 f"{r.mean_percentile:.0f}", r.draws] for r in defaults.itertuples()]
+        body += ["## The decision rule applied (development pool)", "",
+                 "PLAN.md's rule: a method qualifies at a size when it is at or above the 80th percentile of the "
+                 "draws on both primary metrics and its regret is at most the draws' median; the default is the "
+                 "qualifier with the highest mean percentile, else random. Provisional until every size has its "
+                 "20 draws; the claims come from the held-out pools.", "",
+                 *markdown_table(["per class", "default", "qualified", "mean primary percentile", "draws"], rows), ""]
+    body += cost_lines(jobs)
+    return body, sweep
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(DIR / "config.yaml"))
+    ap.add_argument("--analyse", action="store_true", help="only analyse the jobs finished so far")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--n-boot", type=int, default=1000)
+    args = ap.parse_args()
+    start = time.perf_counter()
+    config = PipelineConfig.load(args.config)
+    directory = Path(args.config).parent
+    if not args.analyse:
+        run_pipeline(config, directory, workers=args.workers, report=False)
+    body, sweep = analyse(config, directory, args.n_boot)
+    jobs = pd.read_csv(directory / "jobs.csv")
+    # wall_seconds is this invocation's (only the analysis with --analyse); the jobs' summed wall time stays
+    prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds),
+                      proxy_seeds=list(config.search.proxy_seeds or config.search.seeds), analyse_only=args.analyse,
+                      jobs_wall_seconds=round(float(jobs["wall_seconds"].sum()), 1) if len(jobs) else 0.0)
+    write_readme(directory / "README.md", f"Proxy benchmark: {config.name}", body, prov)
+    print(f"{len(jobs)} jobs finished; {directory / 'README.md'} written"
+          + (f"; {sweep['proxy'].nunique()} proxies compared" if len(sweep) else ""))
+
+
+if __name__ == "__main__":
+    main()

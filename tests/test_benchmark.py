@@ -1,0 +1,89 @@
+"""nasprune.benchmark: proxies against the random draws of their size, and the pre-registered decision rule."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from nasprune.benchmark import choose_defaults, complete_sets, costs, settling, size_sweep, top_quartile_k
+from nasprune.report import plot_size_sweep, size_sweep_markdown
+
+CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
+             [f"w16-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
+             [f"w32-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)]
+TRUTH = np.linspace(70, 90, len(CANDIDATES))
+
+
+def _rows(name, method, images, values, seed=0, proxy_minutes=0.0):
+    return [{"training_set": name, "candidate": c, "seed": seed, "val_acc": v, "test_acc": t, "method": method,
+             "images": images, "seconds": 10.0 if name != "whole" else 100.0, "proxy_minutes": proxy_minutes}
+            for c, v, t in zip(CANDIDATES, values, TRUTH)]
+
+
+@pytest.fixture()
+def jobs():
+    rng = np.random.default_rng(0)
+    rows = _rows("whole", "whole", 50000, TRUTH + 0.1) + _rows("whole", "whole", 50000, TRUTH - 0.1, seed=1)
+    for images in (100, 200):
+        for d in range(10):
+            rows += _rows(f"random-{images}-d{d}", "random", images, TRUTH + rng.normal(0, 6, len(TRUTH)))
+    rows += _rows("herding-10", "herding", 100, TRUTH, proxy_minutes=2.0)        # the truth's own order
+    rows += _rows("easy-10", "easy", 100, -TRUTH, proxy_minutes=2.0)             # the reverse order
+    rows += _rows("easy-20", "easy", 200, -TRUTH, proxy_minutes=2.0)
+    partial = _rows("kcenter-10", "kcenter", 100, TRUTH)[:-1]                   # one candidate short
+    return pd.DataFrame(rows + partial)
+
+
+def test_sweep_groups_draws_by_size_and_skips_unfinished_sets(jobs):
+    assert "kcenter-10" not in complete_sets(jobs)
+    k = top_quartile_k(12)
+    sweep = size_sweep(jobs, classes=10, n_boot=50)
+    assert k == 3 and set(sweep["metric"]) >= {"kendall_all", "ndcg_top3", "regret"}
+    assert sorted(sweep["per_class"].unique()) == [10, 20] and set(sweep["draws"]) == {10}
+    assert set(sweep["proxy"]) == {"herding-10", "easy-10", "easy-20"}
+    row = sweep[(sweep.proxy == "herding-10") & (sweep.metric == "kendall_all")].iloc[0]
+    # independent check: the draws' Kendall taus against the truth, and the proxy's percentile among them
+    taus = [stats.kendalltau(jobs[jobs.training_set == f"random-100-d{d}"].val_acc, TRUTH)[0] for d in range(10)]
+    assert row["value"] == pytest.approx(1.0)
+    assert row["percentile"] == pytest.approx(stats.percentileofscore(taus, 1.0, kind="mean"))
+    assert row["draw_median"] == pytest.approx(np.median(taus))
+    assert sweep[(sweep.proxy == "easy-10") & (sweep.metric == "kendall_all")]["percentile"].iloc[0] == 0
+
+
+def test_decision_rule_picks_a_qualifier_or_random(jobs):
+    sweep = size_sweep(jobs, classes=10, n_boot=50)
+    chosen = choose_defaults(sweep, k=3).set_index("per_class")
+    assert chosen.loc[10, "default"] == "herding-10" and chosen.loc[10, "qualified"] == "herding-10"
+    assert chosen.loc[20, "default"] == "random" and chosen.loc[20, "qualified"] == ""
+    # above the draws on every metric, but a demanding threshold leaves nothing: random
+    assert (choose_defaults(sweep, k=3, min_percentile=100.1)["default"] == "random").all()
+
+
+def test_costs_are_fractions_of_the_whole_search(jobs):
+    c = costs(jobs)
+    assert c.loc["whole", "search_seconds"] == 12 * 100.0
+    assert c.loc["herding-10", "fraction_of_whole"] == pytest.approx((12 * 10.0 + 120.0) / 1200.0)
+
+
+def test_settling_reads_the_whole_sets_history():
+    rows = []
+    for seed in (0, 1):
+        for epoch in range(1, 11):
+            for i, c in enumerate(CANDIDATES):  # early epochs rank in reverse, from epoch 5 on in the final order
+                rows.append({"training_set": "whole", "candidate": c, "seed": seed, "epoch": epoch,
+                             "val_acc": (TRUTH[i] if epoch >= 5 else -TRUTH[i]) + 0.01 * epoch})
+    table = settling(pd.DataFrame(rows)).set_index("epoch")
+    assert list(table.index) == [1, 3, 5, 10]
+    assert table.loc[1, "kendall_vs_last"] == pytest.approx(-1) and table.loc[5, "kendall_vs_last"] == pytest.approx(1)
+
+
+def test_sweep_plot_and_tables(jobs, tmp_path):
+    sweep = size_sweep(jobs, classes=10, n_boot=50)
+    ceiling = {"kendall_all": 0.9, "kendall_all_lo": 0.85, "kendall_all_hi": 0.95}
+    path = plot_size_sweep(sweep, tmp_path / "sweep.png", [("kendall_all", "Kendall"), ("ndcg_top3", "NDCG@3")],
+                           ceiling=ceiling, title="t")
+    assert path.stat().st_size > 10_000
+    text = "\n".join(size_sweep_markdown(sweep, [("kendall_all", "Kendall", ".3f"), ("regret", "regret", ".2f")]))
+    assert "### 10 images per class (12 candidates)" in text and "random (10 draws): median" in text
+    assert "| herding-10 | 1.000 [1.000, 1.000], 100, 0/10 | 0.00 [" in text  # beats all 10 draws, none as good
+    assert "| easy-10 | -1.000 [-1.000, -1.000], 0, 10/10 |" in text
