@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     # metrics and reports
     "table1": "nasprune.metrics", "noise_ceiling": "nasprune.metrics", "random_null": "nasprune.metrics",
     "write_report": "nasprune.report", "compare_with_random": "nasprune.compare",
+    "size_sweep": "nasprune.benchmark", "choose_defaults": "nasprune.benchmark",
     # everything from one config; users' own Optuna studies
     "run_pipeline": "nasprune.pipeline", "search_on_proxy": "nasprune.optuna",
 }
