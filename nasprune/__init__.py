@@ -12,11 +12,15 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it, in pipeline order
 _EXPORTS: dict[str, str] = {
+    # errors (nasprune/errors.py): each a NasPruneError, so a ValueError
+    "NasPruneError": "nasprune.errors", "ConfigError": "nasprune.errors", "DatasetError": "nasprune.errors",
+    "ArtifactError": "nasprune.errors", "ScoringError": "nasprune.errors", "ProxyError": "nasprune.errors",
+    "ExperimentError": "nasprune.errors", "StorageError": "nasprune.errors",
     # configs
-    "ConfigError": "nasprune.config", "PipelineConfig": "nasprune.pipeline",
+    "PipelineConfig": "nasprune.pipeline",
     # data
-    "DATASETS": "nasprune.data", "Dataset": "nasprune.data", "DatasetError": "nasprune.data",
-    "DatasetSpec": "nasprune.data", "load_dataset": "nasprune.data",
+    "DATASETS": "nasprune.data", "Dataset": "nasprune.data", "DatasetSpec": "nasprune.data",
+    "load_dataset": "nasprune.data",
     # training
     "TrainConfig": "nasprune.train", "TrainResult": "nasprune.train", "resolve_device": "nasprune.train",
     "train": "nasprune.train",
@@ -26,7 +30,7 @@ _EXPORTS: dict[str, str] = {
     "METHODS": "nasprune.prune", "InfluenceConfig": "nasprune.prune", "build_proxy": "nasprune.prune",
     "ProxySet": "nasprune.proxy",
     # the search
-    "Experiment": "nasprune.experiment", "ExperimentError": "nasprune.experiment",
+    "Experiment": "nasprune.experiment",
     "run_search": "nasprune.runner", "load_jobs": "nasprune.runner", "job_status": "nasprune.runner",
     # metrics and reports
     "table1": "nasprune.metrics", "noise_ceiling": "nasprune.metrics", "random_null": "nasprune.metrics",

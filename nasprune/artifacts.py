@@ -17,20 +17,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ArtifactError", "ProxyError", "ScoringError", "atomic_write", "changed", "check_data", "check_format",
-           "checksum", "read_torch", "write_text", "write_torch"]
+from nasprune.errors import ArtifactError, ProxyError, ScoringError
 
-
-class ArtifactError(ValueError):
-    """An artifact file that is missing, corrupted, of another format, or built on other data or settings."""
-
-
-class ProxyError(ArtifactError):
-    """A proxy file that is corrupted, or used with data it was not built on."""
-
-
-class ScoringError(ArtifactError):
-    """A scoring-run file that is corrupted or belongs to other data."""
+__all__ = ["ABSENT", "ArtifactError", "ProxyError", "ScoringError", "atomic_write", "changed", "changed_settings",
+           "check_data", "check_format", "checksum", "read_torch", "show_changes", "write_text", "write_torch"]
 
 
 # --- writing -------------------------------------------------------------------------------------------------
@@ -124,6 +114,38 @@ def changed(stored: Mapping, asked: Mapping) -> dict[str, tuple[Any, Any]]:
     is not a change. Empty when everything asked is as stored."""
 
     return {k: (stored.get(k), v) for k, v in asked.items() if jsonable(stored.get(k)) != jsonable(v)}
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+#: A setting one side of :func:`changed_settings` does not have.
+ABSENT = _Absent()
+
+
+def changed_settings(stored: Mapping, asked: Mapping) -> dict[str, tuple[Any, Any]]:
+    """:func:`changed` over every setting of two nested mappings, named by dotted keys (``train.lr``); a
+    setting only one side has is a change too, with :data:`ABSENT` on the other side."""
+    out = {}
+    both = {**dict.fromkeys(stored, ABSENT), **dict.fromkeys(asked, ABSENT)}
+    for key, (old, new) in changed({**both, **stored}, {**both, **asked}).items():
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            out.update({f"{key}.{k}": d for k, d in changed_settings(old, new).items()})
+        else:
+            out[str(key)] = (old, new)
+    return out
+
+
+def show_changes(diff: Mapping[str, tuple[Any, Any]]) -> str:
+    """A :func:`changed` result as text, one ``setting stored -> asked`` per setting: ``lr 0.01 -> 0.02, ...``;
+    a whole section only one side has is ``{...}``."""
+
+    def show(value: Any, other: Any) -> str:
+        return "{...}" if isinstance(value, Mapping) and other is ABSENT else repr(value)
+
+    return ", ".join(f"{k} {show(old, new)} -> {show(new, old)}" for k, (old, new) in diff.items())
 
 
 def jsonable(value: Any) -> Any:

@@ -113,7 +113,7 @@ def _add_prune(sub, common) -> None:
     p.add_argument("--scoring-spec", default=None, metavar="SPEC",
                    help="pruning network (default: ScoringConfig's, w64-d3-relu-instancenorm-avgpooling)")
     p.add_argument("--scoring-epochs", type=_at_least(1), default=None, metavar="E",
-                   help="epochs of the scoring run (default: ScoringConfig's, 6)")
+                   help="epochs of the scoring run (default: ScoringConfig's train.epochs, 6)")
     p.add_argument("--target", default=None, choices=TARGET_NAMES,
                    help="influence target (default: InfluenceConfig's, scaled)")
     p.add_argument("--l2", type=_positive_float, default=None,
@@ -146,13 +146,14 @@ def _run_prune(args) -> int:
     else:
         from nasprune.scoring import ScoringConfig, load_or_run
 
-        overrides = {k: v for k, v in {"spec": args.scoring_spec, "epochs": args.scoring_epochs}.items()
-                     if v is not None}
+        spec = {} if args.scoring_spec is None else {"spec": args.scoring_spec}
+        epochs = {} if args.scoring_epochs is None else {"epochs": args.scoring_epochs}
         reuse = bool(args.scores) and Path(args.scores).exists()
-        config = None if reuse and not overrides else ScoringConfig(**overrides, device=args.device)
+        config = None if reuse and not (spec or epochs) else ScoringConfig(
+            **spec, train=replace(ScoringConfig().train, **epochs, device=args.device))
         if not reuse:
-            print(f"scoring run: training {config.spec} for {config.epochs} epochs on {len(dataset.train_y)} images"
-                  + (f" (checkpointed to {args.scores}.ckpt)" if args.scores else ""))
+            print(f"scoring run: training {config.spec} for {config.train.epochs} epochs on {len(dataset.train_y)} "
+                  "images" + (f" (checkpointed to {args.scores}.ckpt)" if args.scores else ""))
         run, _ = load_or_run(args.scores, dataset, config, progress=True)
         if reuse:
             print(f"reusing scoring run {args.scores} ({run.config['spec']}, val acc {run.val_acc:.1f}%)")

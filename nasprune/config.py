@@ -7,6 +7,10 @@ key, the value and what is expected, before any work starts::
     >>> from_mapping(TrainConfig, {"epocs": 2}, "search.proxy_train")
     ConfigError: search.proxy_train.epocs: unknown key (did you mean 'epochs'?); known keys: epochs, ...
 
+A mapping given for a field whose default is a config dataclass lists the settings that differ from that
+default (``scoring.train: {lr: 0.02}`` keeps ``ScoringConfig``'s 6 epochs). A key a dataclass has moved
+(its ``MOVED``: old key -> ``"section.key"``) is still read in its old place, with a FutureWarning.
+
 Every config dataclass of the pipeline goes through it: ``DatasetSpec``, ``TrainConfig``,
 ``ScoringConfig``, ``InfluenceConfig``, the experiment (``nasprune/experiment.py``) and the ``nasprune run``
 config (``nasprune/pipeline.py``).
@@ -20,6 +24,7 @@ import numbers
 import re
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -27,25 +32,10 @@ from typing import Any, Union
 
 import numpy as np
 
+from nasprune.errors import ConfigError
+from nasprune.errors import join_key as _join
+
 __all__ = ["ConfigError", "check_fields", "check_random_state", "from_mapping", "to_mapping"]
-
-
-class ConfigError(ValueError):
-    """A config value that is unknown, of the wrong type or refused; ``key`` is its dotted path."""
-
-    def __init__(self, problem: str, key: str = ""):
-        self.problem, self.key = problem, key
-        super().__init__(f"{key}: {problem}" if key else problem)
-
-    def under(self, prefix: str) -> "ConfigError":
-        """The same error with its key seen from one level up."""
-        return type(self)(self.problem, _join(prefix, self.key))
-
-
-def _join(prefix: str, key: str) -> str:
-    if not prefix:
-        return key
-    return f"{prefix}{key}" if key.startswith("[") or not key else f"{prefix}.{key}"
 
 
 # --- the validator -----------------------------------------------------------------------------------------------
@@ -66,24 +56,61 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
         return data
     if not isinstance(data, Mapping):
         raise ConfigError(f"expected a mapping of {cls.__name__} settings, got {_show(data)}", where)
+    data = _move(cls, data, where)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    moved = getattr(cls, "MOVED", {})
     for key in data:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = difflib.get_close_matches(str(key), [*fields, *moved], n=1)
+            hint = f" (did you mean {moved.get(close[0], close[0])!r}?)" if close else ""
             raise ConfigError(f"unknown key{hint}; known keys: {', '.join(fields)}", _join(where, str(key)))
     missing = [name for name, f in fields.items() if name not in data and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"missing required key {missing[0]!r}", where)
     hints = _hints(cls)
-    values = {key: _coerce(value, hints[key], _join(where, key)) for key, value in data.items()}
+    values = {key: _coerce(_over_default(fields[key], value, _join(where, key)), hints[key], _join(where, key))
+              for key, value in data.items()}
     try:
         return cls(**values)
     except ConfigError as e:
         raise e.under(where) from None
     except (ValueError, TypeError) as e:  # the dataclass's own checks (__post_init__)
         raise ConfigError(str(e), where) from None
+
+
+def _move(cls: type, data: Mapping, where: str) -> Mapping:
+    """``data`` with the keys ``cls.MOVED`` lists (old key -> its new place, ``"section.key"``) moved into their
+    section, each with a FutureWarning naming the new key; a key given in both places is a ConfigError."""
+    moved = getattr(cls, "MOVED", {})
+    old = [key for key in data if key in moved]
+    if not old:
+        return data
+    data = dict(data)
+    for key in old:
+        section, leaf = moved[key].split(".")
+        new = _join(where, moved[key])
+        inner = {} if data.get(section) is None else data[section]
+        if not isinstance(inner, Mapping):
+            raise ConfigError(f"moved to {new}, but {_join(where, section)} is not a mapping", _join(where, key))
+        if leaf in inner:
+            raise ConfigError(f"given twice: here (the old form) and as {new}; keep only {new}", _join(where, key))
+        warnings.warn(f"{_join(where, key)} is deprecated: write it as {new}", FutureWarning, stacklevel=3)
+        data[section] = {**inner, leaf: data.pop(key)}
+    return data
+
+
+def _over_default(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """A mapping given for a field whose default is a dataclass instance changes that default's settings (those
+    of ``ScoringConfig.train`` are not ``TrainConfig``'s); an empty section (None) is the default itself."""
+    if not (value is None or isinstance(value, Mapping)):
+        return value
+    default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    if not dataclasses.is_dataclass(default) or isinstance(default, type):
+        return value
+    value = _move(type(default), value or {}, where)  # before the merge, or an old key is "given twice"
+    return {**{g.name: to_mapping(getattr(default, g.name)) for g in dataclasses.fields(default) if g.init},
+            **value}
 
 
 def check_fields(config: Any) -> None:

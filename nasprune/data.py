@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from nasprune.config import check_random_state
+from nasprune.errors import DatasetError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
@@ -35,10 +36,6 @@ _DEFAULTS: dict[str, tuple[int, tuple | None, tuple | None]] = {
     "synthetic": (200, None, None),
 }
 DATASETS = tuple(_DEFAULTS)
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be found, read or split."""
 
 
 @dataclass(frozen=True)

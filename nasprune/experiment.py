@@ -9,7 +9,6 @@ Typed and validated at construction (mappings, e.g. from ``experiment.json``, go
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -17,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nasprune import __version__
+from nasprune.artifacts import changed_settings, show_changes
 from nasprune.config import ConfigError, check_fields, from_mapping, to_mapping
 from nasprune.data import DatasetSpec
+from nasprune.errors import ExperimentError
 from nasprune.train import TrainConfig
 from search_spaces.convnet import ConvNetSpec, SpecError
 
@@ -27,10 +28,6 @@ __all__ = ["CONFIG_FILE", "FORMAT", "Experiment", "ExperimentError", "TrainingSe
 FORMAT = "nasprune.experiment/1"
 CONFIG_FILE = "experiment.json"
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-class ExperimentError(ConfigError):
-    """An experiment that is invalid, or that differs from the one already stored."""
 
 
 @dataclass(frozen=True)
@@ -126,9 +123,11 @@ class Experiment:
         new = pretty(self.to_dict())
         if path.exists() and not overwrite:
             old = Experiment.load(directory)
-            if not self._extends(old):
-                raise ExperimentError(f"holds another experiment; pass overwrite=True to replace it "
-                                      f"(- stored, + new):\n{diff(pretty(old.to_dict()), new)}", str(path))
+            if not self._extends(old):  # the settings it changes, leaving out the training sets it adds
+                kept = {k: v for k, v in self.training_sets.items() if k in old.training_sets}
+                diff = changed_settings(to_mapping(old), to_mapping(dataclasses.replace(self, training_sets=kept)))
+                raise ExperimentError(f"holds another experiment (setting stored -> new: {show_changes(diff)}); "
+                                      "pass overwrite=True to replace it", str(path))
             if self.training_sets.keys() == old.training_sets.keys():
                 return path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,8 +198,3 @@ def _check_candidates(candidates: list[str]) -> None:
 
 def pretty(d: dict) -> str:
     return json.dumps(d, indent=2, sort_keys=False)
-
-
-def diff(old: str, new: str) -> str:
-    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), "stored", "new", lineterm="", n=1)
-    return "\n".join(list(lines)[2:])

@@ -51,8 +51,9 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from nasprune.experiment import Experiment, ExperimentError, diff, pretty
-from nasprune.artifacts import jsonable
+from nasprune.artifacts import changed_settings, jsonable, show_changes
+from nasprune.errors import StorageError
+from nasprune.experiment import Experiment, ExperimentError
 from nasprune.train import config_defaults
 from search_spaces.convnet import ACTIVATIONS, NORMS, POOLINGS, ConvNetSpec
 
@@ -76,10 +77,6 @@ HISTORY_COLUMNS = ["training_set", "candidate", "seed", "epoch", "val_acc", "tra
 # TrainConfig settings that change speed, not results: a study made under another value is the same study
 SPEED_ONLY = ("eval_batch_size",)
 _log = logging.getLogger("nasprune.runner")
-
-
-class StorageError(ValueError):
-    """A storage URL that cannot be opened or reached."""
 
 
 # --- storage ------------------------------------------------------------------------------------------------------
@@ -268,11 +265,11 @@ def check_study(storage, name: str, config: dict) -> int | None:
     except KeyError:
         return None
     stored = storage.get_study_user_attrs(sid).get("config")
-    if stored is not None and _comparable(stored) != _comparable(config):
+    diff = {} if stored is None else changed_settings(_comparable(stored), _comparable(config))
+    if diff:
         raise ExperimentError(
-            f"study {name!r} was run with another configuration (- stored, + now):\n"
-            f"{diff(pretty(_comparable(stored)), pretty(_comparable(config)))}\nrestore the old config, or start "
-            "a new experiment (another name, or another storage)")
+            f"study {name!r} was run with another configuration (setting stored -> now): {show_changes(diff)}; "
+            "restore the old config, or start a new experiment (another name, or another storage)")
     return sid
 
 

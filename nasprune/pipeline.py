@@ -261,7 +261,7 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     else:
         scoring = config.scoring
         if not scoring_path.exists():
-            log(f"[1/4] scoring run: {scoring.spec}, {scoring.epochs} epochs on {len(dataset.train_y)} images")
+            log(f"[1/4] scoring run: {scoring.spec}, {scoring.train.epochs} epochs on {len(dataset.train_y)} images")
         run, loaded = load_or_run(scoring_path, dataset, scoring, progress=progress)
         if loaded:
             log(f"[1/4] scoring run: reusing {scoring_path}")

@@ -17,8 +17,10 @@ several proxy sets come from one training.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +28,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nasprune import __version__
-from nasprune.artifacts import ScoringError, changed, check_data, check_format, read_torch, write_torch
+from nasprune.artifacts import (ScoringError, changed_settings, check_data, check_format, read_torch, show_changes,
+                                write_torch)
+from nasprune.config import ConfigError, from_mapping, to_mapping
 from nasprune.data import Dataset
 from nasprune.train import Checkpoint, TrainConfig, resolve_device, to_float, train
 from search_spaces import ConvNetSpec, build_convnet
@@ -38,23 +42,26 @@ FORMAT = "nasprune.scoring/1"
 
 @dataclass
 class ScoringConfig:
-    """The pruning network and its training. The defaults (w64-d3 with a 64-d bottleneck, 6 epochs) are the
-    pruning network of results/fmnist-ref/ and results/objective-study/; the paper's code uses ResNet-18."""
+    """The pruning network and its training. The defaults (w64-d3 with a 64-d bottleneck, 6 epochs of batch 256)
+    are the pruning network of results/fmnist-ref/ and results/objective-study/; the paper's code uses ResNet-18.
+
+    ``train.mean``/``train.std`` left None mean the dataset's; ``train.device`` is not part of a run's identity
+    (:func:`load_or_run`). Config files from before ``train`` may still set its settings at the top level
+    (``MOVED``, read by ``nasprune/config.py`` with a FutureWarning).
+    """
+
+    MOVED: ClassVar[dict[str, str]] = {k: f"train.{k}" for k in
+                                       ("epochs", "batch_size", "lr", "weight_decay", "seed", "device")}
 
     spec: str = "w64-d3-relu-instancenorm-avgpooling"
     bottleneck: int = 64
-    epochs: int = 6
     score_epoch: int = 2  # epoch after which EL2N and GraNd are taken (Paul et al.: early in training)
-    batch_size: int = 256
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    seed: int = 0
-    device: str = "auto"
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=256))
 
     def __post_init__(self) -> None:
         ConvNetSpec.from_id(self.spec)
-        if not 1 <= self.score_epoch <= self.epochs:
-            raise ValueError(f"score_epoch must be in [1, epochs={self.epochs}], got {self.score_epoch}")
+        if not 1 <= self.score_epoch <= self.train.epochs:
+            raise ValueError(f"score_epoch must be in [1, train.epochs={self.train.epochs}], got {self.score_epoch}")
         if self.bottleneck < 1:
             raise ValueError(f"bottleneck must be >= 1, got {self.bottleneck}")
 
@@ -110,14 +117,14 @@ class ScoringRun:
 
 def pruning_network(config: ScoringConfig, dataset: Dataset) -> nn.Module:
     """The ConvNet of ``config.spec`` with a linear bottleneck before its classifier, initialised from
-    ``config.seed`` without touching the global RNG.
+    ``config.train.seed`` without touching the global RNG.
 
     The bottleneck and the new classifier are drawn after the ConvNet from the same seeded stream (as
     ``torch.manual_seed(seed)`` followed by the three constructions), so the weights equal those of every
     earlier scoring run with that seed; ``build_convnet(seed=)`` alone would seed only the ConvNet.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.train.seed)
         net = build_convnet(config.spec, dataset.in_channels, dataset.image_size, dataset.num_classes)
         net.features.append(nn.Linear(net.classifier.in_features, config.bottleneck))
         net.classifier = nn.Linear(config.bottleneck, dataset.num_classes)
@@ -166,23 +173,22 @@ def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progre
     when the run is complete.
     """
     config = config or ScoringConfig()
-    device = resolve_device(config.device)
+    t = config.train
+    device = resolve_device(t.device)
+    train_cfg = replace(t, mean=dataset.mean if t.mean is None else t.mean,
+                        std=dataset.std if t.std is None else t.std, device=str(device))
     model = pruning_network(config, dataset)
     labels_dev = dataset.train_y.to(device)
     forgetting = _Forgetting(labels_dev)
-    x_dev = to_float(dataset.train_x, dataset.mean, dataset.std, device)
+    x_dev = to_float(dataset.train_x, train_cfg.mean, train_cfg.std, device)
     early: dict[str, torch.Tensor] = {}
-    bar = tqdm(total=config.epochs, desc="scoring run", unit="epoch", disable=not progress)
+    bar = tqdm(total=t.epochs, desc="scoring run", unit="epoch", disable=not progress)
 
     def on_epoch(epoch: int, net: nn.Module, _val) -> None:
         bar.update(1)
         if epoch == config.score_epoch:
             feats, logits = _features_and_logits(net, x_dev)
             early["el2n"], early["grand"] = _el2n_grand(feats, logits, labels_dev)
-
-    train_cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                            weight_decay=config.weight_decay, mean=dataset.mean, std=dataset.std,
-                            seed=config.seed, device=str(device))
 
     def restore(state: dict) -> None:
         for k in ("prev", "learned", "events"):
@@ -199,7 +205,7 @@ def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progre
                    on_epoch=on_epoch, on_batch=forgetting, checkpoint=saver)
     bar.close()
     if result.diverged:
-        raise ValueError(f"the pruning network {config.spec} diverged; lower lr (got {config.lr})")
+        raise ValueError(f"the pruning network {config.spec} diverged; lower train.lr (got {t.lr})")
     start = time.perf_counter()
     feats, logits = _features_and_logits(model, x_dev)
     feature_seconds = time.perf_counter() - start
@@ -214,7 +220,7 @@ def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progre
         logits=logits.float().cpu(),
         weight=model.classifier.weight.detach().float().cpu(),
         bias=model.classifier.bias.detach().float().cpu(),
-        forgetting=forgetting.counts(config.epochs),
+        forgetting=forgetting.counts(t.epochs),
         el2n=early["el2n"].float().cpu(),
         grand=early["grand"].float().cpu(),
         train_acc=float((logits.argmax(1) == labels_dev).float().mean().item() * 100),
@@ -234,14 +240,30 @@ def load_or_run(path: str | Path | None, dataset: Dataset, config: ScoringConfig
     """
     if path is not None and Path(path).exists():
         run = ScoringRun.load(path, dataset)
-        asked = {} if config is None else {k: v for k, v in asdict(config).items() if k != "device"}
-        diff = changed(run.config, asked)  # the device may differ from machine to machine
+        diff = {} if config is None else changed_settings(_settings(run.config), _settings(config))
         if diff:
-            raise ScoringError(f"{path}: a scoring run with other settings than asked (setting: (made, asked)) "
-                               f"{diff}; give another path, or delete it to make a new one")
+            raise ScoringError(f"{path}: a scoring run with other settings than asked (setting made -> asked: "
+                               f"{show_changes(diff)}); give another path, or delete it to make a new one")
         return run, True
     checkpoint = None if path is None else Path(str(path) + ".ckpt")
     run = run_scoring(dataset, config, progress=progress, checkpoint=checkpoint)
     if path is not None:
         run.save(path)
     return run, False
+
+
+def _settings(config: ScoringConfig | dict) -> dict:
+    """A scoring config as compared: ``ScoringRun.config`` as recorded, of this version or, flat, of one before
+    ``ScoringConfig.train`` (its TrainConfig settings added since at their defaults), less the device, which may
+    differ from machine to machine."""
+    if isinstance(config, dict):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                config = from_mapping(ScoringConfig, config)
+        except ConfigError:  # not a config this version reads: compared as it is
+            pass
+    settings = to_mapping(config)
+    if isinstance(settings.get("train"), dict):
+        settings["train"] = {k: v for k, v in settings["train"].items() if k != "device"}
+    return settings

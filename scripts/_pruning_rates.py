@@ -28,7 +28,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from nasprune.artifacts import ArtifactError, changed
+from nasprune.artifacts import ArtifactError, changed, show_changes
 from nasprune.config import to_mapping
 from nasprune.data import Dataset, DatasetSpec
 from nasprune.experiment import Experiment, TrainingSet
@@ -85,7 +85,7 @@ class Grid:
     specs: tuple[str, ...] = ()
     dataset: DatasetSpec = DatasetSpec("fashion-mnist", val_size=10_000, seed=0, train_size=10_000)
     scoring: ScoringConfig = field(default_factory=lambda: ScoringConfig(
-        spec="w16-d3-relu-instancenorm-avgpooling", epochs=6, seed=0))
+        spec="w16-d3-relu-instancenorm-avgpooling", train=TrainConfig(epochs=6, batch_size=256, seed=0)))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5))
 
     def __post_init__(self) -> None:
@@ -158,8 +158,8 @@ def build_proxies(grid: Grid, dataset: Dataset, run: ScoringRun | None, director
         if path.exists():
             diff = changed(_settings(ProxySet.load(path, dataset).config), asked)
             if diff:
-                raise ArtifactError(f"{path}: built with other settings than the grid asks for (setting: (built, "
-                                    f"asked)) {diff}; delete the file to rebuild it")
+                raise ArtifactError(f"{path}: built with other settings than the grid asks for (setting built -> "
+                                    f"asked: {show_changes(diff)}); delete the file to rebuild it")
             continue
         influence, search_seconds = m.influence, 0.0
         if m.bisect:

@@ -1,7 +1,6 @@
 """The artifact helper (nasprune/artifacts.py) and the files that use it: atomic writes, format headers,
 checksums, data mismatches named, and every stored format still readable."""
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -9,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from nasprune.artifacts import (ArtifactError, ProxyError, ScoringError, changed, check_data, check_format, checksum,
-                                write_text)
+from nasprune.artifacts import (ABSENT, ArtifactError, ProxyError, ScoringError, changed, changed_settings, check_data,
+                                check_format, checksum, show_changes, write_text)
 from nasprune.data import load_dataset
 from nasprune.proxy import FORMAT as PROXY_FORMAT
 from nasprune.proxy import ProxySet
 from nasprune.scoring import FORMAT as SCORING_FORMAT
 from nasprune.scoring import ScoringConfig, ScoringRun, pruning_network
+from nasprune.train import TrainConfig
 from search_spaces import build_convnet
 
 
@@ -72,6 +72,17 @@ def test_changed_compares_settings_as_a_file_reads_them_back():
     assert changed(stored, {"seed": 3, "l2": 1e-5}) == {"seed": (0, 3), "l2": (None, 1e-5)}
 
 
+def test_changed_settings_names_each_nested_setting_on_either_side():
+    stored = json.loads(json.dumps({"train": {"lr": 0.01, "mean": (0.5,), "old": 1}, "seeds": [0], "proxy": None}))
+    asked = {"train": {"lr": 0.02, "mean": (0.5,)}, "seeds": [0, 1], "proxy": {"method": "random"}, "new": 2}
+    diff = changed_settings(stored, asked)
+    assert diff == {"train.lr": (0.01, 0.02), "train.old": (1, ABSENT), "seeds": ([0], [0, 1]),
+                    "proxy": (None, {"method": "random"}), "new": (ABSENT, 2)}
+    assert show_changes(diff) == ("train.lr 0.01 -> 0.02, train.old 1 -> (absent), seeds [0] -> [0, 1], "
+                                  "proxy None -> {'method': 'random'}, new (absent) -> 2")
+    assert changed_settings(stored, json.loads(json.dumps(stored))) == {}
+
+
 def test_proxy_files_keep_their_format(synthetic, tmp_path):
     """A proxy file is still {"format", "sha256", "proxy"} with the checksum over the payload, and the files of
     the committed results load (golden: results/fmnist-ref/proxies/, written before nasprune/artifacts.py)."""
@@ -95,9 +106,10 @@ def test_proxy_files_keep_their_format(synthetic, tmp_path):
 
 def test_a_scoring_file_written_before_the_helper_still_loads(synthetic, tmp_path):
     """The scoring-run file is torch.save({"format", **fields}), as the code before nasprune/artifacts.py wrote it."""
-    config = ScoringConfig(spec="w8-d1-relu-none-avgpooling", bottleneck=4, epochs=1, score_epoch=1)
+    config = {"spec": "w8-d1-relu-none-avgpooling", "bottleneck": 4, "epochs": 1, "score_epoch": 1, "batch_size": 256,
+              "lr": 0.01, "weight_decay": 5e-4, "seed": 0, "device": "auto"}  # as ScoringConfig was then: flat
     n = len(synthetic.train_y)
-    fields = dict(config=dataclasses.asdict(config), dataset=synthetic.name, fingerprint=synthetic.fingerprint,
+    fields = dict(config=config, dataset=synthetic.name, fingerprint=synthetic.fingerprint,
                   labels=synthetic.train_y.clone(), features=torch.zeros(n, 4), logits=torch.zeros(n, 10),
                   weight=torch.zeros(10, 4), bias=torch.zeros(10), forgetting=torch.zeros(n, dtype=torch.int64),
                   el2n=torch.zeros(n), grand=torch.zeros(n), train_acc=10.0, val_acc=None,
@@ -112,7 +124,8 @@ def test_a_scoring_file_written_before_the_helper_still_loads(synthetic, tmp_pat
 
 
 def test_the_pruning_network_is_seeded_as_before_without_touching_the_global_rng(synthetic):
-    config = ScoringConfig(spec="w8-d2-relu-instancenorm-avgpooling", bottleneck=6, epochs=1, score_epoch=1, seed=5)
+    config = ScoringConfig(spec="w8-d2-relu-instancenorm-avgpooling", bottleneck=6, score_epoch=1,
+                           train=TrainConfig(epochs=1, seed=5))
     torch.manual_seed(5)  # the construction before: global seed, then the ConvNet and the two linear layers
     old = build_convnet(config.spec, synthetic.in_channels, synthetic.image_size, synthetic.num_classes)
     old.features.append(torch.nn.Linear(old.classifier.in_features, config.bottleneck))

@@ -29,7 +29,8 @@ from search_spaces import build_convnet  # noqa: E402
 NET = "w8-d1-relu-none-avgpooling"
 TINY = pr.Grid(name="tiny", methods=("random", "cardinality", "cardinality-paper", "epsilon"), rates=(0.4,),
                seeds=(0,), specs=(NET,), dataset=DatasetSpec("fashion-mnist", val_size=2000, train_size=1000),
-               scoring=ScoringConfig(spec="w8-d2-relu-instancenorm-avgpooling", epochs=2, seed=0),
+               scoring=ScoringConfig(spec="w8-d2-relu-instancenorm-avgpooling",
+                                     train=TrainConfig(epochs=2, batch_size=256)),
                train=TrainConfig(epochs=1))
 
 
@@ -117,13 +118,14 @@ def test_a_proxy_or_scoring_run_made_with_other_settings_is_refused(grid, tmp_pa
     out, _, dataset = grid
     shutil.copytree(out / "proxies", tmp_path / "proxies")
     build_proxy(dataset, method="random", per_class=10, seed=3).save(tmp_path / "proxies" / "random-40.json")
-    with pytest.raises(ArtifactError, match=r"random-40.json: built with other settings .*'per_class'.*'seed': "
-                                            r"\(3, 0\)"):
+    with pytest.raises(ArtifactError, match=r"random-40.json: built with other settings .*per_class 10 -> "
+                                            r"\{0: 60, .*\}, seed 3 -> 0"):
         pr.build_proxies(TINY, dataset, None, tmp_path)
     shutil.copy(out / "scoring.pt", tmp_path / "scoring.pt")
-    assert pr.scoring_run(TINY, dataset, tmp_path).config["epochs"] == 2  # reused as it is
-    longer = dataclasses.replace(TINY, scoring=dataclasses.replace(TINY.scoring, epochs=3))
-    with pytest.raises(ArtifactError, match=r"scoring.pt: a scoring run with other settings .*'epochs': \(2, 3\)"):
+    assert pr.scoring_run(TINY, dataset, tmp_path).config["train"]["epochs"] == 2  # reused as it is
+    longer = dataclasses.replace(TINY, scoring=dataclasses.replace(
+        TINY.scoring, train=dataclasses.replace(TINY.scoring.train, epochs=3)))
+    with pytest.raises(ArtifactError, match=r"scoring.pt: a scoring run with other settings .*train.epochs 2 -> 3"):
         pr.scoring_run(longer, dataset, tmp_path)
 
 

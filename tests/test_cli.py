@@ -93,9 +93,9 @@ def test_help_names_the_library_defaults_and_choices():
     assert cli.TARGET_NAMES == tuple(TARGETS) and cli.DATASET_NAMES == tuple(DATASETS)
     prune = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["prune"].format_help().split())
     s, i = ScoringConfig(), InfluenceConfig()
-    for fact in (f"ScoringConfig's, {s.spec})", f"ScoringConfig's, {s.epochs})", f"InfluenceConfig's, {i.target})",
-                 f"InfluenceConfig's, {i.l2:.0e}".replace("e-0", "e-") + ")", f"InfluenceConfig's, {i.solver})",
-                 f"InfluenceConfig's, {i.time_limit:g})"):
+    for fact in (f"ScoringConfig's, {s.spec})", f"ScoringConfig's train.epochs, {s.train.epochs})",
+                 f"InfluenceConfig's, {i.target})", f"InfluenceConfig's, {i.l2:.0e}".replace("e-0", "e-") + ")",
+                 f"InfluenceConfig's, {i.solver})", f"InfluenceConfig's, {i.time_limit:g})"):
         assert fact in prune, fact
 
 
@@ -264,7 +264,8 @@ def test_prune_random_never_touches_a_scoring_run(tmp_path, monkeypatch, capsys)
 
 def test_run_ends_with_the_search_summary(tmp_path, capsys):
     config = {"name": "run-summary", "dataset": {"name": "synthetic"},
-              "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "epochs": 1, "score_epoch": 1},
+              "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "score_epoch": 1,
+                          "train": {"epochs": 1}},
               "proxies": {"per_class": 10, "sets": [{"name": "random", "method": "random"}]},
               "search": {"candidates": CANDIDATES[:2], "seeds": [0], "workers": 0,
                          "proxy_train": {"epochs": 1}, "whole_train": {"epochs": 1}}}

@@ -16,7 +16,7 @@ from nasprune.train import TrainConfig
 BASE = {
     "name": "cfg",
     "dataset": {"name": "synthetic"},
-    "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "epochs": 2, "score_epoch": 1},
+    "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "score_epoch": 1, "train": {"epochs": 2}},
     "proxies": {"per_class": 10, "methods": ["random", "influence"], "influence": {"l2": 1.0e-3}},
     "search": {"candidates": {"grid": {"widths": [8], "depths": [1]}, "count": 5, "seed": 0},
                "seeds": [0], "workers": 1, "proxy_train": {"epochs": 2}, "whole_train": {"epochs": 1}},
@@ -39,8 +39,11 @@ def _load(tmp_path, doc):
 MISTAKES = [
     ("search", {"worker": 2}, "search.worker", "unknown key (did you mean 'workers'?)"),
     ("proxies", {"per_clas": 50}, "proxies.per_clas", "unknown key (did you mean 'per_class'?)"),
-    ("scoring", {"epocs": 2}, "scoring.epocs", "unknown key (did you mean 'epochs'?)"),
-    ("scoring", {"epochs": "two"}, "scoring.epochs", "expected an int, got 'two' (str)"),
+    ("scoring", {"epocs": 2}, "scoring.epocs", "unknown key (did you mean 'train.epochs'?)"),
+    ("scoring", {"train": {"epocs": 2}}, "scoring.train.epocs", "unknown key (did you mean 'epochs'?)"),
+    ("scoring", {"train": {"epochs": "two"}}, "scoring.train.epochs", "expected an int, got 'two' (str)"),
+    ("scoring", {"train": {"epochs": 2}, "epochs": 3}, "scoring.epochs",
+     "given twice: here (the old form) and as scoring.train.epochs; keep only scoring.train.epochs"),
     ("proxies", {"influence": {"l2s": 1e-3}}, "proxies.influence.l2s", "unknown key (did you mean 'l2'?)"),
     ("search", {"seeds": 0}, "search.seeds", "expected a list of ints, got 0 (int)"),
     ("search", {"candidates": {"grid": {"widths": [8]}, "count": "six"}}, "search.candidates.count",
@@ -78,6 +81,21 @@ def test_a_valid_config_is_typed_end_to_end(tmp_path):
     # written out and read back, the config is the same value
     again = from_mapping(PipelineConfig, yaml.safe_load(yaml.safe_dump(to_mapping(config))))
     assert again == config
+
+
+def test_the_flat_scoring_form_of_earlier_versions_still_loads_with_a_deprecation_warning(tmp_path):
+    """``scoring: {epochs: 4, lr: 0.02}`` (before ScoringConfig.train) is ``scoring: {train: {epochs: 4, lr: 0.02}}``;
+    a ``train`` section changes only the settings it names (ScoringConfig's batch 256 stays)."""
+    new = _load(tmp_path, _with("scoring", train={"epochs": 4, "lr": 0.02}))
+    old = {k: v for k, v in BASE["scoring"].items() if k != "train"} | {"epochs": 4, "lr": 0.02}
+    with pytest.warns(FutureWarning) as caught:
+        assert _load(tmp_path, {**BASE, "scoring": old}) == new
+    assert [str(w.message) for w in caught] == [
+        f"scoring.{k} is deprecated: write it as scoring.train.{k}" for k in ("epochs", "lr")]
+    assert (new.scoring.train.epochs, new.scoring.train.lr, new.scoring.train.batch_size) == (4, 0.02, 256)
+    with pytest.warns(FutureWarning, match="scoring.seed is deprecated"):  # both forms, other keys: merged
+        both = _load(tmp_path, _with("scoring", seed=3))
+    assert both.scoring.train.seed == 3 and both.scoring.train.epochs == 2
 
 
 def test_scientific_notation_that_yaml_reads_as_a_string_is_a_number(tmp_path):

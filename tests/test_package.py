@@ -29,3 +29,25 @@ def test_import_nasprune_loads_no_torch():
     code = "import sys, nasprune; print(nasprune.__version__); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == [nasprune.__version__, "False"]
+
+
+def test_every_error_is_a_nasprune_error_and_a_value_error_with_one_home():
+    """Each error class is defined in nasprune/errors.py; the modules that raise it re-export the same object."""
+    import importlib
+
+    from nasprune import errors
+
+    homes = {"ConfigError": ["config", "experiment", "pipeline"], "ExperimentError": ["experiment", "jobs", "runner"],
+             "ArtifactError": ["artifacts", "train"], "ProxyError": ["artifacts", "proxy"],
+             "ScoringError": ["artifacts", "scoring"], "StorageError": ["jobs", "runner"], "DatasetError": ["data"]}
+    assert set(homes) | {"NasPruneError", "join_key"} == set(errors.__all__)
+    for name, modules in homes.items():
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.NasPruneError) and issubclass(cls, ValueError), name
+        assert cls.__module__ == "nasprune.errors" and cls.__doc__, name
+        assert getattr(nasprune, name) is cls, name
+        for module in modules:
+            assert getattr(importlib.import_module(f"nasprune.{module}"), name) is cls, (module, name)
+    assert nasprune.NasPruneError is errors.NasPruneError and issubclass(errors.NasPruneError, ValueError)
+    assert str(errors.ConfigError("expected an int", "train.epochs").under("scoring")) == \
+        "scoring.train.epochs: expected an int"

@@ -15,8 +15,8 @@ from nasprune.proxy import ProxySet
 TINY = {
     "name": "tiny",
     "dataset": {"name": "synthetic"},
-    "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "epochs": 2, "score_epoch": 1,
-                "lr": 0.05},
+    "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "score_epoch": 1,
+                "train": {"epochs": 2, "lr": 0.05}},
     "proxies": {"per_class": 10, "influence": {"time_limit": 2, "l2": 1e-3},
                 "sets": [{"name": "random-s0", "method": "random", "seed": 0},
                          {"name": "ours", "method": "influence", "influence": {"target": "scaled"}}]},

@@ -13,9 +13,10 @@ from nasprune.prune import METHODS, InfluenceConfig, build_proxy, influence_vect
 from nasprune.proxy import ProxyError, ProxySet
 from nasprune.scoring import ScoringConfig, ScoringError, ScoringRun, _Forgetting, run_scoring
 from nasprune.selection import influence_objective, select
+from nasprune.train import TrainConfig
 
-SMALL = ScoringConfig(spec="w16-d2-relu-batchnorm-avgpooling", bottleneck=16, epochs=2, score_epoch=1, lr=0.05,
-                      batch_size=128)
+SMALL = ScoringConfig(spec="w16-d2-relu-batchnorm-avgpooling", bottleneck=16, score_epoch=1,
+                      train=TrainConfig(epochs=2, lr=0.05, batch_size=128))
 
 
 @pytest.fixture(scope="module")

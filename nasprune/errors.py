@@ -1,0 +1,62 @@
+"""Every error nasprune raises on purpose, in one place: each a :class:`NasPruneError`, so a ``ValueError``.
+
+Each is re-exported by the module that raises it (``nasprune.config.ConfigError``, ``nasprune.jobs.StorageError``,
+...), and by ``nasprune`` itself. ``search_spaces.SpecError`` stays in ``search_spaces/convnet.py``: that package
+does not import nasprune. Importing this module loads nothing else.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ArtifactError", "ConfigError", "DatasetError", "ExperimentError", "NasPruneError", "ProxyError",
+           "ScoringError", "StorageError", "join_key"]
+
+
+class NasPruneError(ValueError):
+    """The base of every error below: a bad input or file, said in one line with what to do."""
+
+
+class ConfigError(NasPruneError):
+    """A config value that is unknown, of the wrong type or refused (``nasprune/config.py``); ``key`` is its
+    dotted path."""
+
+    def __init__(self, problem: str, key: str = ""):
+        self.problem, self.key = problem, key
+        super().__init__(f"{key}: {problem}" if key else problem)
+
+    def under(self, prefix: str) -> "ConfigError":
+        """The same error with its key seen from one level up."""
+        return type(self)(self.problem, join_key(prefix, self.key))
+
+
+class ExperimentError(ConfigError):
+    """An experiment that is invalid, or that differs from the one already stored (``nasprune/experiment.py``,
+    the studies of ``nasprune/jobs.py``)."""
+
+
+class ArtifactError(NasPruneError):
+    """An artifact file that is missing, corrupted, of another format, or built on other data or settings
+    (``nasprune/artifacts.py``)."""
+
+
+class ProxyError(ArtifactError):
+    """A proxy file that is corrupted, or used with data it was not built on (``nasprune/proxy.py``)."""
+
+
+class ScoringError(ArtifactError):
+    """A scoring-run file that is corrupted, belongs to other data or was made with other settings
+    (``nasprune/scoring.py``)."""
+
+
+class StorageError(NasPruneError):
+    """A storage URL that cannot be opened or reached, or a corrupted journal file (``nasprune/jobs.py``)."""
+
+
+class DatasetError(NasPruneError):
+    """A dataset that cannot be found, read or split (``nasprune/data.py``)."""
+
+
+def join_key(prefix: str, key: str) -> str:
+    """The dotted path of ``key`` under ``prefix``: ``a`` + ``b`` is ``a.b``, ``a`` + ``[0]`` is ``a[0]``."""
+    if not prefix:
+        return key
+    return f"{prefix}{key}" if key.startswith("[") or not key else f"{prefix}.{key}"
