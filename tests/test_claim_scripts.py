@@ -171,7 +171,7 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
     import proxy_benchmark
 
     config = {"name": "tiny-bench", "dataset": {"name": "fashion-mnist", "val_size": 2000, "train_size": 1000},
-              "scoring": {"spec": "w8-d2-relu-instancenorm-avgpooling", "epochs": 2, "score_epoch": 1},
+              "scoring": {"spec": "w8-d2-relu-instancenorm-avgpooling", "score_epoch": 1, "train": {"epochs": 2}},
               "proxies": {"sets": [
                   {"name": f"{m}-pc{n}", "method": m, "per_class": n, "epochs": e, **({"draws": 3} if m == "random"
                                                                                      else {})}
