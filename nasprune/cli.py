@@ -115,16 +115,16 @@ def _add_prune(sub, common) -> None:
     p.add_argument("--scoring-epochs", type=_at_least(1), default=None, metavar="E",
                    help="epochs of the scoring run (default: ScoringConfig's train.epochs, 6)")
     p.add_argument("--target", default=None, choices=TARGET_NAMES,
-                   help="influence target (default: InfluenceConfig's, scaled)")
+                   help="influence target (default: ObjectiveConfig's, scaled)")
     p.add_argument("--l2", type=_positive_float, default=None,
                    help="L2 of the last-layer refit (default: InfluenceConfig's, 1e-5)")
     p.add_argument("--solver", default=None, choices=["swap", "anneal"],
-                   help="influence selection solver (default: InfluenceConfig's, swap)")
+                   help="influence selection solver (default: ObjectiveConfig's, swap)")
     p.add_argument("--epsilon", type=float, default=None,
                    help="influence only: Eq. 3, prune as much as possible with ||sum pruned S|| <= EPSILON "
                         "(target paper; --per-class is then ignored) (default: unset, per-class quotas)")
     p.add_argument("--time-limit", type=_positive_float, default=None, metavar="SECONDS",
-                   help="selection seconds, influence only (default: InfluenceConfig's, 60)")
+                   help="selection seconds, influence only (default: ObjectiveConfig's, 60)")
     p.add_argument("--device", default="auto", help="torch device of the scoring run: auto, cpu, cuda, ...")
     p.set_defaults(func=_run_prune)
 
@@ -133,7 +133,7 @@ def _run_prune(args) -> int:
     from dataclasses import replace
 
     from nasprune.data import load_dataset
-    from nasprune.prune import METHODS, InfluenceConfig, build_proxy, needs_scoring_run
+    from nasprune.prune import METHODS, InfluenceConfig, ObjectiveConfig, build_proxy, needs_scoring_run
 
     if args.method not in METHODS:
         raise ValueError(f"unknown method {args.method!r}; choose one of {', '.join(METHODS)}")
@@ -157,10 +157,11 @@ def _run_prune(args) -> int:
         run, _ = load_or_run(args.scores, dataset, config, progress=True)
         if reuse:
             print(f"reusing scoring run {args.scores} ({run.config['spec']}, val acc {run.val_acc:.1f}%)")
-    changes = {"target": args.target, "l2": args.l2, "solver": args.solver, "time_limit": args.time_limit,
-               "epsilon": args.epsilon}
-    influence = replace(InfluenceConfig(), **{k: v for k, v in changes.items() if v is not None})
-    proxy = build_proxy(dataset, run, args.method, args.per_class, seed=args.seed, influence=influence)
+    influence = InfluenceConfig() if args.l2 is None else InfluenceConfig(l2=args.l2)
+    changes = {"target": args.target, "solver": args.solver, "time_limit": args.time_limit, "epsilon": args.epsilon}
+    objective = replace(ObjectiveConfig(), **{k: v for k, v in changes.items() if v is not None})
+    proxy = build_proxy(dataset, run, args.method, args.per_class, seed=args.seed, influence=influence,
+                        objective=objective)
     proxy.save(args.out)
     s = proxy.stats
     extra = f", objective {proxy.objective:.4g} (||T|| {s['t_norm']:.4g})" if proxy.objective is not None else ""

@@ -9,7 +9,7 @@ key, the value and what is expected, before any work starts::
 
 A mapping given for a field whose default is a config dataclass lists the settings that differ from that
 default (``scoring.train: {lr: 0.02}`` keeps ``ScoringConfig``'s 6 epochs). A key a dataclass has moved
-(its ``MOVED``: old key -> ``"section.key"``) is still read in its old place, with a FutureWarning.
+(its ``MOVED``: old dotted key -> new dotted key) is still read in its old place, with a FutureWarning.
 
 Every config dataclass of the pipeline goes through it: ``DatasetSpec``, ``TrainConfig``,
 ``ScoringConfig``, ``InfluenceConfig``, the experiment (``nasprune/experiment.py``) and the ``nasprune run``
@@ -80,24 +80,54 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
 
 
 def _move(cls: type, data: Mapping, where: str) -> Mapping:
-    """``data`` with the keys ``cls.MOVED`` lists (old key -> its new place, ``"section.key"``) moved into their
-    section, each with a FutureWarning naming the new key; a key given in both places is a ConfigError."""
+    """``data`` with the keys ``cls.MOVED`` lists moved to their new place, each with a FutureWarning naming the
+    new key; a key given in both places is a ConfigError. Old and new keys are dotted paths under ``cls``: a
+    rename (``method`` -> ``hessian``), into a section (``epochs`` -> ``train.epochs``) or between sections
+    (``influence.target`` -> ``objective.target``)."""
     moved = getattr(cls, "MOVED", {})
-    old = [key for key in data if key in moved]
-    if not old:
+    found = [old for old in moved if _lookup(data, old) is not _NOTHING]
+    if not found:
         return data
-    data = dict(data)
-    for key in old:
-        section, leaf = moved[key].split(".")
-        new = _join(where, moved[key])
-        inner = {} if data.get(section) is None else data[section]
-        if not isinstance(inner, Mapping):
-            raise ConfigError(f"moved to {new}, but {_join(where, section)} is not a mapping", _join(where, key))
+    data = _copy_sections(data)
+    for old in found:
+        new = moved[old]
+        *section, leaf = new.split(".")
+        inner = data
+        for i, part in enumerate(section):
+            if inner.get(part) is None:
+                inner[part] = {}
+            if not isinstance(inner[part], Mapping):
+                raise ConfigError(f"moved to {_join(where, new)}, but {_join(where, '.'.join(section[:i + 1]))} is "
+                                  "not a mapping", _join(where, old))
+            inner = inner[part]
         if leaf in inner:
-            raise ConfigError(f"given twice: here (the old form) and as {new}; keep only {new}", _join(where, key))
-        warnings.warn(f"{_join(where, key)} is deprecated: write it as {new}", FutureWarning, stacklevel=3)
-        data[section] = {**inner, leaf: data.pop(key)}
+            raise ConfigError(f"given twice: here (the old form) and as {_join(where, new)}; keep only "
+                              f"{_join(where, new)}", _join(where, old))
+        warnings.warn(f"{_join(where, old)} is deprecated: write it as {_join(where, new)}", FutureWarning,
+                      stacklevel=3)
+        *old_section, old_leaf = old.split(".")
+        holder = data
+        for part in old_section:
+            holder = holder[part]
+        inner[leaf] = holder.pop(old_leaf)
     return data
+
+
+_NOTHING = object()
+
+
+def _lookup(data: Any, path: str) -> Any:
+    """The value at dotted ``path`` in nested mappings, or ``_NOTHING``."""
+    for part in path.split("."):
+        if not isinstance(data, Mapping) or part not in data:
+            return _NOTHING
+        data = data[part]
+    return data
+
+
+def _copy_sections(data: Mapping) -> dict:
+    """A copy of nested mappings (not of other values), so that moving keys leaves the caller's data alone."""
+    return {k: _copy_sections(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
 def _over_default(f: dataclasses.Field, value: Any, where: str) -> Any:

@@ -11,7 +11,7 @@ Conventions used throughout:
   * g_i = (p_i - onehot_i) (x) x~_i is the plain cross-entropy gradient (no l2 term);
   * H = (1/n) sum_i (diag(p_i) - p_i p_i^T) (x) x~_i x~_i^T + (l2 + damping) I.
 Without l2 or damping H is singular (adding one vector to every row of Theta leaves the softmax
-unchanged), so the "exact" and "kfac" methods need l2 + damping > 0. Arithmetic is float64.
+unchanged), so the "exact" and "kfac" Hessians need l2 + damping > 0. Arithmetic is float64.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from scipy import stats
 
 from nasprune.config import check_random_state
 
-METHODS = ("exact", "kfac", "lissa")
+#: How H^-1 is applied (``last_layer_influence(hessian=...)``).
+HESSIANS = ("exact", "kfac", "lissa")
 
 
 @dataclass
@@ -233,13 +234,13 @@ def refit_last_layer(features: torch.Tensor, labels: torch.Tensor, weight: torch
 
 def last_layer_influence(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
                          bias: torch.Tensor, *, l2: float = 0.0, damping: float = 0.0,
-                         method: str = "exact", lissa_scale: float = 25.0, lissa_depth: int = 5000,
+                         hessian: str = "exact", lissa_scale: float = 25.0, lissa_depth: int = 5000,
                          lissa_repeats: int = 3, lissa_batch: int | None = None, seed: int = 0,
                          chunk_size: int = 4096) -> torch.Tensor:
     """Per-example parameter influence S_i = (1/n) H^{-1} g_i of the last layer, shape (n, C*(d+1)).
 
     S_i approximates theta_{-i} - theta-hat, the change from removing example i (paper eq. 2), and the
-    sum of S_i over a set approximates the change from removing the set. Methods for H^{-1}:
+    sum of S_i over a set approximates the change from removing the set. Hessians (how H^{-1} is applied):
       * "exact": dense H by chunked einsums, one Cholesky factorisation, all n solves at once;
       * "kfac": H ~ A (x) B + (l2 + damping) I with A = mean(diag(p) - p p^T), B = mean(x~ x~^T),
         inverted exactly through the eigendecompositions of A and B;
@@ -249,11 +250,11 @@ def last_layer_influence(features: torch.Tensor, labels: torch.Tensor, weight: t
         on the P x P identity (or on the gradients when n <= P) and then applied to all gradients.
     Returns float64 when features are float64, otherwise float32.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if hessian not in HESSIANS:
+        raise ValueError(f"hessian must be one of {HESSIANS}, got {hessian!r}.")
     _check_nonneg(l2=l2, damping=damping)
-    if method != "lissa" and l2 + damping == 0:
-        raise ValueError(f"method={method!r} needs l2 + damping > 0 (got l2={l2}, damping={damping}): "
+    if hessian != "lissa" and l2 + damping == 0:
+        raise ValueError(f"hessian={hessian!r} needs l2 + damping > 0 (got l2={l2}, damping={damping}): "
                          "the softmax Hessian is singular; pass e.g. damping=1e-3, or the training weight "
                          "decay as l2.")
     if not (lissa_scale > 0 and lissa_depth >= 1 and lissa_repeats >= 1 and chunk_size >= 1):
@@ -267,7 +268,7 @@ def last_layer_influence(features: torch.Tensor, labels: torch.Tensor, weight: t
     probs = torch.softmax(xt @ theta_m.T, dim=1)
     out_dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
 
-    if method == "exact":
+    if hessian == "exact":
         hess = _mean_hessian(xt, probs, chunk_size) + lam * torch.eye(P, dtype=xt.dtype, device=xt.device)
         chol, info = torch.linalg.cholesky_ex(hess)
         if info.item() != 0:
@@ -276,7 +277,7 @@ def last_layer_influence(features: torch.Tensor, labels: torch.Tensor, weight: t
 
         def apply(g):
             return torch.cholesky_solve(g.T, chol).T
-    elif method == "kfac":
+    elif hessian == "kfac":
         a_eig, a_vec = torch.linalg.eigh(torch.diag(probs.mean(0)) - probs.T @ probs / n)
         b_eig, b_vec = torch.linalg.eigh(xt.T @ xt / n)
         # eigenvalues of A (x) B + lam I; the clamp removes round-off below A's exact zero eigenvalue

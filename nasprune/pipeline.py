@@ -20,13 +20,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
 from nasprune.config import ConfigError, from_mapping, to_mapping
 from nasprune.data import DatasetSpec
 from nasprune.experiment import Experiment, ExperimentError, TrainingSet
-from nasprune.prune import METHODS, InfluenceConfig, build_proxy, needs_scoring_run, uses_influence
+from nasprune.prune import (METHODS, OBJECTIVE_KEYS, InfluenceConfig, ObjectiveConfig, build_proxy, check_reuse,
+                            needs_scoring_run, proxy_settings)
 from nasprune.proxy import ProxySet
 from nasprune.report import write_report
 from nasprune.runner import run_search
@@ -45,15 +47,21 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 @dataclass(frozen=True)
 class ProxySpec:
     """One proxy set to build (or ``draws`` of them): its name, selection method, seed, size, training
-    epochs and influence settings.
+    epochs, and the influence method's settings (``influence``: how S is computed; ``objective``: what is
+    optimised over it).
 
     ``per_class`` None is ``proxies.per_class``; ``epochs`` None trains it with ``search.proxy_train.epochs``
     (set it to give every proxy size the same number of optimiser steps, say). ``draws`` N > 1 makes N sets
     of a stochastic method, ``<name>-d0`` .. ``<name>-d<N-1>`` with seeds ``seed`` .. ``seed + N - 1``: random
-    as a distribution rather than one draw. In YAML, ``influence`` lists only the settings that differ from
-    ``proxies.influence`` (which lists those that differ from :class:`InfluenceConfig`'s defaults); after
-    :meth:`ProxiesConfig.resolved` it holds all of them and seed and per_class are filled in.
+    as a distribution rather than one draw. In YAML, ``influence`` and ``objective`` list only the settings
+    that differ from ``proxies.influence`` and ``proxies.objective`` (which list those that differ from
+    :class:`InfluenceConfig`'s and :class:`ObjectiveConfig`'s defaults); after :meth:`ProxiesConfig.resolved`
+    they hold all of them and seed and per_class are filled in. Configs from before ``objective`` (its
+    settings under ``influence``) still load, with a FutureWarning.
     """
+
+    MOVED: ClassVar[dict[str, str]] = {"influence.method": "influence.hessian",
+                                       **{f"influence.{k}": f"objective.{k}" for k in OBJECTIVE_KEYS}}
 
     name: str
     method: str
@@ -62,6 +70,7 @@ class ProxySpec:
     epochs: int | None = None  # None: search.proxy_train.epochs
     draws: int = 1
     influence: dict = field(default_factory=dict)
+    objective: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name) or self.name == "whole":
@@ -85,12 +94,15 @@ class ProxySpec:
 @dataclass(frozen=True)
 class ProxiesConfig:
     """The proxies of a run: ``methods`` is short for one set per method, named after it; ``sets`` lists
-    them explicitly (several seeds or influence settings of one method)."""
+    them explicitly (several seeds, sizes or influence settings of one method)."""
+
+    MOVED: ClassVar[dict[str, str]] = ProxySpec.MOVED
 
     per_class: int = 100
     seed: int = 0
     methods: tuple[str, ...] = ("random", "herding", "forgetting", "influence")
     influence: dict = field(default_factory=dict)
+    objective: dict = field(default_factory=dict)
     sets: tuple[ProxySpec, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -100,8 +112,10 @@ class ProxiesConfig:
             if m not in METHODS:
                 raise ConfigError(f"unknown method {m!r}; choose one of {', '.join(METHODS)}", f"methods[{i}]")
         from_mapping(InfluenceConfig, self.influence, "influence")
+        from_mapping(ObjectiveConfig, self.objective, "objective")
         for i, s in enumerate(self.sets or ()):
             from_mapping(InfluenceConfig, {**self.influence, **s.influence}, f"sets[{i}].influence")
+            from_mapping(ObjectiveConfig, {**self.objective, **s.objective}, f"sets[{i}].objective")
             if s.draws > 1 and not get_method(s.method).stochastic:
                 raise ConfigError(f"method {s.method!r} is deterministic: its draws would all be one set",
                                   f"sets[{i}].draws")
@@ -110,12 +124,13 @@ class ProxiesConfig:
             raise ConfigError(f"proxy names must be distinct, got {names}", "sets")
 
     def resolved(self) -> list[ProxySpec]:
-        """Every proxy to build, draws expanded, with its seed, size and full influence settings."""
+        """Every proxy to build, draws expanded, with its seed, size and full influence and objective settings."""
         sets = self.sets if self.sets is not None else [ProxySpec(m, m) for m in self.methods]
         return [d for s in sets for d in dataclasses.replace(
             s, seed=self.seed if s.seed is None else s.seed,
             per_class=self.per_class if s.per_class is None else s.per_class,
-            influence=dataclasses.asdict(from_mapping(InfluenceConfig, {**self.influence, **s.influence}))
+            influence=dataclasses.asdict(from_mapping(InfluenceConfig, {**self.influence, **s.influence})),
+            objective=dataclasses.asdict(from_mapping(ObjectiveConfig, {**self.objective, **s.objective}))
         ).expanded()]
 
 
@@ -269,12 +284,13 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
         log(f"      pruning network val acc {run.val_acc:.1f}%, {sum(run.seconds.values()):.0f}s")
     for s in proxies:
         path = paths[s.name]
+        influence, objective = InfluenceConfig(**s.influence), ObjectiveConfig(**s.objective)
         if path.exists():
             proxy = ProxySet.load(path, dataset)
-            _check_proxy_config(proxy, s, path)
+            check_reuse(proxy, proxy_settings(s.method, s.per_class, s.seed, influence, objective), path)
         else:
-            proxy = build_proxy(dataset, run, s.method, s.per_class, seed=s.seed,
-                                influence=InfluenceConfig(**s.influence))
+            proxy = build_proxy(dataset, run, s.method, s.per_class, seed=s.seed, influence=influence,
+                                objective=objective)
             proxy.save(path)
         acc = proxy.stats.get("pruning_net_acc_on_kept")
         log(f"[2/4] proxy {s.name:24s} {len(proxy):6d} images" +
@@ -292,19 +308,3 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     written = write_report(directory, storage=storage or exp.storage)
     log(f"[4/4] report: {', '.join(str(p) for p in written.values())}")
     return PipelineResult(summary, written)
-
-
-def _check_proxy_config(proxy: ProxySet, s: ProxySpec, path: Path) -> None:
-    """Refuse to reuse a proxy file built with other settings than the config asks for (``s`` resolved)."""
-    asked = {"method": s.method, "per_class": s.per_class, "seed": s.seed}
-    built = {k: proxy.config.get(k) for k in asked}
-    if uses_influence(s.method):
-        asked["influence"] = InfluenceConfig(**s.influence)
-        try:  # fields added to InfluenceConfig since the file was written count at their defaults
-            built["influence"] = from_mapping(InfluenceConfig, proxy.config.get("influence") or {})
-        except ConfigError:
-            built["influence"] = proxy.config.get("influence")
-    if built != asked:
-        changed = {k: (to_mapping(built[k]), to_mapping(asked[k])) for k in asked if built[k] != asked[k]}
-        raise ConfigError(f"was built with other settings than the config asks for (setting: (built, asked)) "
-                          f"{changed}; delete the file to rebuild it", str(path))

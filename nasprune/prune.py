@@ -9,42 +9,65 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from nasprune.artifacts import ProxyError, changed_settings, show_changes
 from nasprune.data import Dataset
-from nasprune.influence import last_layer_influence, refit_last_layer
+from nasprune.influence import HESSIANS, last_layer_influence, refit_last_layer
 from nasprune.proxy import ProxySet
 from nasprune.scoring import ScoringRun
 from nasprune.selection import METHODS, TARGETS, SelectionResult, get_method
 from nasprune.selection import select as select_method
 
-__all__ = ["METHODS", "InfluenceConfig", "build_proxy", "influence_vectors", "kept_set_profile",
-           "needs_scoring_run", "select", "uses_influence"]
+__all__ = ["METHODS", "InfluenceConfig", "ObjectiveConfig", "build_proxy", "check_reuse", "influence_vectors",
+           "kept_set_profile", "needs_scoring_run", "proxy_settings", "recorded_settings", "select", "uses_influence"]
 
 
 @dataclass
 class InfluenceConfig:
-    """How the influence method computes S and which objective it optimises.
+    """How the influence vectors S = (1/n) H^-1 grad L(z_i) of the last layer are computed
+    (``nasprune/influence.py``): the l2 of the refit and of H, extra damping of H, how H^-1 is applied
+    (``hessian``: exact, kfac or lissa), and whether the last layer is first refit to its minimiser."""
+
+    #: Keys of the one-section form before ObjectiveConfig (and ``method``, now ``hessian``) -> their new place.
+    MOVED: ClassVar[dict[str, str]] = {"method": "hessian"}
+
+    l2: float = 1e-5
+    damping: float = 0.0
+    hessian: str = "exact"
+    refit: bool = True
+
+    def __post_init__(self) -> None:
+        if self.hessian not in HESSIANS:
+            raise ValueError(f"unknown hessian {self.hessian!r}; choose one of {', '.join(HESSIANS)}")
+        if self.l2 < 0 or self.damping < 0 or self.l2 + self.damping <= 0:
+            raise ValueError("l2 and damping must be >= 0 with l2 + damping > 0: the last layer's Hessian is "
+                             "singular without them")
+
+
+@dataclass
+class ObjectiveConfig:
+    """What the influence method optimises over S, and how (``nasprune/selection/_cardinality.py``,
+    ``_epsilon.py``).
 
     ``target`` names the kept-set target of Eq. 4 (see ``nasprune.selection.TARGETS``): "paper" is the
     literal Eq. 4, which at small keep rates fills the proxy with misclassified images; "scaled", the
     default, asks the kept set to carry the mean influence, the first-order parameter change for a mean
-    loss. The default (scaled, l2 = 1e-5) is the best formulation of the objective study
-    (results/objective-study/README.md), though not significantly better than random.
+    loss. The default (scaled, with InfluenceConfig's l2 = 1e-5) is the best formulation of the objective
+    study (results/objective-study/README.md), though not significantly better than random. ``epsilon`` set
+    solves Eq. 3 instead (prune as many as the bound allows) of per-class quotas.
     """
 
     target: str = "scaled"
-    l2: float = 1e-5
-    damping: float = 0.0
-    method: str = "exact"
-    refit: bool = True
     solver: str = "swap"
     time_limit: float | None = 60.0
     bound: bool = True
-    epsilon: float | None = None  # set: Eq. 3 (prune as many as the bound allows) instead of per-class quotas
+    epsilon: float | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -52,8 +75,46 @@ class InfluenceConfig:
         if self.epsilon is not None and (self.epsilon < 0 or self.target != "paper"):
             raise ValueError(f"epsilon needs epsilon >= 0 and target 'paper' (got {self.epsilon}, {self.target!r}): "
                              "with the scaled or classwise target, pruning everything meets any epsilon")
-        if self.l2 + self.damping <= 0:
-            raise ValueError("l2 + damping must be > 0: the last layer's Hessian is singular without them")
+
+
+#: Settings a proxy file or config of the one-section form kept under ``influence`` that are ObjectiveConfig's.
+OBJECTIVE_KEYS = tuple(f.name for f in fields(ObjectiveConfig))
+
+
+def proxy_settings(method: str, per_class, seed: int, influence: InfluenceConfig | None = None,
+                   objective: ObjectiveConfig | None = None) -> dict:
+    """What a proxy's selection depends on, as its file records it (``ProxySet.config``, less the scoring run):
+    the method, its quotas and seed and, for a method that reads S, both influence configs in full."""
+    settings = {"method": method, "per_class": per_class, "seed": seed}
+    if uses_influence(method):
+        settings["influence"] = asdict(influence or InfluenceConfig())
+        settings["objective"] = asdict(objective or ObjectiveConfig())
+    return settings
+
+
+def recorded_settings(config: Mapping) -> dict:
+    """:func:`proxy_settings` of a proxy file's ``config``, in today's form: files written before
+    ObjectiveConfig hold its settings (and ``method`` for ``hessian``) in the one ``influence`` section, and
+    settings added since a file was written count at their defaults."""
+    settings = {k: config.get(k) for k in ("method", "per_class", "seed")}
+    old = config.get("influence")
+    if isinstance(old, Mapping):
+        influence = {("hessian" if k == "method" else k): v for k, v in old.items() if k not in OBJECTIVE_KEYS}
+        objective = {**{k: v for k, v in old.items() if k in OBJECTIVE_KEYS}, **(config.get("objective") or {})}
+        settings["influence"] = asdict(InfluenceConfig(**influence))
+        settings["objective"] = asdict(ObjectiveConfig(**objective))
+    return settings
+
+
+def check_reuse(proxy: ProxySet, asked: Mapping, path, *, ignore: tuple[str, ...] = ()) -> None:
+    """Refuse to reuse the proxy file at ``path`` when it was built with other settings than ``asked``
+    (:func:`proxy_settings`), naming each one; settings in ``ignore`` (dotted, e.g. ``objective.epsilon``) are
+    not compared."""
+    diff = {k: v for k, v in changed_settings(recorded_settings(proxy.config), dict(asked)).items()
+            if k not in ignore}
+    if diff:
+        raise ProxyError(f"{path}: was built with other settings than asked (setting built -> asked: "
+                         f"{show_changes(diff)}); delete the file to rebuild it")
 
 
 def influence_vectors(run: ScoringRun, config: InfluenceConfig) -> tuple[torch.Tensor, dict]:
@@ -68,7 +129,7 @@ def influence_vectors(run: ScoringRun, config: InfluenceConfig) -> tuple[torch.T
     info["refit_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     S = last_layer_influence(run.features, run.labels, weight, bias, l2=config.l2, damping=config.damping,
-                             method=config.method)
+                             hessian=config.hessian)
     info["influence_seconds"] = time.perf_counter() - start
     return S, info
 
@@ -105,16 +166,14 @@ def needs_scoring_run(method: str) -> bool:
 
 
 def uses_influence(method: str) -> bool:
-    """Whether ``method`` reads the influence vectors S, so that ``InfluenceConfig`` shapes its result."""
+    """Whether ``method`` reads the influence vectors S, so that ``InfluenceConfig`` and ``ObjectiveConfig``
+    shape its result."""
     return "S" in get_method(method).inputs
 
 
-def _selection_options(method: str, influence: InfluenceConfig) -> dict:
-    """The InfluenceConfig fields that are settings of the method itself (Eq. 4's target, solver, ...)."""
-    if method != "influence":
-        return {}
-    return {"target": influence.target, "solver": influence.solver, "time_limit": influence.time_limit,
-            "bound": influence.bound, "epsilon": influence.epsilon}
+def _selection_options(method: str, objective: ObjectiveConfig) -> dict:
+    """The settings of the method itself: the objective's, for the influence method."""
+    return asdict(objective) if method == "influence" else {}
 
 
 def _missing_run(method: str) -> ValueError:
@@ -124,7 +183,8 @@ def _missing_run(method: str) -> ValueError:
 
 
 def select(run: ScoringRun | None, method: str, per_class, *, seed: int = 0,
-           influence: InfluenceConfig | None = None, labels=None) -> tuple[SelectionResult, dict]:
+           influence: InfluenceConfig | None = None, objective: ObjectiveConfig | None = None,
+           labels=None) -> tuple[SelectionResult, dict]:
     """Run one registered selection method on a scoring run; returns the selection and timing/diagnostic info.
 
     ``run`` may be None for a method that needs no inputs (``needs_scoring_run``); ``labels`` are then
@@ -137,7 +197,7 @@ def select(run: ScoringRun | None, method: str, per_class, *, seed: int = 0,
         labels = run.labels
     elif labels is None:
         raise ValueError("select needs labels when run is None; pass labels=dataset.train_y")
-    influence = influence or InfluenceConfig()
+    influence, objective = influence or InfluenceConfig(), objective or ObjectiveConfig()
     info: dict = {}
     start = time.perf_counter()
     inputs = {}
@@ -146,18 +206,19 @@ def select(run: ScoringRun | None, method: str, per_class, *, seed: int = 0,
             inputs["S"], info = influence_vectors(run, influence)
         else:
             inputs[name] = RUN_INPUTS[name](run)
-    result = select_method(method, labels, per_class, seed=seed, options=_selection_options(method, influence),
+    result = select_method(method, labels, per_class, seed=seed, options=_selection_options(method, objective),
                            **inputs)
     info["selection_seconds"] = time.perf_counter() - start
     return result, info
 
 
 def build_proxy(dataset: Dataset, run: ScoringRun | None = None, method: str = "random", per_class=100, *,
-                seed: int = 0, influence: InfluenceConfig | None = None) -> ProxySet:
+                seed: int = 0, influence: InfluenceConfig | None = None,
+                objective: ObjectiveConfig | None = None) -> ProxySet:
     """Select ``per_class`` images of each class with ``method`` and package them as a ``ProxySet``.
 
     A method that needs no scoring run (``needs_scoring_run``: random) works with ``run=None``; the kept
-    set's pruning-network profile is then None. With ``influence.epsilon`` set, the influence method solves
+    set's pruning-network profile is then None. With ``objective.epsilon`` set, the influence method solves
     Eq. 3 instead: it keeps whatever the largest pruned set within epsilon leaves, and ``per_class`` is
     ignored.
     """
@@ -165,12 +226,10 @@ def build_proxy(dataset: Dataset, run: ScoringRun | None = None, method: str = "
         run.check_dataset(dataset)
     elif needs_scoring_run(method):
         raise _missing_run(method)
-    influence = influence or InfluenceConfig()
-    result, info = select(run, method, per_class, seed=seed, influence=influence, labels=dataset.train_y)
-    config = {"method": method, "per_class": per_class, "seed": seed,
+    result, info = select(run, method, per_class, seed=seed, influence=influence, objective=objective,
+                          labels=dataset.train_y)
+    config = {**proxy_settings(method, per_class, seed, influence, objective),
               "scoring": None if run is None else run.config}
-    if uses_influence(method):
-        config["influence"] = asdict(influence)
     # the scoring run's cost counts only for a method that reads it
     scoring_seconds = float(sum(run.seconds.values())) if run is not None and needs_scoring_run(method) else None
     stats = {

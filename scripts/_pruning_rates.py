@@ -28,12 +28,12 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from nasprune.artifacts import ArtifactError, changed, show_changes
 from nasprune.config import to_mapping
 from nasprune.data import Dataset, DatasetSpec
 from nasprune.experiment import Experiment, TrainingSet
 from nasprune.jobs import load_jobs
-from nasprune.prune import InfluenceConfig, build_proxy, influence_vectors, needs_scoring_run
+from nasprune.prune import (InfluenceConfig, ObjectiveConfig, build_proxy, check_reuse, influence_vectors,
+                            needs_scoring_run, proxy_settings)
 from nasprune.provenance import provenance
 from nasprune.proxy import ProxySet
 from nasprune.report import markdown_table, write_readme
@@ -45,27 +45,28 @@ from nasprune.train import TrainConfig
 
 @dataclass(frozen=True)
 class Method:
-    """How a grid prunes: a registered selection method (``nasprune.selection``) with its influence settings.
+    """How a grid prunes: a registered selection method (``nasprune.selection``) with its objective (the
+    influence method's; S is computed with the default ``InfluenceConfig``).
 
-    With ``bisect``, Eq. 3 is solved instead of per-class quotas (``InfluenceConfig.epsilon``), with epsilon
+    With ``bisect``, Eq. 3 is solved instead of per-class quotas (``ObjectiveConfig.epsilon``), with epsilon
     bisected until the pruned fraction meets the rate.
     """
 
     what: str
     method: str
-    influence: InfluenceConfig | None = None
+    objective: ObjectiveConfig | None = None
     bisect: bool = False
 
 
 #: The grid's methods by name; ``what`` says in the README what each optimises.
 METHODS = {
     "random": Method("uniform random, per-class quotas", "random"),
-    "cardinality": Method("Eq. 4 with nasprune's default target (InfluenceConfig())", "influence",
-                          InfluenceConfig(bound=False)),
+    "cardinality": Method("Eq. 4 with nasprune's default target (ObjectiveConfig())", "influence",
+                          ObjectiveConfig(bound=False)),
     "cardinality-paper": Method("the literal Eq. 4 (target 'paper')", "influence",
-                                InfluenceConfig(target="paper", bound=False)),
+                                ObjectiveConfig(target="paper", bound=False)),
     "epsilon": Method("Eq. 3 (target 'paper'), epsilon bisected to reach the pruning rate", "influence",
-                      InfluenceConfig(target="paper"), bisect=True),
+                      ObjectiveConfig(target="paper"), bisect=True),
 }
 WHOLE = "the whole training subset, nothing pruned"
 
@@ -136,15 +137,6 @@ def epsilon_at_rate(S: torch.Tensor, labels: torch.Tensor, rate: float, *, tol: 
     return best[0]
 
 
-def _settings(config: dict) -> dict:
-    """What a proxy's config must match to be reused: all but the epsilon a bisection found."""
-    influence = config.get("influence")
-    if isinstance(influence, dict):
-        influence = {k: v for k, v in influence.items() if k != "epsilon"}
-    return {"method": config.get("method"), "per_class": config.get("per_class"), "seed": config.get("seed"),
-            "influence": influence}
-
-
 def build_proxies(grid: Grid, dataset: Dataset, run: ScoringRun | None, directory: Path) -> None:
     """Write ``directory/proxies/<set>.json`` for every (method, rate) not there yet; refuse one there that
     was built with other settings than the grid asks for."""
@@ -153,23 +145,18 @@ def build_proxies(grid: Grid, dataset: Dataset, run: ScoringRun | None, director
         path = directory / "proxies" / f"{name}.json"
         m = METHODS[label]
         quota = keep_quota(dataset.train_y, rate)
-        asked = _settings({"method": m.method, "per_class": quota, "seed": 0,
-                           "influence": None if m.influence is None else dataclasses.asdict(m.influence)})
-        if path.exists():
-            diff = changed(_settings(ProxySet.load(path, dataset).config), asked)
-            if diff:
-                raise ArtifactError(f"{path}: built with other settings than the grid asks for (setting built -> "
-                                    f"asked: {show_changes(diff)}); delete the file to rebuild it")
+        if path.exists():  # the epsilon a bisection found is the file's own
+            check_reuse(ProxySet.load(path, dataset), proxy_settings(m.method, quota, 0, objective=m.objective), path,
+                        ignore=("objective.epsilon",))
             continue
-        influence, search_seconds = m.influence, 0.0
+        objective, search_seconds = m.objective, 0.0
         if m.bisect:
             started = time.perf_counter()
-            key = repr(m.influence)
-            if key not in S_cache:
-                S_cache[key] = influence_vectors(run, m.influence)[0]
-            eps = epsilon_at_rate(S_cache[key], dataset.train_y, rate, time_limit=m.influence.time_limit)
-            influence, search_seconds = dataclasses.replace(m.influence, epsilon=eps), time.perf_counter() - started
-        proxy = build_proxy(dataset, run, m.method, quota, seed=0, influence=influence)
+            if "S" not in S_cache:
+                S_cache["S"] = influence_vectors(run, InfluenceConfig())[0]
+            eps = epsilon_at_rate(S_cache["S"], dataset.train_y, rate, time_limit=m.objective.time_limit)
+            objective, search_seconds = dataclasses.replace(m.objective, epsilon=eps), time.perf_counter() - started
+        proxy = build_proxy(dataset, run, m.method, quota, seed=0, objective=objective)
         if m.bisect:
             proxy.stats["epsilon_search_seconds"] = search_seconds
         proxy.save(path)

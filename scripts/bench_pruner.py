@@ -80,9 +80,9 @@ def main() -> None:
     with stage("influence, exact", rows):
         S = last_layer_influence(run.features, run.labels, fit.weight, fit.bias, l2=args.l2)
     with stage("influence, kfac", rows):
-        S_kfac = last_layer_influence(run.features, run.labels, fit.weight, fit.bias, l2=args.l2, method="kfac")
+        S_kfac = last_layer_influence(run.features, run.labels, fit.weight, fit.bias, l2=args.l2, hessian="kfac")
     with stage(f"influence, lissa (batch 512, depth {args.lissa_depth}, 1 repeat)", rows):
-        S_lissa = last_layer_influence(run.features, run.labels, fit.weight, fit.bias, l2=args.l2, method="lissa",
+        S_lissa = last_layer_influence(run.features, run.labels, fit.weight, fit.bias, l2=args.l2, hessian="lissa",
                                        damping=0.01, lissa_depth=args.lissa_depth, lissa_repeats=1,
                                        lissa_batch=512, lissa_scale=25.0)
     with stage(f"selection, greedy + swap ({args.time_limit:.0f}s limit)", rows):

@@ -71,7 +71,7 @@ def test_every_proxy_prunes_the_asked_fraction(grid):
         proxy = ProxySet.load(out / "proxies" / f"{name}.json", dataset)
         assert len(np.unique(proxy.indices)) == len(proxy)
         if method == "epsilon":  # Eq. 3 prunes what epsilon allows; the bisection lands within 1% of the rate
-            assert abs(1 - len(proxy) / n - rate) <= 0.01 and proxy.config["influence"]["epsilon"] > 0
+            assert abs(1 - len(proxy) / n - rate) <= 0.01 and proxy.config["objective"]["epsilon"] > 0
         else:  # per-class quotas: 60% of every class kept
             assert proxy.per_class == {c: round(0.6 * k) for c, k in enumerate(counts)}
 
@@ -118,7 +118,7 @@ def test_a_proxy_or_scoring_run_made_with_other_settings_is_refused(grid, tmp_pa
     out, _, dataset = grid
     shutil.copytree(out / "proxies", tmp_path / "proxies")
     build_proxy(dataset, method="random", per_class=10, seed=3).save(tmp_path / "proxies" / "random-40.json")
-    with pytest.raises(ArtifactError, match=r"random-40.json: built with other settings .*per_class 10 -> "
+    with pytest.raises(ArtifactError, match=r"random-40.json: was built with other settings .*per_class 10 -> "
                                             r"\{0: 60, .*\}, seed 3 -> 0"):
         pr.build_proxies(TINY, dataset, None, tmp_path)
     shutil.copy(out / "scoring.pt", tmp_path / "scoring.pt")

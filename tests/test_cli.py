@@ -86,16 +86,16 @@ def test_every_option_has_help_and_its_default():
 
 def test_help_names_the_library_defaults_and_choices():
     from nasprune.data import DATASETS
-    from nasprune.prune import InfluenceConfig
+    from nasprune.prune import InfluenceConfig, ObjectiveConfig
     from nasprune.scoring import ScoringConfig
     from nasprune.selection import TARGETS
 
     assert cli.TARGET_NAMES == tuple(TARGETS) and cli.DATASET_NAMES == tuple(DATASETS)
     prune = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["prune"].format_help().split())
-    s, i = ScoringConfig(), InfluenceConfig()
+    s, i, o = ScoringConfig(), InfluenceConfig(), ObjectiveConfig()
     for fact in (f"ScoringConfig's, {s.spec})", f"ScoringConfig's train.epochs, {s.train.epochs})",
-                 f"InfluenceConfig's, {i.target})", f"InfluenceConfig's, {i.l2:.0e}".replace("e-0", "e-") + ")",
-                 f"InfluenceConfig's, {i.solver})", f"InfluenceConfig's, {i.time_limit:g})"):
+                 f"ObjectiveConfig's, {o.target})", f"InfluenceConfig's, {i.l2:.0e}".replace("e-0", "e-") + ")",
+                 f"ObjectiveConfig's, {o.solver})", f"ObjectiveConfig's, {o.time_limit:g})"):
         assert fact in prune, fact
 
 

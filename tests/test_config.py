@@ -10,7 +10,7 @@ import yaml
 from nasprune.config import ConfigError, from_mapping, to_mapping
 from nasprune.experiment import Experiment, ExperimentError
 from nasprune.pipeline import PipelineConfig
-from nasprune.prune import InfluenceConfig
+from nasprune.prune import InfluenceConfig, ObjectiveConfig, recorded_settings
 from nasprune.train import TrainConfig
 
 BASE = {
@@ -70,11 +70,12 @@ def test_each_config_mistake_is_refused_with_its_key(tmp_path, section, values, 
 def test_a_valid_config_is_typed_end_to_end(tmp_path):
     config = _load(tmp_path, _with("proxies", sets=[{"name": "r1", "method": "random", "seed": 1},
                                                     {"name": "ours", "method": "influence",
-                                                     "influence": {"target": "classwise"}}]))
+                                                     "objective": {"target": "classwise"}}]))
     assert isinstance(config.search.proxy_train, TrainConfig) and config.search.proxy_train.epochs == 2
     r1, ours = config.proxies.resolved()
     assert (r1.seed, ours.seed) == (1, 0)  # a set's own seed, else proxies.seed
-    assert InfluenceConfig(**ours.influence) == InfluenceConfig(l2=1e-3, target="classwise")
+    assert InfluenceConfig(**ours.influence) == InfluenceConfig(l2=1e-3)
+    assert ObjectiveConfig(**ours.objective) == ObjectiveConfig(target="classwise")
     exp = config.experiment()
     assert list(exp.training_sets) == ["whole", "r1", "ours"] and len(exp.candidates) == 5
     assert exp.training_sets["ours"].proxy == "proxies/ours.json"
@@ -136,3 +137,28 @@ def test_the_cli_prints_one_line_and_exits_2_on_a_bad_config(tmp_path):
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "search.worker: unknown key (did you mean 'workers'?)" in done.stderr
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_the_one_section_influence_form_of_earlier_versions_still_loads(tmp_path):
+    """Before ObjectiveConfig, ``influence`` held the objective's settings too, and ``method`` for ``hessian``:
+    such a config loads as the split one, with a FutureWarning per moved key, and such a proxy file's settings
+    read as today's (settings added since at their defaults)."""
+    new = _load(tmp_path, _with("proxies", influence={"l2": 1e-3, "hessian": "kfac"}, objective={"target": "paper"},
+                                sets=[{"name": "a", "method": "influence", "objective": {"solver": "anneal"}}]))
+    with pytest.warns(FutureWarning) as caught:
+        old = _load(tmp_path, _with("proxies", influence={"l2": 1e-3, "method": "kfac", "target": "paper"},
+                                    sets=[{"name": "a", "method": "influence", "influence": {"solver": "anneal"}}]))
+    assert old == new
+    assert sorted(str(w.message) for w in caught) == [
+        "proxies.influence.method is deprecated: write it as proxies.influence.hessian",
+        "proxies.influence.target is deprecated: write it as proxies.objective.target",
+        "proxies.sets[0].influence.solver is deprecated: write it as proxies.sets[0].objective.solver"]
+    with pytest.raises(ConfigError, match=r"proxies\.influence\.target: given twice"):
+        _load(tmp_path, _with("proxies", influence={"target": "paper"}, objective={"target": "scaled"}))
+    file_config = {"method": "influence", "per_class": 10, "seed": 0,
+                   "influence": {"target": "paper", "l2": 1e-3, "damping": 0.0, "method": "exact", "refit": True,
+                                 "solver": "swap", "time_limit": 60.0, "bound": True}}  # no epsilon yet
+    assert recorded_settings(file_config) == {
+        "method": "influence", "per_class": 10, "seed": 0,
+        "influence": {"l2": 1e-3, "damping": 0.0, "hessian": "exact", "refit": True},
+        "objective": {"target": "paper", "solver": "swap", "time_limit": 60.0, "bound": True, "epsilon": None}}

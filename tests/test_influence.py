@@ -135,7 +135,7 @@ def test_kfac_equals_exact_when_predictions_are_uniform():
     # with all-zero weights every p_i is uniform, so H = A (x) B exactly
     features, labels, weight, bias = make_problem()
     zero = torch.zeros_like(weight), torch.zeros_like(bias)
-    S = last_layer_influence(features, labels, *zero, l2=0.01, method="kfac")
+    S = last_layer_influence(features, labels, *zero, l2=0.01, hessian="kfac")
     S_ref = last_layer_influence(features, labels, *zero, l2=0.01)
     assert influence_error(S, S_ref)["rel_frobenius"] < 1e-10
 
@@ -143,7 +143,7 @@ def test_kfac_equals_exact_when_predictions_are_uniform():
 def test_kfac_is_close_to_exact_on_a_well_conditioned_problem():
     problem = make_problem(weight_scale=0.2)
     S_ref = last_layer_influence(*problem, l2=0.05, damping=0.05)
-    err = influence_error(last_layer_influence(*problem, l2=0.05, damping=0.05, method="kfac"), S_ref)
+    err = influence_error(last_layer_influence(*problem, l2=0.05, damping=0.05, hessian="kfac"), S_ref)
     assert err["mean_cosine"] > 0.98 and err["rel_frobenius"] < 0.2
 
 
@@ -151,14 +151,14 @@ def test_kfac_is_close_to_exact_on_a_well_conditioned_problem():
 def test_full_batch_lissa_converges_to_exact(n):
     problem = make_problem(n=n)
     S_ref = last_layer_influence(*problem, l2=0.05, damping=0.05)
-    S = last_layer_influence(*problem, l2=0.05, damping=0.05, method="lissa", lissa_scale=5.0,
+    S = last_layer_influence(*problem, l2=0.05, damping=0.05, hessian="lissa", lissa_scale=5.0,
                              lissa_depth=1000)
     assert influence_error(S, S_ref)["rel_frobenius"] < 1e-3
 
 
 def test_minibatch_lissa_is_close_and_seeded():
     problem = make_problem()
-    kwargs = dict(l2=0.05, damping=0.05, method="lissa", lissa_scale=5.0, lissa_depth=300, lissa_batch=10)
+    kwargs = dict(l2=0.05, damping=0.05, hessian="lissa", lissa_scale=5.0, lissa_depth=300, lissa_batch=10)
     S_ref = last_layer_influence(*problem, l2=0.05, damping=0.05)
     S = last_layer_influence(*problem, seed=0, **kwargs)
     assert influence_error(S, S_ref)["mean_cosine"] > 0.95
@@ -169,9 +169,9 @@ def test_minibatch_lissa_is_close_and_seeded():
 def test_lissa_warns_when_scale_is_below_the_top_eigenvalue():
     problem = make_problem()
     with pytest.warns(UserWarning, match=r"lissa_scale=0\.01 is not above"):
-        last_layer_influence(*problem, l2=0.05, method="lissa", lissa_scale=0.01, lissa_depth=5)
+        last_layer_influence(*problem, l2=0.05, hessian="lissa", lissa_scale=0.01, lissa_depth=5)
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="LiSSA diverged"):
-        last_layer_influence(*problem, l2=0.05, method="lissa", lissa_scale=0.01, lissa_depth=1000)
+        last_layer_influence(*problem, l2=0.05, hessian="lissa", lissa_scale=0.01, lissa_depth=1000)
 
 
 def test_influence_error_reports_relative_error_and_cosine():
@@ -205,11 +205,11 @@ def test_reweighted_prediction_fixes_the_shift_missed_by_the_plain_sum():
     (dict(labels=torch.full((40,), 3)), r"labels must lie in \[0, 3\).*range \[3, 3\]"),
     (dict(weight=torch.zeros(3, 4, dtype=torch.float64)), r"weight must have shape \(C, 3\).*\(3, 4\)"),
     (dict(bias=torch.zeros(2, dtype=torch.float64)), r"bias must have shape \(3,\)"),
-    (dict(method="newton"), r"method must be one of .*got 'newton'"),
+    (dict(hessian="newton"), r"hessian must be one of .*got 'newton'"),
     (dict(l2=-1.0), r"l2 must be a finite number >= 0, got -1.0"),
     (dict(damping=float("nan")), r"damping must be a finite number >= 0, got nan"),
     (dict(l2=0.0, damping=0.0), r"needs l2 \+ damping > 0 .*pass e.g. damping=1e-3"),
-    (dict(method="lissa", lissa_batch=0), r"lissa_batch must be None \(full batch\) or >= 1, got 0"),
+    (dict(hessian="lissa", lissa_batch=0), r"lissa_batch must be None \(full batch\) or >= 1, got 0"),
 ])
 def test_bad_inputs_raise_value_errors_that_name_the_value(change, match):
     features, labels, weight, bias = make_problem()

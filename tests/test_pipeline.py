@@ -17,9 +17,9 @@ TINY = {
     "dataset": {"name": "synthetic"},
     "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "score_epoch": 1,
                 "train": {"epochs": 2, "lr": 0.05}},
-    "proxies": {"per_class": 10, "influence": {"time_limit": 2, "l2": 1e-3},
+    "proxies": {"per_class": 10, "influence": {"l2": 1e-3}, "objective": {"time_limit": 2},
                 "sets": [{"name": "random-s0", "method": "random", "seed": 0},
-                         {"name": "ours", "method": "influence", "influence": {"target": "scaled"}}]},
+                         {"name": "ours", "method": "influence", "objective": {"target": "scaled"}}]},
     "search": {"candidates": ["w8-d1-relu-none-avgpooling", "w8-d1-sigmoid-batchnorm-maxpooling",
                               "w8-d1-leakyrelu-instancenorm-none"],
                "seeds": [0], "workers": 0, "proxy_train": {"epochs": 2, "lr": 0.05},
@@ -43,22 +43,26 @@ def test_pipeline_runs_every_stage_then_resumes_without_redoing_them(tmp_path):
     table = pd.read_csv(paths["table1.csv"])
     assert list(table.training_set) == ["random-s0", "ours", "whole"]
     ours = ProxySet.load(out / "proxies" / "ours.json")
-    assert ours.config["influence"]["target"] == "scaled" and ours.config["influence"]["l2"] == 1e-3
+    assert ours.config["objective"]["target"] == "scaled" and ours.config["influence"]["l2"] == 1e-3
     assert len(ours) == 40 and ours.stats["scoring_seconds"] > 0
     # second run: every artifact exists, so no scoring, no new proxies, no new jobs
     logs.clear()
     run_pipeline(config, out, progress=False, log=logs.append)
     assert any("not needed, every proxy file exists" in line for line in logs)
     assert len(pd.read_csv(paths["jobs.csv"])) == 9
-    # a file written before a field joined InfluenceConfig (here: epsilon) holds that field's default: reused
-    ours.config["influence"].pop("epsilon")
+    # a file written before ObjectiveConfig (its settings under influence, without epsilon, which came later;
+    # hessian as method) means the same settings: reused
+    old = {**ours.config["influence"], **ours.config.pop("objective")}
+    old["method"] = old.pop("hessian")
+    old.pop("epsilon")
+    ours.config["influence"] = old
     ours.save(out / "proxies" / "ours.json")
     run_pipeline(config, out, progress=False, log=logs.append)
-    assert "epsilon" not in ProxySet.load(out / "proxies" / "ours.json").config["influence"]
+    assert "objective" not in ProxySet.load(out / "proxies" / "ours.json").config
     # a proxy file built with other settings than the config now asks for is refused, not reused
-    changed = {**TINY, "proxies": {**TINY["proxies"], "influence": {"time_limit": 2, "l2": 1e-4}}}
+    changed = {**TINY, "proxies": {**TINY["proxies"], "influence": {"l2": 1e-4}}}
     journal, recorded = (out / "optuna.journal").read_bytes(), (out / "pipeline.yaml").read_text()
-    with pytest.raises(ValueError, match=r"ours.json: was built with other settings .*'influence'"):
+    with pytest.raises(ValueError, match=r"ours.json: was built with other settings .*influence\.l2 0\.001 -> 0\.0001"):
         run_pipeline(PipelineConfig.load(_write(tmp_path, changed, "changed.yaml")), out, progress=False,
                      log=logs.append)
     assert (out / "optuna.journal").read_bytes() == journal and (out / "pipeline.yaml").read_text() == recorded
@@ -94,7 +98,7 @@ def test_excluded_candidates_are_never_drawn():
     ({"colour": "red"}, "colour: unknown key"),
     ({"search": {"candidates": {"grid": {"widths": [8]}, "exclude": ["w8-d1-relu"]}}}, "cannot parse ConvNet id"),
     ({"proxies": {"sets": [{"name": "whole", "method": "random"}]}}, "not 'whole'"),
-    ({"proxies": {"influence": {"target": "best"}}}, "unknown target 'best'"),
+    ({"proxies": {"objective": {"target": "best"}}}, "unknown target 'best'"),
 ])
 def test_bad_configs_are_refused_before_anything_runs(tmp_path, change, match):
     with pytest.raises(ValueError, match=match):

@@ -9,7 +9,7 @@ import torch
 from nasprune.cli import main as cli_main
 from nasprune.data import load_dataset
 from nasprune.influence import leave_group_out_check
-from nasprune.prune import METHODS, InfluenceConfig, build_proxy, influence_vectors, needs_scoring_run
+from nasprune.prune import METHODS, InfluenceConfig, ObjectiveConfig, build_proxy, influence_vectors, needs_scoring_run
 from nasprune.proxy import ProxyError, ProxySet
 from nasprune.scoring import ScoringConfig, ScoringError, ScoringRun, _Forgetting, run_scoring
 from nasprune.selection import influence_objective, select
@@ -78,9 +78,9 @@ def test_influence_predicts_leave_group_out_on_real_features(run):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_keeps_exact_quotas_and_is_deterministic(run, small_fmnist, method):
-    cfg = InfluenceConfig(time_limit=5, bound=False)
-    a = build_proxy(small_fmnist, run, method, 20, seed=0, influence=cfg)
-    b = build_proxy(small_fmnist, run, method, 20, seed=0, influence=cfg)
+    cfg = ObjectiveConfig(time_limit=5, bound=False)
+    a = build_proxy(small_fmnist, run, method, 20, seed=0, objective=cfg)
+    b = build_proxy(small_fmnist, run, method, 20, seed=0, objective=cfg)
     assert a.per_class == {c: 20 for c in range(10)}
     assert len(np.unique(a.indices)) == 200
     assert np.array_equal(a.indices, b.indices)
@@ -93,8 +93,9 @@ def test_every_method_keeps_exact_quotas_and_is_deterministic(run, small_fmnist,
 
 @pytest.mark.parametrize("target", ["paper", "scaled", "classwise"])
 def test_influence_beats_random_on_its_own_objective(run, small_fmnist, target):
-    cfg = InfluenceConfig(target=target, l2=1e-3, time_limit=5, bound=True)
-    proxy = build_proxy(small_fmnist, run, "influence", 20, influence=cfg)
+    cfg = InfluenceConfig(l2=1e-3)
+    proxy = build_proxy(small_fmnist, run, "influence", 20, influence=cfg,
+                        objective=ObjectiveConfig(target=target, time_limit=5, bound=True))
     S, _ = influence_vectors(run, cfg)
     randoms = [influence_objective(S, run.labels, select("random", run.labels, 20, seed=s).kept,
                                    target=target) for s in range(5)]
@@ -107,8 +108,8 @@ def test_influence_beats_random_on_its_own_objective(run, small_fmnist, target):
 
 def test_literal_target_keeps_hard_examples(run, small_fmnist):
     """results/objective-study/README.md: the literal Eq. 4 fills a small proxy with examples the network gets wrong."""
-    literal = build_proxy(small_fmnist, run, "influence", 20, influence=InfluenceConfig(target="paper", l2=1e-3,
-                                                                                      time_limit=5, bound=False))
+    literal = build_proxy(small_fmnist, run, "influence", 20, influence=InfluenceConfig(l2=1e-3),
+                          objective=ObjectiveConfig(target="paper", time_limit=5, bound=False))
     rnd = build_proxy(small_fmnist, run, "random", 20)
     assert literal.stats["pruning_net_acc_on_kept"] < rnd.stats["pruning_net_acc_on_kept"] - 20
 
@@ -209,14 +210,15 @@ def test_cli_prune_reuses_a_scoring_run(run, tmp_path, capsys, monkeypatch):
 def test_epsilon_formulation_prunes_within_the_bound(run, small_fmnist):
     from nasprune.prune import influence_vectors
 
-    cfg = InfluenceConfig(target="paper", l2=1e-3, epsilon=0.05, time_limit=20)
-    proxy = build_proxy(small_fmnist, run, "influence", seed=0, influence=cfg)
+    cfg = InfluenceConfig(l2=1e-3)
+    proxy = build_proxy(small_fmnist, run, "influence", seed=0, influence=cfg,
+                        objective=ObjectiveConfig(target="paper", epsilon=0.05, time_limit=20))
     S, _ = influence_vectors(run, cfg)
     pruned = np.setdiff1d(np.arange(len(S)), proxy.indices)
     assert 0 < len(pruned) < len(S)
     assert float(S[pruned].double().sum(0).norm()) <= 0.05 + 1e-9
-    looser = build_proxy(small_fmnist, run, "influence", influence=InfluenceConfig(target="paper", l2=1e-3,
-                                                                                 epsilon=0.5, time_limit=20))
+    looser = build_proxy(small_fmnist, run, "influence", influence=cfg,
+                         objective=ObjectiveConfig(target="paper", epsilon=0.5, time_limit=20))
     assert len(looser) <= len(proxy)  # a looser bound prunes at least as much
     with pytest.raises(ValueError, match="pruning everything meets any epsilon"):
-        InfluenceConfig(target="classwise", epsilon=0.1)
+        ObjectiveConfig(target="classwise", epsilon=0.1)
