@@ -21,7 +21,7 @@ from nasprune.data import Dataset
 from nasprune.influence import HESSIANS, last_layer_influence, refit_last_layer
 from nasprune.proxy import ProxySet
 from nasprune.scoring import ScoringRun
-from nasprune.selection import METHODS, TARGETS, SelectionResult, get_method
+from nasprune.selection import METHODS, TARGETS, SelectionResult, fraction_quota, get_method
 from nasprune.selection import select as select_method
 
 __all__ = ["METHODS", "InfluenceConfig", "ObjectiveConfig", "build_proxy", "check_reuse", "influence_vectors",
@@ -213,9 +213,10 @@ def select(run: ScoringRun | None, method: str, per_class, *, seed: int = 0,
 
 
 def build_proxy(dataset: Dataset, run: ScoringRun | None = None, method: str = "random", per_class=100, *,
-                seed: int = 0, influence: InfluenceConfig | None = None,
+                keep: float | None = None, seed: int = 0, influence: InfluenceConfig | None = None,
                 objective: ObjectiveConfig | None = None) -> ProxySet:
-    """Select ``per_class`` images of each class with ``method`` and package them as a ``ProxySet``.
+    """Select ``per_class`` images of each class (one count, or a mapping class -> count) with ``method``, or
+    the fraction ``keep`` of every class when given, and package them as a ``ProxySet``.
 
     A method that needs no scoring run (``needs_scoring_run``: random) works with ``run=None``; the kept
     set's pruning-network profile is then None. With ``objective.epsilon`` set, the influence method solves
@@ -226,6 +227,8 @@ def build_proxy(dataset: Dataset, run: ScoringRun | None = None, method: str = "
         run.check_dataset(dataset)
     elif needs_scoring_run(method):
         raise _missing_run(method)
+    if keep is not None:
+        per_class = fraction_quota(dataset.train_y, keep)
     result, info = select(run, method, per_class, seed=seed, influence=influence, objective=objective,
                           labels=dataset.train_y)
     config = {**proxy_settings(method, per_class, seed, influence, objective),

@@ -39,7 +39,7 @@ from nasprune.proxy import ProxySet
 from nasprune.report import markdown_table, write_readme
 from nasprune.runner import run_search
 from nasprune.scoring import ScoringConfig, ScoringRun, load_or_run
-from nasprune.selection import select
+from nasprune.selection import fraction_quota, select
 from nasprune.train import TrainConfig
 
 
@@ -113,11 +113,6 @@ class Grid:
 # --- the proxies ---------------------------------------------------------------------------------------------
 
 
-def keep_quota(labels: torch.Tensor, rate: float) -> dict[int, int]:
-    """Per-class counts that keep ``1 - rate`` of every class (rounded)."""
-    return {c: round((1 - rate) * k) for c, k in enumerate(torch.bincount(labels).tolist())}
-
-
 def epsilon_at_rate(S: torch.Tensor, labels: torch.Tensor, rate: float, *, tol: float = 0.01, steps: int = 30,
                     time_limit: float = 60.0) -> float:
     """The epsilon of Eq. 3 (target 'paper') whose pruned fraction is nearest ``rate``: bisected geometrically
@@ -144,7 +139,7 @@ def build_proxies(grid: Grid, dataset: Dataset, run: ScoringRun | None, director
     for name, (label, rate) in grid.proxies().items():
         path = directory / "proxies" / f"{name}.json"
         m = METHODS[label]
-        quota = keep_quota(dataset.train_y, rate)
+        quota = fraction_quota(dataset.train_y, 1 - rate)
         if path.exists():  # the epsilon a bisection found is the file's own
             check_reuse(ProxySet.load(path, dataset), proxy_settings(m.method, quota, 0, objective=m.objective), path,
                         ignore=("objective.epsilon",))

@@ -222,3 +222,11 @@ def test_epsilon_formulation_prunes_within_the_bound(run, small_fmnist):
     assert len(looser) <= len(proxy)  # a looser bound prunes at least as much
     with pytest.raises(ValueError, match="pruning everything meets any epsilon"):
         ObjectiveConfig(target="classwise", epsilon=0.1)
+
+
+def test_build_proxy_at_a_keep_fraction(small_fmnist):
+    """``keep`` asks for a fraction of every class instead of a per-class count (the claim grids' pruning rates)."""
+    proxy = build_proxy(small_fmnist, None, "random", keep=0.1, seed=0)
+    sizes = torch.bincount(small_fmnist.train_y).tolist()
+    assert proxy.per_class == {c: round(0.1 * k) for c, k in enumerate(sizes)}
+    assert proxy.config["per_class"] == proxy.per_class

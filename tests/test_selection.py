@@ -376,3 +376,14 @@ def test_bad_inputs_raise_value_errors(problem):
         cardinality_prune(torch.full_like(S, float("nan")), labels, 2)
     with pytest.raises(ValueError, match="time_limit must be None or > 0"):
         cardinality_prune(S, labels, 2, time_limit=0)
+
+
+def test_fraction_quota_keeps_the_fraction_of_every_class():
+    from nasprune.selection import fraction_quota
+
+    labels = np.repeat([0, 1, 2], [10, 25, 7])
+    assert fraction_quota(labels, 0.6) == {0: 6, 1: 15, 2: 4}  # 4.2 rounds to 4
+    assert fraction_quota(labels, 1.0) == {0: 10, 1: 25, 2: 7}
+    for bad in (0, 1.5, True, "half"):
+        with pytest.raises(ValueError, match="keep must be a fraction in"):
+            fraction_quota(labels, bad)

@@ -7,7 +7,7 @@ diagnostics. ``select(name, labels, keep_per_class, seed=..., **inputs)`` runs a
 conformance check every method passes.
 """
 
-from ._common import SelectionResult, check_random_state, resolve_quota
+from ._common import SelectionResult, check_random_state, fraction_quota, resolve_quota
 from ._registry import INPUTS, METHODS, MethodSpec, get_method, register_method, select
 
 # these modules register their methods on import, in this order: "influence", the baselines, the NAS-proxy ones
@@ -22,7 +22,7 @@ select_baseline = select
 
 __all__ = [
     "CCS_SCORES", "ENTROPY_WEIGHTINGS", "INPUTS", "METHODS", "MethodSpec", "SOLVERS", "SelectionResult", "TARGETS",
-    "TargetSpec", "cardinality_prune", "check_random_state", "entropy_weights", "epsilon_prune", "get_method",
+    "TargetSpec", "cardinality_prune", "check_random_state", "entropy_weights", "epsilon_prune", "fraction_quota", "get_method",
     "influence_objective", "register_method", "relaxation_bound", "resolve_quota", "select", "select_baseline",
     "stratum_budgets",
 ]

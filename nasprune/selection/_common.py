@@ -100,6 +100,15 @@ def as_matrix(values, n: int, name: str) -> torch.Tensor:
     return t
 
 
+def fraction_quota(labels, keep: float) -> dict[int, int]:
+    """Per-class counts that keep the fraction ``keep`` (in (0, 1]) of every class present in ``labels``,
+    rounded: a keep rate as a ``keep_per_class`` mapping (pruning 40% is ``keep=0.6``)."""
+    if isinstance(keep, bool) or not isinstance(keep, numbers.Real) or not 0 < keep <= 1:
+        raise ValueError(f"keep must be a fraction in (0, 1], got {keep!r}")
+    classes, counts = np.unique(as_labels(labels), return_counts=True)
+    return {int(c): round(keep * int(k)) for c, k in zip(classes, counts)}
+
+
 def resolve_quota(labels, keep_per_class: int | Mapping[int, int]) -> dict[int, int]:
     """Exact number of examples to keep in each class present in ``labels``.
 
