@@ -196,6 +196,16 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str | os.PathLike, handles: Mapping[str, object] | None = None, *, columns: int = 4) -> Path:
+    """Add the figure's legend below its panels (one entry per ``handles`` label), write it as a PNG and close it."""
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=9, frameon=False,
+                   ncol=min(len(handles), columns))
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return Path(path)
+
+
 def plot_proxy_vs_whole(jobs: pd.DataFrame, path: str | os.PathLike, whole: str = "whole", *, k: int = 10,
                         title: str = "") -> Path:
     """One panel per proxy training set: each candidate's rank on the proxy (y) against its rank on the
@@ -258,12 +268,7 @@ def plot_proxy_vs_whole(jobs: pd.DataFrame, path: str | os.PathLike, whole: str 
     n_all = len(w)
     fig.suptitle(f"{title + chr(10) if title else ''}proxy vs {whole}: ranks of {n_all} candidates by mean "
                  "val acc over seeds", fontsize=11)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=9, frameon=False,
-                   ncol=len(handles) if cols > 1 else 2)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, handles, columns=len(handles) if cols > 1 else 2)
 
 
 def _num(x: float) -> str:
@@ -319,9 +324,7 @@ def plot_table1(table: pd.DataFrame, path: str | os.PathLike, whole: str = "whol
     fig.suptitle(f"{title + ': ' if title else ''}Table 1, each training set with its 95% bootstrap interval over "
                  f"candidates (dashed: {whole})", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 # --- write-ups of finished experiments (the README.md files under results/) ---------------------------------------
@@ -493,12 +496,7 @@ def plot_random_null(draws: pd.DataFrame, null: pd.DataFrame, path: str | os.Pat
     missing = f"\nnot drawn, undefined for {n} candidates: {', '.join(undefined)}" if undefined else ""
     fig.suptitle(f"{title + chr(10) if title else ''}{', '.join(proxies)} among random proxies of the same size "
                  f"(percentile: the share of draws it beats, ties half){missing}", fontsize=11)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=9, frameon=False,
-                   ncol=min(len(handles), 4))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, handles, columns=4)
 
 
 # --- the proxy benchmark (nasprune.benchmark) ---------------------------------------------------------------------
@@ -542,12 +540,7 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title + chr(10) if title else ''}each method against random proxies of its size", fontsize=11)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=9, frameon=False,
-                   ncol=min(len(handles), 5))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, handles, columns=5)
 
 
 def size_sweep_markdown(sweep: pd.DataFrame, metrics: Sequence[tuple[str, str, str]]) -> list[str]:
