@@ -194,3 +194,16 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
     assert "30 of 30 jobs finished" in readme and "**Noise ceiling** over 3 candidates" in readme
     assert "### 2 images per class (3 candidates)" in readme and "## The decision rule applied" in readme
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def test_competitive_pool_screen_leaves_out_the_pools_already_spent(monkeypatch):
+    """scripts/competitive_pool.py screens the strong corner of the grid minus the development pool and fmnist-ref's
+    candidates (the held-out pool must be new), trained like the benchmark's proxies."""
+    import competitive_pool
+
+    monkeypatch.chdir(Path(__file__).parents[1])
+    exp = competitive_pool.screen_experiment()
+    spent = {c for d in competitive_pool.USED for c in competitive_pool.Experiment.load(d).candidates}
+    grid = {s.id for s in competitive_pool.convnet_720(**competitive_pool.GRID)}
+    assert len(grid) == 64 and set(exp.candidates) == grid - spent and len(exp.candidates) == 59
+    assert exp.training_sets["screen"].train.epochs == 50 and exp.seeds == [0]
