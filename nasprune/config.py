@@ -35,7 +35,7 @@ import numpy as np
 from nasprune.errors import ConfigError
 from nasprune.errors import join_key as _join
 
-__all__ = ["ConfigError", "check_fields", "check_random_state", "from_mapping", "to_mapping"]
+__all__ = ["ConfigError", "check_fields", "check_random_state", "from_mapping", "merged", "to_mapping"]
 
 
 # --- the validator -----------------------------------------------------------------------------------------------
@@ -141,6 +141,16 @@ def _over_default(f: dataclasses.Field, value: Any, where: str) -> Any:
     value = _move(type(default), value or {}, where)  # before the merge, or an old key is "given twice"
     return {**{g.name: to_mapping(getattr(default, g.name)) for g in dataclasses.fields(default) if g.init},
             **value}
+
+
+def merged(base: Mapping, over: Mapping) -> dict:
+    """``base`` with the settings of ``over`` put in, section by section: ``merged({"train": {"epochs": 6,
+    "lr": 0.01}}, {"train": {"epochs": 2}})`` keeps the lr. For a section that lists what differs from another."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = merged(out[key], value) if both else value
+    return out
 
 
 def check_fields(config: Any) -> None:

@@ -7,8 +7,9 @@ the dataset, the scoring run, the proxies and the search, each a typed dataclass
 Each stage writes its artifact into the run directory and is skipped when that artifact already
 exists, so a killed ``nasprune run`` picks up where it stopped:
 
-    DIR/scoring.pt             the scoring run (one training of the pruning network; DIR/scoring.ckpt while
-                               it trains, so a killed scoring run resumes from its last epoch)
+    DIR/scoring.pt             the scoring run (one training of the pruning network; DIR/scoring.pt.ckpt while
+                               it trains, so a killed scoring run resumes from its last epoch); a proxy entry
+                               with its own ``scoring`` settings selects from DIR/scoring-<hash>.pt
     DIR/proxies/<name>.json    one ProxySet per proxy
     DIR/experiment.json        the search (runner), its Optuna journal, then the report files
 """
@@ -16,6 +17,8 @@ exists, so a killed ``nasprune run`` picks up where it stopped:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,7 +27,7 @@ from typing import ClassVar
 
 import yaml
 
-from nasprune.config import ConfigError, from_mapping, to_mapping
+from nasprune.config import ConfigError, from_mapping, merged, to_mapping
 from nasprune.data import DatasetSpec
 from nasprune.experiment import Experiment, ExperimentError, TrainingSet
 from nasprune.prune import (METHODS, OBJECTIVE_KEYS, InfluenceConfig, ObjectiveConfig, build_proxy, check_reuse,
@@ -32,7 +35,7 @@ from nasprune.prune import (METHODS, OBJECTIVE_KEYS, InfluenceConfig, ObjectiveC
 from nasprune.proxy import ProxySet
 from nasprune.report import write_report
 from nasprune.runner import run_search
-from nasprune.scoring import ScoringConfig, load_or_run
+from nasprune.scoring import ScoringConfig, comparable_settings, load_or_run
 from nasprune.selection import get_method
 from nasprune.train import TrainConfig
 from search_spaces import ConvNetSpec, convnet_720, stratified_subset
@@ -57,7 +60,9 @@ class ProxySpec:
     that differ from ``proxies.influence`` and ``proxies.objective`` (which list those that differ from
     :class:`InfluenceConfig`'s and :class:`ObjectiveConfig`'s defaults); after :meth:`ProxiesConfig.resolved`
     they hold all of them and seed and per_class are filled in. Configs from before ``objective`` (its
-    settings under ``influence``) still load, with a FutureWarning.
+    settings under ``influence``) still load, with a FutureWarning. ``scoring`` lists the settings of its
+    scoring run that differ from the run's ``scoring`` (:meth:`PipelineConfig.scoring_of`), e.g.
+    ``{spec: w16-d3-relu-instancenorm-avgpooling, train: {epochs: 2}}`` to select with a cheaper network.
     """
 
     MOVED: ClassVar[dict[str, str]] = {"influence.method": "influence.hessian",
@@ -71,6 +76,7 @@ class ProxySpec:
     draws: int = 1
     influence: dict = field(default_factory=dict)
     objective: dict = field(default_factory=dict)
+    scoring: dict = field(default_factory=dict)  # overrides of the run's scoring config, e.g. a cheaper network
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name) or self.name == "whole":
@@ -205,6 +211,23 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
             raise ConfigError(f"must be letters, digits, '.', '_' or '-', got {self.name!r}", "name")
+        for i, s in enumerate(self.proxies.sets or ()):
+            if s.scoring:
+                try:
+                    self.scoring_of(s)
+                except ConfigError as e:
+                    raise e.under(f"proxies.sets[{i}].scoring") from None
+
+    def scoring_of(self, proxy: ProxySpec) -> tuple[ScoringConfig, str]:
+        """The scoring run ``proxy`` selects from, and its file in the run directory: ``scoring.pt`` for the run's
+        ``scoring``, ``scoring-<hash of its settings>.pt`` for one a proxy entry changes."""
+        if not proxy.scoring:
+            return self.scoring, "scoring.pt"
+        config = from_mapping(ScoringConfig, merged(to_mapping(self.scoring), proxy.scoring))
+        if config == self.scoring:
+            return config, "scoring.pt"
+        digest = hashlib.sha1(json.dumps(comparable_settings(config), sort_keys=True).encode()).hexdigest()[:8]
+        return config, f"scoring-{digest}.pt"
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike) -> "PipelineConfig":
@@ -268,28 +291,28 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     proxies = config.proxies.resolved()
     paths = {s.name: directory / "proxies" / f"{s.name}.json" for s in proxies}
     missing = [s for s in proxies if not paths[s.name].exists()]
-    run = None
-    scoring_path = directory / "scoring.pt"
-    if not any(needs_scoring_run(s.method) for s in missing):
+    needed = dict(config.scoring_of(s)[::-1] for s in missing if needs_scoring_run(s.method))  # file -> config
+    if not needed:
         log("[1/4] scoring run: not needed" + (", every proxy file exists" if not missing else
                                                   f" by {', '.join(sorted({s.method for s in missing}))}"))
-    else:
-        scoring = config.scoring
-        if not scoring_path.exists():
-            log(f"[1/4] scoring run: {scoring.spec}, {scoring.train.epochs} epochs on {len(dataset.train_y)} images")
-        run, loaded = load_or_run(scoring_path, dataset, scoring, progress=progress)
-        if loaded:
-            log(f"[1/4] scoring run: reusing {scoring_path}")
-    if run is not None:
-        log(f"      pruning network val acc {run.val_acc:.1f}%, {sum(run.seconds.values()):.0f}s")
+    runs = {}
+    for file, scoring in needed.items():
+        path = directory / file
+        if not path.exists():
+            log(f"[1/4] scoring run {file}: {scoring.spec}, {scoring.train.epochs} epochs on {len(dataset.train_y)} "
+                "images")
+        runs[file], loaded = load_or_run(path, dataset, scoring, progress=progress)
+        log(f"[1/4] scoring run {file}{': reused' if loaded else ''}: pruning network val acc "
+            f"{runs[file].val_acc:.1f}%, {sum(runs[file].seconds.values()):.0f}s")
     for s in proxies:
         path = paths[s.name]
         influence, objective = InfluenceConfig(**s.influence), ObjectiveConfig(**s.objective)
+        scoring, file = config.scoring_of(s)
         if path.exists():
             proxy = ProxySet.load(path, dataset)
-            check_reuse(proxy, proxy_settings(s.method, s.per_class, s.seed, influence, objective), path)
+            check_reuse(proxy, proxy_settings(s.method, s.per_class, s.seed, influence, objective, scoring), path)
         else:
-            proxy = build_proxy(dataset, run, s.method, s.per_class, seed=s.seed, influence=influence,
+            proxy = build_proxy(dataset, runs.get(file), s.method, s.per_class, seed=s.seed, influence=influence,
                                 objective=objective)
             proxy.save(path)
         acc = proxy.stats.get("pruning_net_acc_on_kept")

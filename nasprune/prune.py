@@ -20,7 +20,7 @@ from nasprune.artifacts import ProxyError, changed_settings, show_changes
 from nasprune.data import Dataset
 from nasprune.influence import HESSIANS, last_layer_influence, refit_last_layer
 from nasprune.proxy import ProxySet
-from nasprune.scoring import ScoringRun
+from nasprune.scoring import ScoringConfig, ScoringRun, comparable_settings
 from nasprune.selection import METHODS, TARGETS, SelectionResult, fraction_quota, get_method
 from nasprune.selection import select as select_method
 
@@ -82,10 +82,13 @@ OBJECTIVE_KEYS = tuple(f.name for f in fields(ObjectiveConfig))
 
 
 def proxy_settings(method: str, per_class, seed: int, influence: InfluenceConfig | None = None,
-                   objective: ObjectiveConfig | None = None) -> dict:
-    """What a proxy's selection depends on, as its file records it (``ProxySet.config``, less the scoring run):
-    the method, its quotas and seed and, for a method that reads S, both influence configs in full."""
+                   objective: ObjectiveConfig | None = None, scoring: ScoringConfig | Mapping | None = None) -> dict:
+    """What a proxy's selection depends on, as compared (:func:`check_reuse`): the method, its quotas and seed,
+    for a method that reads a scoring run that run's settings (``scoring.comparable_settings``; None: the
+    default), and for a method that reads S both influence configs in full."""
     settings = {"method": method, "per_class": per_class, "seed": seed}
+    if needs_scoring_run(method):
+        settings["scoring"] = comparable_settings(ScoringConfig() if scoring is None else scoring)
     if uses_influence(method):
         settings["influence"] = asdict(influence or InfluenceConfig())
         settings["objective"] = asdict(objective or ObjectiveConfig())
@@ -93,10 +96,13 @@ def proxy_settings(method: str, per_class, seed: int, influence: InfluenceConfig
 
 
 def recorded_settings(config: Mapping) -> dict:
-    """:func:`proxy_settings` of a proxy file's ``config``, in today's form: files written before
+    """:func:`proxy_settings` of a proxy file's ``config``, in today's form (its scoring run's settings as
+    ``scoring.comparable_settings`` reads them, whatever version wrote them): files written before
     ObjectiveConfig hold its settings (and ``method`` for ``hessian``) in the one ``influence`` section, and
     settings added since a file was written count at their defaults."""
     settings = {k: config.get(k) for k in ("method", "per_class", "seed")}
+    if needs_scoring_run(settings["method"]) and config.get("scoring") is not None:
+        settings["scoring"] = comparable_settings(config["scoring"])
     old = config.get("influence")
     if isinstance(old, Mapping):
         influence = {("hessian" if k == "method" else k): v for k, v in old.items() if k not in OBJECTIVE_KEYS}
@@ -231,8 +237,8 @@ def build_proxy(dataset: Dataset, run: ScoringRun | None = None, method: str = "
         per_class = fraction_quota(dataset.train_y, keep)
     result, info = select(run, method, per_class, seed=seed, influence=influence, objective=objective,
                           labels=dataset.train_y)
-    config = {**proxy_settings(method, per_class, seed, influence, objective),
-              "scoring": None if run is None else run.config}
+    config = {**{k: v for k, v in proxy_settings(method, per_class, seed, influence, objective).items()
+                 if k != "scoring"}, "scoring": None if run is None else run.config}
     # the scoring run's cost counts only for a method that reads it
     scoring_seconds = float(sum(run.seconds.values())) if run is not None and needs_scoring_run(method) else None
     stats = {

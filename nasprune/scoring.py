@@ -35,7 +35,8 @@ from nasprune.data import Dataset
 from nasprune.train import Checkpoint, TrainConfig, resolve_device, to_float, train
 from search_spaces import ConvNetSpec, build_convnet
 
-__all__ = ["FORMAT", "ScoringConfig", "ScoringError", "ScoringRun", "pruning_network", "run_scoring"]
+__all__ = ["FORMAT", "ScoringConfig", "ScoringError", "ScoringRun", "comparable_settings", "load_or_run",
+           "pruning_network", "run_scoring"]
 
 FORMAT = "nasprune.scoring/1"
 
@@ -240,7 +241,7 @@ def load_or_run(path: str | Path | None, dataset: Dataset, config: ScoringConfig
     """
     if path is not None and Path(path).exists():
         run = ScoringRun.load(path, dataset)
-        diff = {} if config is None else changed_settings(_settings(run.config), _settings(config))
+        diff = {} if config is None else changed_settings(comparable_settings(run.config), comparable_settings(config))
         if diff:
             raise ScoringError(f"{path}: a scoring run with other settings than asked (setting made -> asked: "
                                f"{show_changes(diff)}); give another path, or delete it to make a new one")
@@ -252,7 +253,7 @@ def load_or_run(path: str | Path | None, dataset: Dataset, config: ScoringConfig
     return run, False
 
 
-def _settings(config: ScoringConfig | dict) -> dict:
+def comparable_settings(config: ScoringConfig | dict) -> dict:
     """A scoring config as compared: ``ScoringRun.config`` as recorded, of this version or, flat, of one before
     ``ScoringConfig.train`` (its TrainConfig settings added since at their defaults), less the device, which may
     differ from machine to machine."""

@@ -141,7 +141,8 @@ def build_proxies(grid: Grid, dataset: Dataset, run: ScoringRun | None, director
         m = METHODS[label]
         quota = fraction_quota(dataset.train_y, 1 - rate)
         if path.exists():  # the epsilon a bisection found is the file's own
-            check_reuse(ProxySet.load(path, dataset), proxy_settings(m.method, quota, 0, objective=m.objective), path,
+            check_reuse(ProxySet.load(path, dataset),
+                        proxy_settings(m.method, quota, 0, objective=m.objective, scoring=grid.scoring), path,
                         ignore=("objective.epsilon",))
             continue
         objective, search_seconds = m.objective, 0.0

@@ -158,3 +158,30 @@ def test_bad_proxy_entries_are_refused(tmp_path, entry, message):
     doc = {**TINY, "proxies": {"per_class": 10, "sets": [entry]}}
     with pytest.raises(ValueError, match=message):
         PipelineConfig.load(_write(tmp_path, doc))
+
+
+def test_a_proxy_entry_can_select_with_its_own_scoring_run(tmp_path):
+    """``scoring`` on a proxy entry changes the settings of the run it selects from (a cheaper pruning network):
+    that run is trained once into its own file, the proxy records it, and a changed setting is refused."""
+    cheap = {"name": "cheap", "method": "herding", "scoring": {"train": {"epochs": 1}}}
+    doc = {**TINY, "proxies": {**TINY["proxies"], "sets": [{"name": "full", "method": "herding"}, cheap]},
+           "search": {**TINY["search"], "candidates": TINY["search"]["candidates"][:1]}}
+    config = PipelineConfig.load(_write(tmp_path, doc))
+    (full_cfg, full_file), (cheap_cfg, cheap_file) = (config.scoring_of(s) for s in config.proxies.resolved())
+    assert full_file == "scoring.pt" and cheap_file.startswith("scoring-") and cheap_file != full_file
+    assert cheap_cfg.train.epochs == 1 and cheap_cfg.train.lr == full_cfg.train.lr == 0.05  # the rest is kept
+    out = tmp_path / "run"
+    run_pipeline(config, out, progress=False, log=lambda *_: None, report=False)
+    assert (out / "scoring.pt").exists() and (out / cheap_file).exists()
+    built = {n: ProxySet.load(out / "proxies" / f"{n}.json") for n in ("full", "cheap")}
+    assert built["cheap"].config["scoring"]["train"]["epochs"] == 1
+    assert built["full"].config["scoring"]["train"]["epochs"] == 2
+    assert list(built["cheap"].indices) != list(built["full"].indices)
+    changed = {**doc, "proxies": {**doc["proxies"], "sets": [doc["proxies"]["sets"][0],
+                                                             {**cheap, "scoring": {"train": {"epochs": 2}}}]}}
+    with pytest.raises(ValueError, match=r"cheap.json: was built with other settings .*scoring\.train\.epochs 1 -> 2"):
+        run_pipeline(PipelineConfig.load(_write(tmp_path, changed, "changed.yaml")), out, progress=False,
+                     log=lambda *_: None, report=False)
+    with pytest.raises(ValueError, match=r"proxies\.sets\[1\]\.scoring\.train\.epoch: unknown key"):
+        PipelineConfig.load(_write(tmp_path, {**doc, "proxies": {**doc["proxies"], "sets": [
+            doc["proxies"]["sets"][0], {**cheap, "scoring": {"train": {"epoch": 2}}}]}}, "typo.yaml"))
