@@ -185,3 +185,21 @@ def test_a_proxy_entry_can_select_with_its_own_scoring_run(tmp_path):
     with pytest.raises(ValueError, match=r"proxies\.sets\[1\]\.scoring\.train\.epoch: unknown key"):
         PipelineConfig.load(_write(tmp_path, {**doc, "proxies": {**doc["proxies"], "sets": [
             doc["proxies"]["sets"][0], {**cheap, "scoring": {"train": {"epoch": 2}}}]}}, "typo.yaml"))
+
+
+@pytest.mark.parametrize("config, directory", [("results/objective-study/config.yaml", "results/objective-study"),
+                                               ("fmnist-ref", "results/fmnist-ref")])
+def test_committed_proxy_files_are_still_reused_by_their_configs(config, directory):
+    """Proxy files written by earlier versions (influence settings in one section, a flat scoring config) match
+    what their configs ask today, so rerunning a results script reuses them instead of refusing them."""
+    from nasprune.prune import InfluenceConfig, ObjectiveConfig, check_reuse, proxy_settings
+
+    root = Path(__file__).parents[1]
+    config = PipelineConfig.load(root / config if config.endswith(".yaml") else config)
+    for s in config.proxies.resolved():
+        path = root / directory / "proxies" / f"{s.name}.json"
+        asked = proxy_settings(s.method, s.per_class, s.seed, InfluenceConfig(**s.influence),
+                               ObjectiveConfig(**s.objective), config.scoring_of(s)[0])
+        check_reuse(ProxySet.load(path), asked, path)  # raises on any difference
+        with pytest.raises(ValueError, match="seed 0 -> 7"):
+            check_reuse(ProxySet.load(path), {**asked, "seed": 7}, path)
