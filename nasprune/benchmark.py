@@ -11,6 +11,7 @@ has finished are read, so a partial run gives a smaller but consistent benchmark
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,8 @@ import pandas as pd
 from nasprune.metrics import NULL_COLUMNS, candidate_means, random_null, ranking_by_epoch
 from nasprune.selection import get_method
 
-__all__ = ["SWEEP_COLUMNS", "choose_defaults", "complete_sets", "costs", "primary_metrics", "settling", "size_sweep",
-           "top_quartile_k"]
+__all__ = ["SWEEP_COLUMNS", "choose_defaults", "choose_network", "complete_sets", "costs", "primary_metrics",
+           "qualifies", "settling", "size_sweep", "top_quartile_k"]
 
 #: The columns of :func:`size_sweep`: the size, the proxy's method, then :data:`nasprune.metrics.NULL_COLUMNS`.
 SWEEP_COLUMNS = ["per_class", "images", "method", *NULL_COLUMNS]
@@ -67,32 +68,52 @@ def size_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SWEEP_COLUMNS)
 
 
-def choose_defaults(sweep: pd.DataFrame, k: int, *, min_percentile: float = 80.0) -> pd.DataFrame:
-    """The decision rule of ``results/proxy-benchmark/PLAN.md``, size by size.
-
-    A proxy qualifies when its percentile among the draws is at least ``min_percentile`` on both
-    :func:`primary_metrics` and its regret is at most the draws' median regret. The default is the qualifier
-    with the highest mean of its two primary percentiles (ties: the method with the cheaper inputs), else
-    ``random``. One row per size: ``per_class``, ``default``, ``qualified`` (names, comma-separated),
-    ``mean_percentile`` of the default (NaN for random), ``draws``.
-    """
+def qualifies(sweep: pd.DataFrame, proxy: str, k: int, *, min_percentile: float = 80.0) -> float | None:
+    """The decision rule's test of one proxy (``results/proxy-benchmark/PLAN.md``): the mean of its two primary
+    percentiles among the draws of its size when both are at least ``min_percentile`` and its regret is at most
+    the draws' median regret; None when it does not qualify (or is not in ``sweep``)."""
+    rows = sweep[sweep["proxy"] == proxy].set_index("metric")
     primary = primary_metrics(k)
+    if not all(m in rows.index for m in (*primary, "regret")):
+        return None
+    pct = [float(rows.loc[m, "percentile"]) for m in primary]
+    regret, median = rows.loc["regret", "value"], rows.loc["regret", "draw_median"]
+    if all(p >= min_percentile for p in pct) and regret <= median:
+        return float(np.mean(pct))
+    return None
+
+
+def choose_defaults(sweep: pd.DataFrame, k: int, *, min_percentile: float = 80.0,
+                    exclude: Sequence[str] = ()) -> pd.DataFrame:
+    """The decision rule of ``results/proxy-benchmark/PLAN.md``, size by size, among the proxies not in ``exclude``
+    (e.g. those selected with another pruning network, which :func:`choose_network` judges afterwards).
+
+    The default is the qualifier (:func:`qualifies`) with the highest mean primary percentile (ties: the method
+    with the cheaper inputs), else ``random``. One row per size: ``per_class``, ``default``, ``method``,
+    ``qualified`` (names, comma-separated), ``mean_percentile`` of the default (NaN for random), ``draws``.
+    """
     rows = []
-    for per_class, group in sweep.groupby("per_class", sort=True):
-        wide = group.pivot_table(index="proxy", columns="metric", values=["percentile", "value", "draw_median"])
+    for per_class, group in sweep[~sweep["proxy"].isin(list(exclude))].groupby("per_class", sort=True):
         qualified = []
-        for proxy in wide.index:
-            pct = [wide.loc[proxy, ("percentile", m)] for m in primary]
-            regret, median = wide.loc[proxy, ("value", "regret")], wide.loc[proxy, ("draw_median", "regret")]
-            if all(p >= min_percentile for p in pct) and regret <= median:
-                method = group.loc[group["proxy"] == proxy, "method"].iloc[0]
+        for proxy, method in group.groupby("proxy", sort=False)["method"].first().items():
+            score = qualifies(group, proxy, k, min_percentile=min_percentile)
+            if score is not None:
                 cost = max((_INPUT_COST.get(i, 4) for i in get_method(method).inputs), default=0)
-                qualified.append((-float(np.mean(pct)), cost, proxy))
+                qualified.append((-score, cost, proxy, method))
         best = min(qualified) if qualified else None
         rows.append({"per_class": int(per_class), "default": best[2] if best else "random",
+                     "method": best[3] if best else "random",
                      "qualified": ", ".join(q[2] for q in sorted(qualified)),
                      "mean_percentile": -best[0] if best else float("nan"), "draws": int(group["draws"].max())})
-    return pd.DataFrame(rows, columns=["per_class", "default", "qualified", "mean_percentile", "draws"])
+    return pd.DataFrame(rows, columns=["per_class", "default", "method", "qualified", "mean_percentile", "draws"])
+
+
+def choose_network(sweep: pd.DataFrame, k: int, candidates: Sequence[str], *,
+                   min_percentile: float = 80.0) -> str | None:
+    """PLAN.md's rule for the pruning network: of ``candidates`` (the chosen method's proxies of one size from
+    each network, cheapest network first, the default network's last), the first that still qualifies; None
+    when none does."""
+    return next((c for c in candidates if qualifies(sweep, c, k, min_percentile=min_percentile) is not None), None)
 
 
 def settling(history: pd.DataFrame, whole: str = "whole", epochs=(1, 3, 5)) -> pd.DataFrame:
@@ -103,10 +124,14 @@ def settling(history: pd.DataFrame, whole: str = "whole", epochs=(1, 3, 5)) -> p
 
 
 def costs(jobs: pd.DataFrame, whole: str = "whole") -> pd.DataFrame:
-    """Per training set: its search's seconds per training seed (the sum of its jobs' ``seconds`` over
-    candidates, averaged over seeds), building its proxy (``proxy_minutes``, in seconds) and the total as a
-    fraction of the whole set's search at one seed. Index: training set; columns ``search_seconds``,
-    ``proxy_seconds``, ``fraction_of_whole``."""
+    """Per complete training set (:func:`complete_sets`: a half-finished set would look cheap): its search's
+    seconds per training seed (the sum of its jobs' ``seconds`` over candidates, averaged over seeds), building
+    its proxy (``proxy_minutes``, in seconds) and the total as a fraction of the whole set's search at one seed.
+    Index: training set; columns ``search_seconds``, ``proxy_seconds``, ``fraction_of_whole``; empty before
+    the whole set has a finished job."""
+    if not len(jobs) or not (jobs["training_set"] == whole).any():
+        return pd.DataFrame(columns=["search_seconds", "proxy_seconds", "fraction_of_whole"])
+    jobs = jobs[jobs["training_set"].isin(complete_sets(jobs, whole))]
     per_seed = jobs.groupby(["training_set", "seed"])["seconds"].sum().groupby("training_set").mean()
     proxy = jobs.groupby("training_set")["proxy_minutes"].first().fillna(0.0) * 60
     out = pd.DataFrame({"search_seconds": per_seed, "proxy_seconds": proxy.reindex(per_seed.index).fillna(0.0)})

@@ -35,7 +35,7 @@ import numpy as np
 from nasprune.errors import ConfigError
 from nasprune.errors import join_key as _join
 
-__all__ = ["ConfigError", "check_fields", "check_random_state", "from_mapping", "merged", "to_mapping"]
+__all__ = ["ConfigError", "check_fields", "check_random_state", "from_mapping", "merged", "migrate", "to_mapping"]
 
 
 # --- the validator -----------------------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
         return data
     if not isinstance(data, Mapping):
         raise ConfigError(f"expected a mapping of {cls.__name__} settings, got {_show(data)}", where)
-    data = _move(cls, data, where)
+    data = migrate(cls, data, where)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     moved = getattr(cls, "MOVED", {})
     for key in data:
@@ -79,7 +79,7 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
         raise ConfigError(str(e), where) from None
 
 
-def _move(cls: type, data: Mapping, where: str) -> Mapping:
+def migrate(cls: type, data: Mapping, where: str = "") -> Mapping:
     """``data`` with the keys ``cls.MOVED`` lists moved to their new place, each with a FutureWarning naming the
     new key; a key given in both places is a ConfigError. Old and new keys are dotted paths under ``cls``: a
     rename (``method`` -> ``hessian``), into a section (``epochs`` -> ``train.epochs``) or between sections
@@ -138,7 +138,7 @@ def _over_default(f: dataclasses.Field, value: Any, where: str) -> Any:
     default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
     if not dataclasses.is_dataclass(default) or isinstance(default, type):
         return value
-    value = _move(type(default), value or {}, where)  # before the merge, or an old key is "given twice"
+    value = migrate(type(default), value or {}, where)  # before the merge, or an old key is "given twice"
     return {**{g.name: to_mapping(getattr(default, g.name)) for g in dataclasses.fields(default) if g.init},
             **value}
 

@@ -27,7 +27,8 @@ from typing import ClassVar
 
 import yaml
 
-from nasprune.config import ConfigError, from_mapping, merged, to_mapping
+from nasprune.artifacts import changed_settings
+from nasprune.config import ConfigError, from_mapping, merged, migrate, to_mapping
 from nasprune.data import DatasetSpec
 from nasprune.experiment import Experiment, ExperimentError, TrainingSet
 from nasprune.prune import (METHODS, OBJECTIVE_KEYS, InfluenceConfig, ObjectiveConfig, build_proxy, check_reuse,
@@ -190,6 +191,10 @@ class SearchConfig:
             raise ConfigError(f"must be an int >= 0, got {self.workers!r}", "workers")
         if self.fuse < 1:
             raise ConfigError(f"must be an int >= 1 (1: no fusion), got {self.fuse!r}", "fuse")
+        for key in ("seeds", "proxy_seeds"):
+            seeds = getattr(self, key)
+            if seeds is not None and (not seeds or any(not 0 <= s < 2**31 for s in seeds) or len(set(seeds)) < len(seeds)):
+                raise ConfigError(f"must be distinct ints in [0, 2**31), got {list(seeds)!r}", key)
         for key in ("proxy_train", "whole_train"):
             if getattr(self, key).seed != 0:
                 raise ConfigError("the training seed comes from search.seeds; remove it here", f"{key}.seed")
@@ -223,10 +228,15 @@ class PipelineConfig:
         ``scoring``, ``scoring-<hash of its settings>.pt`` for one a proxy entry changes."""
         if not proxy.scoring:
             return self.scoring, "scoring.pt"
-        config = from_mapping(ScoringConfig, merged(to_mapping(self.scoring), proxy.scoring))
+        override = migrate(ScoringConfig, proxy.scoring)  # the flat form of earlier versions, before the merge
+        config = from_mapping(ScoringConfig, merged(to_mapping(self.scoring), override))
         if config == self.scoring:
             return config, "scoring.pt"
-        digest = hashlib.sha1(json.dumps(comparable_settings(config), sort_keys=True).encode()).hexdigest()[:8]
+        # named by the settings that differ from ScoringConfig's defaults, so that a field added later (at its
+        # default) leaves the name alone
+        differ = {k: new for k, (_, new) in changed_settings(comparable_settings(ScoringConfig()),
+                                                             comparable_settings(config)).items()}
+        digest = hashlib.sha1(json.dumps(differ, sort_keys=True, default=str).encode()).hexdigest()[:8]
         return config, f"scoring-{digest}.pt"
 
     @classmethod

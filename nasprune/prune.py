@@ -85,12 +85,13 @@ def proxy_settings(method: str, per_class, seed: int, influence: InfluenceConfig
                    objective: ObjectiveConfig | None = None, scoring: ScoringConfig | Mapping | None = None) -> dict:
     """What a proxy's selection depends on, as compared (:func:`check_reuse`): the method, its quotas and seed,
     for a method that reads a scoring run that run's settings (``scoring.comparable_settings``; None: the
-    default), and for a method that reads S both influence configs in full."""
+    default), for a method that reads S its InfluenceConfig, and for the influence method its ObjectiveConfig."""
     settings = {"method": method, "per_class": per_class, "seed": seed}
     if needs_scoring_run(method):
         settings["scoring"] = comparable_settings(ScoringConfig() if scoring is None else scoring)
     if uses_influence(method):
         settings["influence"] = asdict(influence or InfluenceConfig())
+    if method == "influence":  # the objective is that method's own (influence_score reads S, not the objective)
         settings["objective"] = asdict(objective or ObjectiveConfig())
     return settings
 
@@ -108,7 +109,8 @@ def recorded_settings(config: Mapping) -> dict:
         influence = {("hessian" if k == "method" else k): v for k, v in old.items() if k not in OBJECTIVE_KEYS}
         objective = {**{k: v for k, v in old.items() if k in OBJECTIVE_KEYS}, **(config.get("objective") or {})}
         settings["influence"] = asdict(InfluenceConfig(**influence))
-        settings["objective"] = asdict(ObjectiveConfig(**objective))
+        if settings["method"] == "influence":
+            settings["objective"] = asdict(ObjectiveConfig(**objective))
     return settings
 
 

@@ -503,8 +503,8 @@ def plot_random_null(draws: pd.DataFrame, null: pd.DataFrame, path: str | os.Pat
 
 def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Sequence[tuple[str, str]], *,
                     ceiling: Mapping | None = None, title: str = "") -> Path:
-    """One panel per ``(metric, label)``: each method's value against the proxy size (images per class, log
-    axis), random's median and 5-95% band over its draws as a grey line and band, and the noise ceiling (the
+    """One panel per ``(metric, label)``: each proxy family's value against the proxy size (images per class, log
+    axis; a family is the proxies whose names differ only in ``-pc<N>``, e.g. ``herding-pc10`` .. ``herding-pc200``), random's median and 5-95% band over its draws as a grey line and band, and the noise ceiling (the
     whole set against itself across seeds) as a dashed line with its 95% interval shaded.
 
     ``sweep`` is :func:`nasprune.benchmark.size_sweep`; ``ceiling`` :func:`nasprune.metrics.noise_ceiling`.
@@ -512,7 +512,8 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.4), squeeze=False, layout="constrained")
     handles: dict[str, object] = {}
-    methods = list(dict.fromkeys(sweep["method"]))
+    sweep = sweep.assign(family=sweep["proxy"].str.replace(r"-pc\d+", "", regex=True))
+    families = list(dict.fromkeys(sweep["family"]))
     for ax, (metric, label) in zip(axes.flat, metrics):
         rows = sweep[sweep["metric"] == metric]
         band = rows.groupby("per_class")[["draw_median", "band_lo", "band_hi", "draws"]].first().sort_index()
@@ -521,11 +522,11 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
                                                                 color="0.85", zorder=1)
             handles["random: median draw"] = ax.plot(band.index, band["draw_median"], color="0.4", lw=1.5,
                                                      zorder=2)[0]
-        for j, method in enumerate(methods):
-            m = rows[rows["method"] == method].sort_values("per_class")
+        for j, family in enumerate(families):
+            m = rows[rows["family"] == family].sort_values("per_class")
             if len(m):
-                handles[method] = ax.plot(m["per_class"], m["value"], marker="o", ms=4, lw=1.2, color=f"C{j}",
-                                          zorder=3)[0]
+                handles[family] = ax.plot(m["per_class"], m["value"], marker="o", ms=4, lw=1.2, color=f"C{j % 10}",
+                                          ls="-" if j < 10 else "--", zorder=3)[0]
         c = float(ceiling.get(metric, np.nan)) if ceiling is not None else np.nan
         if np.isfinite(c):
             handles["noise ceiling (whole vs itself)"] = ax.axhline(c, color="k", ls="--", lw=1.2, zorder=2)

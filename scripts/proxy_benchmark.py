@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasprune.benchmark import (choose_defaults, complete_sets, costs, primary_metrics, settling, size_sweep,
-                                top_quartile_k)
+from nasprune.benchmark import (choose_defaults, choose_network, complete_sets, costs, primary_metrics, settling,
+                                size_sweep, top_quartile_k)
 from nasprune.jobs import load_history, load_jobs
 from nasprune.metrics import candidate_means, noise_ceiling
 from nasprune.pipeline import PipelineConfig, run_pipeline
 from nasprune.provenance import provenance
+from nasprune.prune import needs_scoring_run
 from nasprune.report import ci_text, markdown_table, plot_size_sweep, size_sweep_markdown, write_readme
 
 DIR = Path("results/proxy-benchmark")
@@ -63,21 +64,51 @@ def ground_truth_lines(jobs: pd.DataFrame, history: pd.DataFrame, ceiling: dict,
     return lines
 
 
-def cost_lines(jobs: pd.DataFrame) -> list[str]:
+def cost_lines(jobs: pd.DataFrame, config: PipelineConfig) -> list[str]:
     c = costs(jobs)
-    proxies = [t for t in c.index if t != "whole"]
-    if not proxies:
+    if c.empty or len(c) < 2:
         return []
-    fraction = c.loc[proxies, "fraction_of_whole"]
-    search = c.loc[proxies, "search_seconds"]
+    scoring = {s.name: config.scoring_of(s) if needs_scoring_run(s.method) else (None, "none")
+               for s in config.proxies.resolved()}
+    rows = []
+    for file, names in pd.Series({n: f for n, (_, f) in scoring.items()}).groupby(lambda n: scoring[n][1]):
+        done = [n for n in names.index if n in c.index]
+        if not done:
+            continue
+        spec = scoring[done[0]][0]
+        label = "no scoring run (random)" if spec is None else f"{file}: {spec.spec}, {spec.train.epochs} epochs"
+        f = c.loc[done]
+        rows.append([label, len(done), f"{f['search_seconds'].median() / 60:.1f}",
+                     f"{f['proxy_seconds'].median() / 60:.1f}", f"{f['fraction_of_whole'].median():.1%}",
+                     f"{f['fraction_of_whole'].min():.1%}-{f['fraction_of_whole'].max():.1%}"])
     return ["## Cost", "",
-            f"The whole set's search (one seed, {len(candidate_means(jobs, 'whole'))} candidates): "
-            f"{c.loc['whole', 'search_seconds'] / 60:.1f} min of training. A proxy's search: "
-            f"{search.median() / 60:.1f} min (median over {len(proxies)} proxies; range {search.min() / 60:.1f}-"
-            f"{search.max() / 60:.1f}), plus building the proxy (the scoring run and selection, when it needs "
-            f"them). As a fraction of the whole set's search: median {fraction.median():.1%}, range "
-            f"{fraction.min():.1%}-{fraction.max():.1%} (the issue's goal: at most 10%). Seconds as the jobs "
-            "recorded them, two workers sharing this machine's two cores.", ""]
+            f"The whole set's search at one seed ({len(candidate_means(jobs, 'whole'))} candidates, "
+            f"{config.search.whole_train.epochs} epochs): "
+            f"{c.loc['whole', 'search_seconds'] / 60:.1f} min of training. Each proxy's search (its jobs' training "
+            "seconds) plus building it (its scoring run, shared by the proxies that read it but counted in full for "
+            "each, and the selection), as a fraction of that; the issue's goal is at most 10%. Seconds as the jobs "
+            "recorded them, two workers sharing this machine's two cores.", "",
+            *markdown_table(["pruning network", "proxies", "search (min, median)", "building (min, median)",
+                             "fraction of whole (median)", "range"], rows), ""]
+
+
+def network_lines(config: PipelineConfig, sweep: pd.DataFrame, defaults: pd.DataFrame, jobs: pd.DataFrame,
+                  k: int) -> list[str]:
+    """PLAN.md's rule for the pruning network, at every size that has proxies from other networks."""
+    lines = []
+    for r in defaults.itertuples():
+        same = [s for s in config.proxies.resolved() if s.method == r.method and s.per_class == r.per_class]
+        if r.method == "random" or not any(s.scoring for s in same):
+            if any(s.scoring and s.per_class == r.per_class for s in config.proxies.resolved()):
+                lines.append(f"- {r.per_class} per class: the default is random, so the pruning network stays "
+                             "the default one (PLAN.md).")
+            continue
+        seconds = jobs.groupby("training_set")["proxy_minutes"].first() * 60
+        ordered = sorted(same, key=lambda s: (not s.scoring, seconds.get(s.name, float("inf"))))
+        chosen = choose_network(sweep, k, [s.name for s in ordered])
+        lines.append(f"- {r.per_class} per class, {r.method}: of {', '.join(s.name for s in ordered)} (cheapest "
+                     f"first), the first that qualifies is {chosen or 'none'}.")
+    return ["## The pruning network (PLAN.md)", "", *lines, ""] if lines else []
 
 
 def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[list[str], pd.DataFrame]:
@@ -99,11 +130,12 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[list[
             "before the data: [PLAN.md](PLAN.md). Config: [config.yaml](config.yaml); jobs: jobs.csv, "
             "history.csv; per size and proxy: sweep.csv.", ""]
     body += ground_truth_lines(jobs, history, ceiling, k)
+    other_networks = [s.name for s in config.proxies.resolved() if s.scoring]  # judged by the network rule only
     if len(sweep):
-        defaults = choose_defaults(sweep, k)
+        defaults = choose_defaults(sweep, k, exclude=other_networks)
         defaults.to_csv(directory / "defaults.csv", index=False)
-        plot_size_sweep(sweep, directory / "sweep.png", [(m, label) for m, label, _ in metrics(k)[:3]],
-                        ceiling=ceiling, title=config.name)
+        plot_size_sweep(sweep[~sweep["proxy"].isin(other_networks)], directory / "sweep.png",
+                        [(m, label) for m, label, _ in metrics(k)[:3]], ceiling=ceiling, title=config.name)
         primary = primary_metrics(k)
         body += ["## Proxies against random, size by size", "",
                  "Each proxy's value with its 95% bootstrap interval over candidates, its percentile among the random "
@@ -118,7 +150,8 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[list[
                  "qualifier with the highest mean percentile, else random. Provisional until every size has its "
                  "20 draws; the claims come from the held-out pools.", "",
                  *markdown_table(["per class", "default", "qualified", "mean primary percentile", "draws"], rows), ""]
-    body += cost_lines(jobs)
+        body += network_lines(config, sweep, defaults, jobs, k)
+    body += cost_lines(jobs, config)
     return body, sweep
 
 

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from nasprune.benchmark import choose_defaults, complete_sets, costs, settling, size_sweep, top_quartile_k
+from nasprune.benchmark import (choose_defaults, choose_network, complete_sets, costs, settling, size_sweep,
+                                top_quartile_k)
 from nasprune.report import plot_size_sweep, size_sweep_markdown
 
 CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
@@ -30,6 +31,7 @@ def jobs():
     rows += _rows("herding-10", "herding", 100, TRUTH, proxy_minutes=2.0)        # the truth's own order
     rows += _rows("easy-10", "easy", 100, -TRUTH, proxy_minutes=2.0)             # the reverse order
     rows += _rows("easy-20", "easy", 200, -TRUTH, proxy_minutes=2.0)
+    rows += _rows("easy-10-cheap", "easy", 100, TRUTH, proxy_minutes=0.5)     # another network, same method
     partial = _rows("kcenter-10", "kcenter", 100, TRUTH)[:-1]                   # one candidate short
     return pd.DataFrame(rows + partial)
 
@@ -40,7 +42,7 @@ def test_sweep_groups_draws_by_size_and_skips_unfinished_sets(jobs):
     sweep = size_sweep(jobs, classes=10, n_boot=50)
     assert k == 3 and set(sweep["metric"]) >= {"kendall_all", "ndcg_top3", "regret"}
     assert sorted(sweep["per_class"].unique()) == [10, 20] and set(sweep["draws"]) == {10}
-    assert set(sweep["proxy"]) == {"herding-10", "easy-10", "easy-20"}
+    assert set(sweep["proxy"]) == {"herding-10", "easy-10", "easy-20", "easy-10-cheap"}
     row = sweep[(sweep.proxy == "herding-10") & (sweep.metric == "kendall_all")].iloc[0]
     # independent check: the draws' Kendall taus against the truth, and the proxy's percentile among them
     taus = [stats.kendalltau(jobs[jobs.training_set == f"random-100-d{d}"].val_acc, TRUTH)[0] for d in range(10)]
@@ -52,8 +54,15 @@ def test_sweep_groups_draws_by_size_and_skips_unfinished_sets(jobs):
 
 def test_decision_rule_picks_a_qualifier_or_random(jobs):
     sweep = size_sweep(jobs, classes=10, n_boot=50)
-    chosen = choose_defaults(sweep, k=3).set_index("per_class")
+    chosen = choose_defaults(sweep, k=3, exclude=["easy-10-cheap"]).set_index("per_class")
     assert chosen.loc[10, "default"] == "herding-10" and chosen.loc[10, "qualified"] == "herding-10"
+    assert chosen.loc[10, "method"] == "herding"
+    # the other network's proxy competes only when not excluded; ties go to the method with cheaper inputs
+    both = choose_defaults(sweep, k=3).set_index("per_class")
+    assert both.loc[10, "qualified"] == "herding-10, easy-10-cheap" and both.loc[10, "default"] == "herding-10"
+    # the network rule: the first (cheapest) network's proxy that still qualifies
+    assert choose_network(sweep, 3, ["easy-10", "easy-10-cheap", "herding-10"]) == "easy-10-cheap"
+    assert choose_network(sweep, 3, ["easy-10", "easy-20"]) is None
     assert chosen.loc[20, "default"] == "random" and chosen.loc[20, "qualified"] == ""
     # above the draws on every metric, but a demanding threshold leaves nothing: random
     assert (choose_defaults(sweep, k=3, min_percentile=100.1)["default"] == "random").all()
@@ -63,6 +72,8 @@ def test_costs_are_fractions_of_the_whole_search(jobs):
     c = costs(jobs)
     assert c.loc["whole", "search_seconds"] == 12 * 100.0
     assert c.loc["herding-10", "fraction_of_whole"] == pytest.approx((12 * 10.0 + 120.0) / 1200.0)
+    assert "kcenter-10" not in c.index  # unfinished: its cost so far is not its cost
+    assert costs(jobs[jobs.training_set != "whole"]).empty and costs(jobs.iloc[:0]).empty
 
 
 def test_settling_reads_the_whole_sets_history():

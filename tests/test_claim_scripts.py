@@ -175,7 +175,9 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
               "proxies": {"sets": [
                   {"name": f"{m}-pc{n}", "method": m, "per_class": n, "epochs": e, **({"draws": 3} if m == "random"
                                                                                      else {})}
-                  for n, e in ((2, 4), (5, 2)) for m in ("herding", "random")]},
+                  for n, e in ((2, 4), (5, 2)) for m in ("herding", "random")] + [
+                  {"name": "herding-pc5-cheap", "method": "herding", "per_class": 5, "epochs": 2,
+                   "scoring": {"train": {"epochs": 1}}}]},
               "search": {"candidates": [NET, "w8-d1-sigmoid-none-avgpooling", "w8-d2-relu-batchnorm-maxpooling"],
                          "seeds": [0, 1], "proxy_seeds": [0], "workers": 0,
                          "whole_train": {"epochs": 2, "eval_every": 1}, "proxy_train": {"eval_test": False}}}
@@ -185,13 +187,15 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
     proxy_benchmark.main()
     sweep = pd.read_csv(tmp_path / "sweep.csv")
     assert sorted(sweep["per_class"].unique()) == [2, 5] and set(sweep.groupby("per_class")["draws"].max()) == {3}
-    assert set(sweep["proxy"]) == {"herding-pc2", "herding-pc5"}
-    defaults = pd.read_csv(tmp_path / "defaults.csv")
+    assert set(sweep["proxy"]) == {"herding-pc2", "herding-pc5", "herding-pc5-cheap"}
+    defaults = pd.read_csv(tmp_path / "defaults.csv")  # the other network's proxy is judged by its own rule only
     assert list(defaults["per_class"]) == [2, 5] and set(defaults["default"]) <= {"random", "herding-pc2", "herding-pc5"}
     history = pd.read_csv(tmp_path / "history.csv")
     assert len(history) == 3 * 2 * 2  # candidates x seeds x epochs, the whole set only
     readme = (tmp_path / "README.md").read_text()
-    assert "30 of 30 jobs finished" in readme and "**Noise ceiling** over 3 candidates" in readme
+    assert "33 of 33 jobs finished" in readme and "**Noise ceiling** over 3 candidates" in readme
+    assert "## The pruning network (PLAN.md)" in readme and "## Cost" in readme
+    assert "| no scoring run (random) | 6 |" in readme
     assert "### 2 images per class (3 candidates)" in readme and "## The decision rule applied" in readme
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
 

@@ -162,3 +162,6 @@ def test_the_one_section_influence_form_of_earlier_versions_still_loads(tmp_path
         "method": "influence", "per_class": 10, "seed": 0,
         "influence": {"l2": 1e-3, "damping": 0.0, "hessian": "exact", "refit": True},
         "objective": {"target": "paper", "solver": "swap", "time_limit": 60.0, "bound": True, "epsilon": None}}
+    # influence_score reads S but optimises nothing: the objective's settings do not make it another proxy
+    score = recorded_settings({**file_config, "method": "influence_score"})
+    assert "objective" not in score and score["influence"]["l2"] == 1e-3

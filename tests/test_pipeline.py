@@ -99,6 +99,7 @@ def test_excluded_candidates_are_never_drawn():
     ({"search": {"candidates": {"grid": {"widths": [8]}, "exclude": ["w8-d1-relu"]}}}, "cannot parse ConvNet id"),
     ({"proxies": {"sets": [{"name": "whole", "method": "random"}]}}, "not 'whole'"),
     ({"proxies": {"objective": {"target": "best"}}}, "unknown target 'best'"),
+    ({"search": {"proxy_seeds": [0, 0]}}, r"search\.proxy_seeds: must be distinct"),
 ])
 def test_bad_configs_are_refused_before_anything_runs(tmp_path, change, match):
     with pytest.raises(ValueError, match=match):
@@ -182,6 +183,12 @@ def test_a_proxy_entry_can_select_with_its_own_scoring_run(tmp_path):
     with pytest.raises(ValueError, match=r"cheap.json: was built with other settings .*scoring\.train\.epochs 1 -> 2"):
         run_pipeline(PipelineConfig.load(_write(tmp_path, changed, "changed.yaml")), out, progress=False,
                      log=lambda *_: None, report=False)
+    # the flat scoring form of earlier versions means the same run in an override too
+    with pytest.warns(FutureWarning, match="epochs is deprecated"):
+        flat = {**cheap, "scoring": {"epochs": 1}}
+        old = PipelineConfig.load(_write(tmp_path, {**doc, "proxies": {**doc["proxies"], "sets": [
+            doc["proxies"]["sets"][0], flat]}}, "flat.yaml"))
+    assert old.scoring_of(old.proxies.resolved()[1]) == (cheap_cfg, cheap_file)
     with pytest.raises(ValueError, match=r"proxies\.sets\[1\]\.scoring\.train\.epoch: unknown key"):
         PipelineConfig.load(_write(tmp_path, {**doc, "proxies": {**doc["proxies"], "sets": [
             doc["proxies"]["sets"][0], {**cheap, "scoring": {"train": {"epoch": 2}}}]}}, "typo.yaml"))
