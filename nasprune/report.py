@@ -514,25 +514,31 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
     handles: dict[str, object] = {}
     sweep = sweep.assign(family=sweep["proxy"].str.replace(r"-pc\d+", "", regex=True))
     families = list(dict.fromkeys(sweep["family"]))
+    colours = [f"C{i}" for i in range(1, 10)] + ["k"]  # C0 is the ceiling's
     for ax, (metric, label) in zip(axes.flat, metrics):
         rows = sweep[sweep["metric"] == metric]
         band = rows.groupby("per_class")[["draw_median", "band_lo", "band_hi", "draws"]].first().sort_index()
         if len(band):
             handles["random: 5-95% of draws"] = ax.fill_between(band.index, band["band_lo"], band["band_hi"],
                                                                 color="0.85", zorder=1)
-            handles["random: median draw"] = ax.plot(band.index, band["draw_median"], color="0.4", lw=1.5,
-                                                     zorder=2)[0]
+            handles["random: median draw"] = ax.errorbar(  # the bar shows the band where it is one size wide
+                band.index, band["draw_median"], yerr=[band["draw_median"] - band["band_lo"],
+                                                       band["band_hi"] - band["draw_median"]],
+                color="0.4", lw=1.5, capsize=8, elinewidth=6, alpha=0.7, zorder=2)[0]
         for j, family in enumerate(families):
             m = rows[rows["family"] == family].sort_values("per_class")
             if len(m):
-                handles[family] = ax.plot(m["per_class"], m["value"], marker="o", ms=4, lw=1.2, color=f"C{j % 10}",
-                                          ls="-" if j < 10 else "--", zorder=3)[0]
+                handles[family] = ax.plot(m["per_class"], m["value"], marker="o", ms=5, lw=1.2,
+                                          color=colours[j % len(colours)], ls="-" if j < len(colours) else "--",
+                                          zorder=3)[0]
         c = float(ceiling.get(metric, np.nan)) if ceiling is not None else np.nan
         if np.isfinite(c):
-            handles["noise ceiling (whole vs itself)"] = ax.axhline(c, color="k", ls="--", lw=1.2, zorder=2)
+            handles["noise ceiling (whole vs itself), 95% CI dotted"] = ax.axhline(c, color="C0", ls="--", lw=1.2,
+                                                                                  zorder=2)
             lo, hi = ceiling.get(f"{metric}_lo", np.nan), ceiling.get(f"{metric}_hi", np.nan)
             if np.isfinite(lo) and np.isfinite(hi):
-                ax.axhspan(lo, hi, color="k", alpha=0.06, zorder=0)
+                ax.axhline(lo, color="C0", ls=":", lw=1.0, zorder=1)
+                ax.axhline(hi, color="C0", ls=":", lw=1.0, zorder=1)
         ax.set_xscale("log")
         sizes = sorted(rows["per_class"].unique())
         ax.set_xticks(sizes, [str(s) for s in sizes])

@@ -188,7 +188,7 @@ def test_a_proxy_entry_can_select_with_its_own_scoring_run(tmp_path):
         flat = {**cheap, "scoring": {"epochs": 1}}
         old = PipelineConfig.load(_write(tmp_path, {**doc, "proxies": {**doc["proxies"], "sets": [
             doc["proxies"]["sets"][0], flat]}}, "flat.yaml"))
-    assert old.scoring_of(old.proxies.resolved()[1]) == (cheap_cfg, cheap_file)
+        assert old.scoring_of(old.proxies.resolved()[1]) == (cheap_cfg, cheap_file)
     with pytest.raises(ValueError, match=r"proxies\.sets\[1\]\.scoring\.train\.epoch: unknown key"):
         PipelineConfig.load(_write(tmp_path, {**doc, "proxies": {**doc["proxies"], "sets": [
             doc["proxies"]["sets"][0], {**cheap, "scoring": {"train": {"epoch": 2}}}]}}, "typo.yaml"))
