@@ -86,6 +86,15 @@ def _subparser(sub, common, name: str, **kwargs) -> argparse.ArgumentParser:
 # --- prune ---------------------------------------------------------------------------------------------------
 
 
+def _experiment_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
+
+
+def _storage_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
+                   "the journal file DIR/optuna.journal)")
+
+
 def _add_prune(sub, common) -> None:
     p = _subparser(sub, common, "prune", help="build a proxy set (scoring run + selection)",
                    description="Train the pruning network once (or reuse --scores) and select a proxy set. "
@@ -182,11 +191,10 @@ def _add_search(sub, common) -> None:
         description="Run the jobs of the experiment in DIR (DIR/experiment.json) that have not finished. "
                     "Rerun it to resume a killed run; run it on another machine with the same --storage URL "
                     "to join.")
-    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
+    _experiment_argument(p)
     p.add_argument("--workers", type=_at_least(0), default=1, metavar="N",
                    help="worker processes; 0 runs the jobs in this process")
-    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
-                   "the journal file DIR/optuna.journal)")
+    _storage_argument(p)
     p.add_argument("--threads", type=_at_least(1), metavar="T", help="torch threads per worker (default: cpus / N)")
     p.add_argument("--retry-failed", action="store_true", help="give jobs that used up their retries one more try")
     p.add_argument("--fuse", type=_at_least(1), default=1, metavar="K",
@@ -256,9 +264,8 @@ def _add_status(sub, common) -> None:
                     "jobs now (a fused group is one worker; with none running: the work left for one). Safe to "
                     "run while a search runs, on "
                     "any machine with the same --storage.")
-    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
-    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
-                   "the journal file DIR/optuna.journal)")
+    _experiment_argument(p)
+    _storage_argument(p)
     p.set_defaults(func=_status)
 
 
@@ -328,9 +335,8 @@ def _add_report(sub, common) -> None:
         description="Read the finished jobs of the experiment in DIR from its storage and write jobs.csv, "
                     "table1.csv, table1.md, proxy_vs_whole.png and table1.png into DIR. Writes nothing when "
                     "no job has finished.")
-    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
-    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
-                   "the journal file DIR/optuna.journal)")
+    _experiment_argument(p)
+    _storage_argument(p)
     p.add_argument("--whole", default="whole", metavar="NAME",
                    help="the training set the proxies are compared with")
     p.add_argument("--bootstrap", type=_at_least(1), default=1000, metavar="B", help="bootstrap resamples")
@@ -362,7 +368,7 @@ def _add_compare(sub, common) -> None:
                     "bootstrap interval, its percentile among the draws, how many draws are as good, and the noise "
                     "ceiling (the whole set against itself across seeds), and write DIR/compare.png. Costs N times "
                     "the proxy's own search.")
-    p.add_argument("--experiment", required=True, metavar="DIR", help="directory holding experiment.json (required)")
+    _experiment_argument(p)
     p.add_argument("--random-draws", type=_at_least(1), default=20, metavar="N",
                    help="random proxies to compare with (20 or more for a 5-95%% band)")
     p.add_argument("--proxy", default=None, metavar="NAME",
@@ -370,8 +376,7 @@ def _add_compare(sub, common) -> None:
     p.add_argument("--whole", default="whole", metavar="NAME", help="the whole training set's name")
     p.add_argument("--workers", type=_at_least(0), default=1, metavar="N",
                    help="worker processes of the search; 0 runs the jobs in this process")
-    p.add_argument("--storage", metavar="URL", help="Optuna RDB URL (default: the experiment's, else "
-                   "the journal file DIR/optuna.journal)")
+    _storage_argument(p)
     p.add_argument("--fuse", type=_at_least(1), default=1, metavar="K",
                    help="train up to K jobs of one candidate as one fused network, as `nasprune search --fuse`")
     p.add_argument("--no-search", action="store_true",

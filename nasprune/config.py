@@ -79,12 +79,12 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
         raise ConfigError(str(e), where) from None
 
 
-def migrate(cls: type, data: Mapping, where: str = "") -> Mapping:
-    """``data`` with the keys ``cls.MOVED`` lists moved to their new place, each with a FutureWarning naming the
-    new key; a key given in both places is a ConfigError. Old and new keys are dotted paths under ``cls``: a
-    rename (``method`` -> ``hessian``), into a section (``epochs`` -> ``train.epochs``) or between sections
-    (``influence.target`` -> ``objective.target``)."""
-    moved = getattr(cls, "MOVED", {})
+def migrate(moved: type | Mapping[str, str], data: Mapping, where: str = "") -> Mapping:
+    """``data`` with the keys ``moved`` lists (a mapping old -> new, or a dataclass's ``MOVED``) moved to their new
+    place, each with a FutureWarning naming the new key; a key given in both places is a ConfigError. Old and new
+    keys are dotted paths: a rename (``method`` -> ``hessian``), into a section (``epochs`` -> ``train.epochs``)
+    or between sections (``influence.target`` -> ``objective.target``)."""
+    moved = moved if isinstance(moved, Mapping) else getattr(moved, "MOVED", {})
     found = [old for old in moved if _lookup(data, old) is not _NOTHING]
     if not found:
         return data

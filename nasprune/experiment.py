@@ -23,7 +23,7 @@ from nasprune.errors import ExperimentError
 from nasprune.train import TrainConfig
 from search_spaces.convnet import ConvNetSpec, SpecError
 
-__all__ = ["CONFIG_FILE", "FORMAT", "Experiment", "ExperimentError", "TrainingSet"]
+__all__ = ["CONFIG_FILE", "FORMAT", "Experiment", "ExperimentError", "TrainingSet", "check_seeds"]
 
 FORMAT = "nasprune.experiment/1"
 CONFIG_FILE = "experiment.json"
@@ -48,7 +48,7 @@ class TrainingSet:
         if self.train.seed != 0:
             raise ConfigError("is set by the experiment's seeds; remove it here", "train.seed")
         if self.seeds is not None:
-            _check_seeds(self.seeds, "seeds")
+            check_seeds(self.seeds, "seeds")
 
     def config(self, mean: tuple[float, ...], std: tuple[float, ...], seed: int = 0) -> TrainConfig:
         """The training config of one job: the dataset's normalisation unless set, and the job's seed."""
@@ -93,7 +93,7 @@ class Experiment:
         for name in self.training_sets:
             if not _NAME.fullmatch(name):
                 raise ExperimentError(f"a name is letters, digits, '.', '_' or '-', got {name!r}", "training_sets")
-        _check_seeds(self.seeds, "seeds")
+        check_seeds(self.seeds, "seeds")
         if self.max_retries < 0:
             raise ExperimentError(f"must be an int >= 0, got {self.max_retries!r}", "max_retries")
 
@@ -177,9 +177,10 @@ class Experiment:
         return None if proxy is None else Path(directory) / proxy  # an absolute path stays as it is
 
 
-def _check_seeds(seeds: list[int], key: str) -> None:
+def check_seeds(seeds, key: str) -> None:
+    """Refuse seeds that are not distinct ints in [0, 2**31), naming ``key``."""
     if not seeds or any(not 0 <= s < 2**31 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ExperimentError(f"must be distinct ints in [0, 2**31), got {seeds!r}", key)
+        raise ExperimentError(f"must be distinct ints in [0, 2**31), got {list(seeds)!r}", key)
 
 
 def _check_candidates(candidates: list[str]) -> None:

@@ -30,8 +30,8 @@ import yaml
 from nasprune.artifacts import changed_settings
 from nasprune.config import ConfigError, from_mapping, merged, migrate, to_mapping
 from nasprune.data import DatasetSpec
-from nasprune.experiment import Experiment, ExperimentError, TrainingSet
-from nasprune.prune import (METHODS, OBJECTIVE_KEYS, InfluenceConfig, ObjectiveConfig, build_proxy, check_reuse,
+from nasprune.experiment import Experiment, ExperimentError, TrainingSet, check_seeds
+from nasprune.prune import (METHODS, ONE_SECTION_KEYS, InfluenceConfig, ObjectiveConfig, build_proxy, check_reuse,
                             needs_scoring_run, proxy_settings)
 from nasprune.proxy import ProxySet
 from nasprune.report import write_report
@@ -66,8 +66,7 @@ class ProxySpec:
     ``{spec: w16-d3-relu-instancenorm-avgpooling, train: {epochs: 2}}`` to select with a cheaper network.
     """
 
-    MOVED: ClassVar[dict[str, str]] = {"influence.method": "influence.hessian",
-                                       **{f"influence.{k}": f"objective.{k}" for k in OBJECTIVE_KEYS}}
+    MOVED: ClassVar[dict[str, str]] = ONE_SECTION_KEYS
 
     name: str
     method: str
@@ -192,9 +191,8 @@ class SearchConfig:
         if self.fuse < 1:
             raise ConfigError(f"must be an int >= 1 (1: no fusion), got {self.fuse!r}", "fuse")
         for key in ("seeds", "proxy_seeds"):
-            seeds = getattr(self, key)
-            if seeds is not None and (not seeds or any(not 0 <= s < 2**31 for s in seeds) or len(set(seeds)) < len(seeds)):
-                raise ConfigError(f"must be distinct ints in [0, 2**31), got {list(seeds)!r}", key)
+            if getattr(self, key) is not None:
+                check_seeds(getattr(self, key), key)
         for key in ("proxy_train", "whole_train"):
             if getattr(self, key).seed != 0:
                 raise ConfigError("the training seed comes from search.seeds; remove it here", f"{key}.seed")

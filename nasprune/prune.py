@@ -8,6 +8,7 @@ registry's live list of names (``nasprune/selection/_registry.py``).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from nasprune.artifacts import ProxyError, changed_settings, show_changes
+from nasprune.config import migrate
 from nasprune.data import Dataset
 from nasprune.influence import HESSIANS, last_layer_influence, refit_last_layer
 from nasprune.proxy import ProxySet
@@ -77,8 +79,10 @@ class ObjectiveConfig:
                              "with the scaled or classwise target, pruning everything meets any epsilon")
 
 
-#: Settings a proxy file or config of the one-section form kept under ``influence`` that are ObjectiveConfig's.
-OBJECTIVE_KEYS = tuple(f.name for f in fields(ObjectiveConfig))
+#: Where the settings of the one ``influence`` section of earlier versions (configs and proxy files) went:
+#: ``config.migrate``'s old dotted key -> new dotted key.
+ONE_SECTION_KEYS = {"influence.method": "influence.hessian",
+                    **{f"influence.{f.name}": f"objective.{f.name}" for f in fields(ObjectiveConfig)}}
 
 
 def proxy_settings(method: str, per_class, seed: int, influence: InfluenceConfig | None = None,
@@ -104,13 +108,14 @@ def recorded_settings(config: Mapping) -> dict:
     settings = {k: config.get(k) for k in ("method", "per_class", "seed")}
     if needs_scoring_run(settings["method"]) and config.get("scoring") is not None:
         settings["scoring"] = comparable_settings(config["scoring"])
-    old = config.get("influence")
-    if isinstance(old, Mapping):
-        influence = {("hessian" if k == "method" else k): v for k, v in old.items() if k not in OBJECTIVE_KEYS}
-        objective = {**{k: v for k, v in old.items() if k in OBJECTIVE_KEYS}, **(config.get("objective") or {})}
-        settings["influence"] = asdict(InfluenceConfig(**influence))
+    if isinstance(config.get("influence"), Mapping):
+        with warnings.catch_warnings():  # a file is not the user's config: nothing to rewrite
+            warnings.simplefilter("ignore", FutureWarning)
+            sections = migrate(ONE_SECTION_KEYS, {"influence": config["influence"],
+                                                  "objective": config.get("objective") or {}})
+        settings["influence"] = asdict(InfluenceConfig(**sections["influence"]))
         if settings["method"] == "influence":
-            settings["objective"] = asdict(ObjectiveConfig(**objective))
+            settings["objective"] = asdict(ObjectiveConfig(**sections["objective"]))
     return settings
 
 
