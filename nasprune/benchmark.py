@@ -19,8 +19,8 @@ import pandas as pd
 from nasprune.metrics import NULL_COLUMNS, candidate_means, random_null, ranking_by_epoch
 from nasprune.selection import get_method
 
-__all__ = ["SWEEP_COLUMNS", "choose_defaults", "choose_network", "complete_sets", "costs", "primary_metrics",
-           "qualifies", "settling", "size_sweep", "top_quartile_k"]
+__all__ = ["SWEEP_COLUMNS", "choose_defaults", "choose_network", "complete_sets", "costs", "paper_scale",
+           "primary_metrics", "qualifies", "settling", "size_sweep", "top_quartile_k"]
 
 #: The columns of :func:`size_sweep`: the size, the proxy's method, then :data:`nasprune.metrics.NULL_COLUMNS`.
 SWEEP_COLUMNS = ["per_class", "images", "method", *NULL_COLUMNS]
@@ -137,3 +137,32 @@ def costs(jobs: pd.DataFrame, whole: str = "whole") -> pd.DataFrame:
     out = pd.DataFrame({"search_seconds": per_seed, "proxy_seconds": proxy.reindex(per_seed.index).fillna(0.0)})
     out["fraction_of_whole"] = (out["search_seconds"] + out["proxy_seconds"]) / out.loc[whole, "search_seconds"]
     return out
+
+
+def paper_scale(jobs: pd.DataFrame, whole: str = "whole", *, candidates: int = 720, epochs: int = 100,
+                train_images: int = 50_000) -> pd.DataFrame:
+    """Each complete proxy's search, building included, as a fraction of the whole set's at the paper's scale
+    (its Table 1: ``candidates`` nets, each trained ``epochs`` on the proxy and on ``train_images``), from this
+    pool's jobs rather than its budgets: a set's cost per image seen (summed ``seconds`` over summed images x
+    epochs, per seed; a small set runs less efficiently per image) against the whole set's, and the proxy's
+    building (``proxy_minutes``: the scoring run and selection) amortised over ``candidates`` instead of this
+    pool's few, in units of the whole set's mean seconds per candidate-epoch here. Assumes both sides scale alike
+    to the paper's data and nets, so only the ratio carries over. Index: training set; columns ``images``,
+    ``per_image_ratio``, ``search_fraction``, ``building_fraction``, ``fraction_of_whole``."""
+    sets = [t for t in complete_sets(jobs, whole)] if len(jobs) else []
+    if len(sets) < 2:
+        return pd.DataFrame(columns=["images", "per_image_ratio", "search_fraction", "building_fraction",
+                                     "fraction_of_whole"])
+    done = jobs[jobs["training_set"].isin(sets)]
+    per_seed = done.assign(seen=done["images"] * done["epochs"]).groupby(["training_set", "seed"])[
+        ["seconds", "seen"]].sum().groupby("training_set").mean()
+    per_image = per_seed["seconds"] / per_seed["seen"]
+    whole_jobs = done[done["training_set"] == whole]
+    epoch_seconds = (whole_jobs["seconds"] / whole_jobs["epochs"]).mean()  # one candidate-epoch of the whole set
+    first = done.groupby("training_set")[["images", "proxy_minutes"]].first()
+    out = pd.DataFrame({"images": first["images"].astype(int), "per_image_ratio": per_image / per_image[whole]})
+    out["search_fraction"] = out["per_image_ratio"] * out["images"] / train_images
+    building = first["proxy_minutes"].fillna(0.0) * 60
+    out["building_fraction"] = building / (candidates * epochs * epoch_seconds)
+    out["fraction_of_whole"] = out["search_fraction"] + out["building_fraction"]
+    return out.drop(index=whole)

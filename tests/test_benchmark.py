@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from nasprune.benchmark import (choose_defaults, choose_network, complete_sets, costs, settling, size_sweep,
-                                top_quartile_k)
+from nasprune.benchmark import (choose_defaults, choose_network, complete_sets, costs, paper_scale, settling,
+                                size_sweep, top_quartile_k)
 from nasprune.report import plot_size_sweep, size_sweep_markdown
 
 CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
@@ -17,7 +17,8 @@ TRUTH = np.linspace(70, 90, len(CANDIDATES))
 
 def _rows(name, method, images, values, seed=0, proxy_minutes=0.0):
     return [{"training_set": name, "candidate": c, "seed": seed, "val_acc": v, "test_acc": t, "method": method,
-             "images": images, "seconds": 10.0 if name != "whole" else 100.0, "proxy_minutes": proxy_minutes}
+             "images": images, "seconds": 10.0 if name != "whole" else 100.0, "proxy_minutes": proxy_minutes,
+             "epochs": 50 if name != "whole" else 10}
             for c, v, t in zip(CANDIDATES, values, TRUTH)]
 
 
@@ -74,6 +75,20 @@ def test_costs_are_fractions_of_the_whole_search(jobs):
     assert c.loc["herding-10", "fraction_of_whole"] == pytest.approx((12 * 10.0 + 120.0) / 1200.0)
     assert "kcenter-10" not in c.index  # unfinished: its cost so far is not its cost
     assert costs(jobs[jobs.training_set != "whole"]).empty and costs(jobs.iloc[:0]).empty
+
+
+def test_paper_scale_extrapolates_per_image_cost_and_amortises_building(jobs):
+    scale = paper_scale(jobs, candidates=720, epochs=100, train_images=50_000)
+    assert "whole" not in scale.index and "kcenter-10" not in scale.index
+    # by hand: the whole set spends 1200 s on 12 x 50,000 x 10 images seen, herding-10 120 s on 12 x 100 x 50,
+    # ten times as much per image; its 120 s of building over 720 x 100 whole-set candidate-epochs of 10 s each
+    row = scale.loc["herding-10"]
+    assert row["per_image_ratio"] == pytest.approx((120 / (12 * 100 * 50)) / (1200 / (12 * 50_000 * 10)))
+    assert row["search_fraction"] == pytest.approx(10 * 100 / 50_000)
+    assert row["building_fraction"] == pytest.approx(120 / (720 * 100 * 10))
+    assert row["fraction_of_whole"] == pytest.approx(0.02 + 120 / 720_000)
+    assert scale.loc["random-100-d0", "building_fraction"] == 0
+    assert paper_scale(jobs.iloc[:0]).empty
 
 
 def test_settling_reads_the_whole_sets_history():
