@@ -514,7 +514,7 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
     handles: dict[str, object] = {}
     sweep = sweep.assign(family=sweep["proxy"].str.replace(r"-pc\d+", "", regex=True))
     families = list(dict.fromkeys(sweep["family"]))
-    colours = [f"C{i}" for i in range(1, 10)] + ["k"]  # C0 is the ceiling's
+    colours = [f"C{i}" for i in (1, 2, 3, 4, 5, 6, 8, 9)] + ["k"]  # C0 is the ceiling's, C7 (grey) random's
     for ax, (metric, label) in zip(axes.flat, metrics):
         rows = sweep[sweep["metric"] == metric]
         band = rows.groupby("per_class")[["draw_median", "band_lo", "band_hi", "draws"]].first().sort_index()
