@@ -149,20 +149,16 @@ def paper_scale(jobs: pd.DataFrame, whole: str = "whole", *, candidates: int = 7
     pool's few, in units of the whole set's mean seconds per candidate-epoch here. Assumes both sides scale alike
     to the paper's data and nets, so only the ratio carries over. Index: training set; columns ``images``,
     ``per_image_ratio``, ``search_fraction``, ``building_fraction``, ``fraction_of_whole``."""
-    sets = [t for t in complete_sets(jobs, whole)] if len(jobs) else []
-    if len(sets) < 2:
+    c = costs(jobs, whole)  # the complete sets' search and building seconds, per seed
+    if len(c) < 2:
         return pd.DataFrame(columns=["images", "per_image_ratio", "search_fraction", "building_fraction",
                                      "fraction_of_whole"])
-    done = jobs[jobs["training_set"].isin(sets)]
-    per_seed = done.assign(seen=done["images"] * done["epochs"]).groupby(["training_set", "seed"])[
-        ["seconds", "seen"]].sum().groupby("training_set").mean()
-    per_image = per_seed["seconds"] / per_seed["seen"]
-    whole_jobs = done[done["training_set"] == whole]
-    epoch_seconds = (whole_jobs["seconds"] / whole_jobs["epochs"]).mean()  # one candidate-epoch of the whole set
-    first = done.groupby("training_set")[["images", "proxy_minutes"]].first()
+    first = jobs[jobs["training_set"].isin(c.index)].groupby("training_set")[["images", "epochs"]].first()
+    per_image = c["search_seconds"] / (first["images"] * first["epochs"])  # the same candidates in every set
+    candidate_epochs = len(candidate_means(jobs, whole)) * first.loc[whole, "epochs"]
     out = pd.DataFrame({"images": first["images"].astype(int), "per_image_ratio": per_image / per_image[whole]})
     out["search_fraction"] = out["per_image_ratio"] * out["images"] / train_images
-    building = first["proxy_minutes"].fillna(0.0) * 60
-    out["building_fraction"] = building / (candidates * epochs * epoch_seconds)
+    epoch_seconds = c.loc[whole, "search_seconds"] / candidate_epochs  # one candidate-epoch of the whole set
+    out["building_fraction"] = c["proxy_seconds"] / (candidates * epochs * epoch_seconds)
     out["fraction_of_whole"] = out["search_fraction"] + out["building_fraction"]
     return out.drop(index=whole)

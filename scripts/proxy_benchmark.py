@@ -66,13 +66,13 @@ def ground_truth_lines(jobs: pd.DataFrame, history: pd.DataFrame, ceiling: dict,
 
 def cost_lines(jobs: pd.DataFrame, config: PipelineConfig) -> list[str]:
     c = costs(jobs)
-    if c.empty or len(c) < 2:
+    if len(c) < 2:
         return []
     scoring = {s.name: config.scoring_of(s) if needs_scoring_run(s.method) else (None, "none")
                for s in config.proxies.resolved()}
     rows = []
-    for file, names in pd.Series({n: f for n, (_, f) in scoring.items()}).groupby(lambda n: scoring[n][1]):
-        done = [n for n in names.index if n in c.index]
+    for file in sorted({f for _, f in scoring.values()}):
+        done = [n for n, (_, f) in scoring.items() if f == file and n in c.index]
         if not done:
             continue
         spec = scoring[done[0]][0]
@@ -98,7 +98,8 @@ def paper_scale_lines(jobs: pd.DataFrame, classes: int, per_class: int = 100) ->
     scale = scale[scale["images"] == per_class * classes]
     if scale.empty:
         return []
-    family = scale.index.str.replace(r"-d\d+$", "", regex=True)
+    method = jobs.groupby("training_set")["method"].first()
+    family = [("random" if method[t] == "random" else t) for t in scale.index]  # the draws in one row
     rows = [[name, len(g), f"{g['per_image_ratio'].median():.2f}", f"{g['search_fraction'].median():.2%}",
              f"{g['building_fraction'].median():.3%}", f"{g['fraction_of_whole'].median():.2%}"]
             for name, g in scale.groupby(family)]
@@ -118,14 +119,15 @@ def network_lines(config: PipelineConfig, sweep: pd.DataFrame, defaults: pd.Data
                   k: int) -> list[str]:
     """PLAN.md's rule for the pruning network, at every size that has proxies from other networks."""
     lines = []
+    specs = config.proxies.resolved()
+    seconds = jobs.groupby("training_set")["proxy_minutes"].first() * 60
     for r in defaults.itertuples():
-        same = [s for s in config.proxies.resolved() if s.method == r.method and s.per_class == r.per_class]
+        same = [s for s in specs if s.method == r.method and s.per_class == r.per_class]
         if r.method == "random" or not any(s.scoring for s in same):
-            if any(s.scoring and s.per_class == r.per_class for s in config.proxies.resolved()):
+            if any(s.scoring and s.per_class == r.per_class for s in specs):
                 lines.append(f"- {r.per_class} per class: the default is random, so the pruning network stays "
                              "the default one (PLAN.md).")
             continue
-        seconds = jobs.groupby("training_set")["proxy_minutes"].first() * 60
         ordered = sorted(same, key=lambda s: (not s.scoring, seconds.get(s.name, float("inf"))))
         chosen = choose_network(sweep, k, [s.name for s in ordered])
         lines.append(f"- {r.per_class} per class, {r.method}: of {', '.join(s.name for s in ordered)} (cheapest "
