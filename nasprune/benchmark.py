@@ -19,8 +19,8 @@ import pandas as pd
 from nasprune.metrics import NULL_COLUMNS, candidate_means, random_null, ranking_by_epoch
 from nasprune.selection import get_method
 
-__all__ = ["SWEEP_COLUMNS", "choose_defaults", "choose_network", "complete_sets", "costs", "paper_scale",
-           "primary_metrics", "qualifies", "settling", "size_sweep", "top_quartile_k"]
+__all__ = ["SWEEP_COLUMNS", "chance_qualifications", "choose_defaults", "choose_network", "complete_sets", "costs",
+           "paper_scale", "primary_metrics", "qualifies", "settling", "size_sweep", "top_quartile_k"]
 
 #: The columns of :func:`size_sweep`: the size, the proxy's method, then :data:`nasprune.metrics.NULL_COLUMNS`.
 SWEEP_COLUMNS = ["per_class", "images", "method", *NULL_COLUMNS]
@@ -106,6 +106,30 @@ def choose_defaults(sweep: pd.DataFrame, k: int, *, min_percentile: float = 80.0
                      "qualified": ", ".join(q[2] for q in sorted(qualified)),
                      "mean_percentile": -best[0] if best else float("nan"), "draws": int(group["draws"].max())})
     return pd.DataFrame(rows, columns=["per_class", "default", "method", "qualified", "mean_percentile", "draws"])
+
+
+def chance_qualifications(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int,
+                          min_percentile: float = 80.0) -> pd.DataFrame:
+    """How often the decision rule picks a proxy that is random: each random draw judged by :func:`qualifies`
+    against the other draws of its size (leave one out), as the methods are judged against all of them.
+
+    The share of draws that qualify is the rule's chance rate per try; times the tries made (methods x sizes)
+    it is the number of qualifications to expect when no method is better than random. One row per size:
+    ``per_class``, ``draws``, ``qualified`` (how many draws qualify), ``rate``, ``which`` (their names)."""
+    sets = complete_sets(jobs, whole)
+    jobs = jobs[jobs["training_set"].isin(sets)]
+    info = jobs[jobs["training_set"] != whole].groupby("training_set", sort=False)[["method", "images"]].first()
+    rows = []
+    for images, group in info.groupby("images", sort=True):
+        draws = list(group.index[group["method"] == "random"])
+        if len(draws) < 2:
+            continue
+        hits = [d for d in draws  # only the point values and percentiles are read: no bootstrap
+                if qualifies(random_null(jobs, [x for x in draws if x != d], [d], whole, k=k, n_boot=0), d, k,
+                             min_percentile=min_percentile) is not None]
+        rows.append({"per_class": int(images) // classes, "draws": len(draws), "qualified": len(hits),
+                     "rate": len(hits) / len(draws), "which": ", ".join(hits)})
+    return pd.DataFrame(rows, columns=["per_class", "draws", "qualified", "rate", "which"])
 
 
 def choose_network(sweep: pd.DataFrame, k: int, candidates: Sequence[str], *,

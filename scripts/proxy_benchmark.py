@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasprune.benchmark import (choose_defaults, choose_network, complete_sets, costs, paper_scale, primary_metrics,
-                                settling, size_sweep, top_quartile_k)
+from nasprune.benchmark import (chance_qualifications, choose_defaults, choose_network, complete_sets, costs,
+                                paper_scale, primary_metrics, settling, size_sweep, top_quartile_k)
 from nasprune.jobs import load_history, load_jobs
 from nasprune.metrics import candidate_means, noise_ceiling
 from nasprune.pipeline import PipelineConfig, run_pipeline
@@ -135,6 +135,24 @@ def network_lines(config: PipelineConfig, sweep: pd.DataFrame, defaults: pd.Data
     return ["## The pruning network (PLAN.md)", "", *lines, ""] if lines else []
 
 
+def chance_lines(jobs: pd.DataFrame, sweep: pd.DataFrame, defaults: pd.DataFrame, classes: int, k: int) -> list[str]:
+    """How many qualifications the rule gives by chance: each random draw judged against the other draws."""
+    chance = chance_qualifications(jobs, classes=classes, k=k)
+    if not len(chance):
+        return []
+    rate = chance["qualified"].sum() / chance["draws"].sum()
+    tries = sweep[sweep["metric"] == "kendall_all"]["proxy"].nunique()
+    found = sum(len(q.split(", ")) for q in defaults["qualified"] if q)
+    rows = [[r.per_class, r.draws, r.qualified, f"{100 * r.rate:.0f}%"] for r in chance.itertuples()]
+    return ["**How often the rule qualifies a random proxy.** Each random draw judged by the same rule against the "
+            "other draws of its size (19 of 20, leave one out): "
+            f"{chance['qualified'].sum()} of {chance['draws'].sum()} draws qualify ({100 * rate:.0f}%). The rule "
+            f"was tried on {tries} method-size pairs, so chance alone gives about {rate * tries:.1f} "
+            f"qualifications; the methods got {found}. This is why a default is only a candidate until the held-out "
+            "pools confirm it at the stricter 95th percentile.", "",
+            *markdown_table(["per class", "draws", "draws that qualify", "rate"], rows), ""]
+
+
 def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[list[str], pd.DataFrame]:
     """Write the CSVs and the plot; return the README's body and the sweep."""
     jobs = load_jobs(directory)
@@ -171,9 +189,11 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[list[
         body += ["## The decision rule applied (development pool)", "",
                  "PLAN.md's rule: a method qualifies at a size when it is at or above the 80th percentile of the "
                  "draws on both primary metrics and its regret is at most the draws' median; the default is the "
-                 "qualifier with the highest mean percentile, else random. Provisional until every size has its "
-                 "20 draws; the claims come from the held-out pools.", "",
+                 "qualifier with the highest mean percentile, else random. "
+                 + ("" if (defaults["draws"] >= 20).all() else "Provisional until every size has its 20 draws. ")
+                 + "A default other than random is a candidate for the held-out pools, not yet a claim.", "",
                  *markdown_table(["per class", "default", "qualified", "mean primary percentile", "draws"], rows), ""]
+        body += chance_lines(jobs, sweep[~sweep["proxy"].isin(other_networks)], defaults, classes, k)
         body += network_lines(config, sweep, defaults, jobs, k)
     body += cost_lines(jobs, config) + paper_scale_lines(jobs, classes)
     return body, sweep

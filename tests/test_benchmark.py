@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from nasprune.benchmark import (choose_defaults, choose_network, complete_sets, costs, paper_scale, settling,
+from nasprune.benchmark import (chance_qualifications, choose_defaults, choose_network, complete_sets, costs, paper_scale, settling,
                                 size_sweep, top_quartile_k)
 from nasprune.report import plot_size_sweep, size_sweep_markdown
 
@@ -67,6 +67,24 @@ def test_decision_rule_picks_a_qualifier_or_random(jobs):
     assert chosen.loc[20, "default"] == "random" and chosen.loc[20, "qualified"] == ""
     # above the draws on every metric, but a demanding threshold leaves nothing: random
     assert (choose_defaults(sweep, k=3, min_percentile=100.1)["default"] == "random").all()
+
+
+def test_chance_qualifications_judge_each_draw_against_the_others(jobs):
+    base = chance_qualifications(jobs, classes=10, k=3)
+    assert list(base["per_class"]) == [10, 20] and list(base["draws"]) == [10, 10]
+    assert (base["rate"] == base["qualified"] / base["draws"]).all()
+    # a draw in the truth's own order beats every other draw: it qualifies; one in reverse order never does
+    truth = jobs["training_set"] == "random-100-d0"
+    perfect = jobs.copy()
+    perfect.loc[truth, "val_acc"] = TRUTH
+    reverse = jobs.copy()
+    reverse.loc[truth, "val_acc"] = -TRUTH
+    gained = chance_qualifications(perfect, classes=10, k=3).set_index("per_class")
+    lost = chance_qualifications(reverse, classes=10, k=3).set_index("per_class")
+    assert "random-100-d0" in gained.loc[10, "which"].split(", ")
+    assert "random-100-d0" not in lost.loc[10, "which"].split(", ")
+    assert gained.loc[20, "which"] == lost.loc[20, "which"] == base.set_index("per_class").loc[20, "which"]
+    assert (chance_qualifications(perfect, classes=10, k=3, min_percentile=100.1)["qualified"] == 0).all()
 
 
 def test_costs_are_fractions_of_the_whole_search(jobs):
