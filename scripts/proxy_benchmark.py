@@ -17,6 +17,7 @@ alone (a partial run gives a partial, consistent write-up: sets not finished on 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -210,7 +211,12 @@ def main() -> None:
     config = PipelineConfig.load(args.config)
     directory = Path(args.config).parent
     if not args.analyse:
-        run_pipeline(config, directory, workers=args.workers, report=False)
+        try:
+            run_pipeline(config, directory, workers=args.workers, report=False)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (nasprune.runner.Terminated): finished jobs are kept
+            print(f"interrupted; run the same command again to resume ({directory / 'optuna.journal'})",
+                  file=sys.stderr)
+            sys.exit(128 + getattr(e, "signum", 2))
     body, sweep = analyse(config, directory, args.n_boot)
     jobs = pd.read_csv(directory / "jobs.csv")
     # wall_seconds is this invocation's (only the analysis with --analyse); the jobs' summed wall time stays
