@@ -45,23 +45,27 @@ def complete_sets(jobs: pd.DataFrame, whole: str = "whole") -> list[str]:
     return [whole] + [t for t in names if done and done <= set(candidate_means(jobs, t)["val_acc"].dropna().index)]
 
 
+def _sets_by_size(jobs: pd.DataFrame, whole: str):
+    """(images, each training set's method, the random draws) for every size with at least one draw, ascending."""
+    info = jobs[jobs["training_set"] != whole].groupby("training_set", sort=False)[["method", "images"]].first()
+    for images, group in info.groupby("images", sort=True):
+        draws = list(group.index[group["method"] == "random"])
+        if draws:
+            yield images, group["method"], draws
+
+
 def size_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int | None = None, top: int = 10,
                n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Every complete non-random proxy against the complete random draws of its size (:data:`SWEEP_COLUMNS`,
     one row per proxy and metric), sizes ascending. ``k`` of the NDCG defaults to :func:`top_quartile_k` of the
     whole set's finished candidates. Sizes with no finished draw are left out."""
-    sets = complete_sets(jobs, whole)
-    jobs = jobs[jobs["training_set"].isin(sets)]
+    jobs = jobs[jobs["training_set"].isin(complete_sets(jobs, whole))]
     k = k or top_quartile_k(len(candidate_means(jobs, whole)["val_acc"].dropna()))
-    info = jobs[jobs["training_set"] != whole].groupby("training_set", sort=False)[["method", "images"]].first()
     frames = []
-    for images, group in info.groupby("images", sort=True):
-        draws = list(group.index[group["method"] == "random"])
-        proxies = list(group.index[group["method"] != "random"])
-        if not draws:
-            continue
+    for images, methods, draws in _sets_by_size(jobs, whole):
+        proxies = list(methods.index[methods != "random"])
         null = random_null(jobs, draws, proxies, whole, top=top, k=k, n_boot=n_boot, seed=seed)
-        null.insert(0, "method", null["proxy"].map(group["method"]))
+        null.insert(0, "method", null["proxy"].map(methods))
         null.insert(0, "images", int(images))
         null.insert(0, "per_class", int(images) // classes)
         frames.append(null)
@@ -116,12 +120,9 @@ def chance_qualifications(jobs: pd.DataFrame, whole: str = "whole", *, classes: 
     The share of draws that qualify is the rule's chance rate per try; times the tries made (methods x sizes)
     it is the number of qualifications to expect when no method is better than random. One row per size:
     ``per_class``, ``draws``, ``qualified`` (how many draws qualify), ``rate``, ``which`` (their names)."""
-    sets = complete_sets(jobs, whole)
-    jobs = jobs[jobs["training_set"].isin(sets)]
-    info = jobs[jobs["training_set"] != whole].groupby("training_set", sort=False)[["method", "images"]].first()
+    jobs = jobs[jobs["training_set"].isin(complete_sets(jobs, whole))]
     rows = []
-    for images, group in info.groupby("images", sort=True):
-        draws = list(group.index[group["method"] == "random"])
+    for images, _, draws in _sets_by_size(jobs, whole):
         if len(draws) < 2:
             continue
         hits = [d for d in draws  # only the point values and percentiles are read: no bootstrap

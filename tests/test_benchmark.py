@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from nasprune.benchmark import (chance_qualifications, choose_defaults, choose_network, complete_sets, costs, paper_scale, settling,
-                                size_sweep, top_quartile_k)
+from nasprune.benchmark import (chance_qualifications, choose_defaults, choose_network, complete_sets, costs,
+                                paper_scale, settling, size_sweep, top_quartile_k)
 from nasprune.report import plot_size_sweep, size_sweep_markdown
 
 CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
