@@ -206,22 +206,14 @@ def _add_search(sub, common) -> None:
 
 
 def _search(args) -> int:
-    from nasprune.runner import run_search
+    from nasprune.runner import exit_on_interrupt, run_search
 
     directory = _experiment_dir(args.experiment, "search")
-    try:
+    with exit_on_interrupt("nasprune search"):
         s = run_search(directory, workers=args.workers, storage=args.storage, threads=args.threads,
                        retry_failed=args.retry_failed, progress=not args.no_progress, fuse=args.fuse)
-    except KeyboardInterrupt as e:
-        return _interrupted("search", e)
     print(summary_line(s))
     return 0 if not s["failed"] and not any(s["worker_exitcodes"]) else 1
-
-
-def _interrupted(command: str, e: KeyboardInterrupt) -> int:
-    """Ctrl-C or SIGTERM: say how to resume; exit 128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
-    print(f"nasprune {command}: interrupted; run the same command again to resume", file=sys.stderr)
-    return 128 + getattr(e, "signum", 2)
 
 
 def summary_line(s: dict) -> str:
@@ -393,14 +385,13 @@ def _compare(args) -> int:
     if args.no_search and not _searched(directory, args.storage, "compare"):
         return 2
     from nasprune.compare import compare_with_random
+    from nasprune.runner import exit_on_interrupt
 
-    try:
+    with exit_on_interrupt("nasprune compare"):
         result = compare_with_random(directory, args.proxy, args.random_draws, whole=args.whole,
                                      search=not args.no_search, workers=args.workers, storage=args.storage,
                                      fuse=args.fuse, progress=not args.no_progress, n_boot=args.bootstrap,
                                      seed=args.seed)
-    except KeyboardInterrupt as e:
-        return _interrupted("compare", e)
     print(result.text())
     s = result.search
     return 0 if s is None or (not s["failed"] and not any(s["worker_exitcodes"])) else 1
@@ -431,13 +422,12 @@ def _add_run(sub, common) -> None:
 
 def _run_run(args) -> int:
     from nasprune.pipeline import PipelineConfig, run_pipeline
+    from nasprune.runner import exit_on_interrupt
 
     config = PipelineConfig.load(args.config)
     out = Path(args.out or f"runs/{config.name}")
-    try:
+    with exit_on_interrupt("nasprune run"):
         result = run_pipeline(config, out, workers=args.workers, storage=args.storage, fuse=args.fuse)
-    except KeyboardInterrupt as e:
-        return _interrupted("run", e)
     s = result.summary
     print(summary_line(s))
     print(f"done: {result.report['table1.md']}" if "table1.md" in result.report else f"done: {out}")

@@ -30,6 +30,7 @@ import multiprocessing as mp
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -50,8 +51,8 @@ from nasprune.train import TrainConfig, TrainResult, train_candidate
 from search_spaces.convnet import ConvNetSpec, block_shapes
 
 __all__ = ["CONFIG_FILE", "EXTRA_COLUMNS", "JOB_COLUMNS", "JOURNAL_FILE", "Experiment", "ExperimentError",
-           "StorageError", "Terminated", "default_threads", "job_status", "load_jobs", "open_storage", "prepare",
-           "run_search"]
+           "StorageError", "Terminated", "default_threads", "exit_on_interrupt", "job_status", "load_jobs",
+           "open_storage", "prepare", "run_search"]
 
 HEARTBEAT_SECONDS = 30.0  # how often a running job refreshes its heartbeat
 GRACE_SECONDS = 180.0  # a job on another host with no heartbeat for this long is taken as dead
@@ -150,6 +151,19 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
+
+
+@contextlib.contextmanager
+def exit_on_interrupt(command: str) -> Iterator[None]:
+    """For entry points (``nasprune``, ``scripts/``): Ctrl-C or SIGTERM (:class:`Terminated`) inside ends the
+    process with one line saying how to resume, not a traceback, and the exit status 128 + the signal's number
+    (130 for SIGINT, 143 for SIGTERM), as a shell reports a process the signal killed. Finished jobs are kept,
+    so the same command resumes."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        print(f"{command}: interrupted; run the same command again to resume", file=sys.stderr)
+        raise SystemExit(128 + getattr(e, "signum", signal.SIGINT)) from None
 
 
 class _Stop:

@@ -37,7 +37,7 @@ from nasprune.prune import (InfluenceConfig, ObjectiveConfig, build_proxy, check
 from nasprune.provenance import provenance
 from nasprune.proxy import ProxySet
 from nasprune.report import markdown_table, write_readme
-from nasprune.runner import run_search
+from nasprune.runner import exit_on_interrupt, run_search
 from nasprune.scoring import ScoringConfig, ScoringRun, load_or_run
 from nasprune.selection import fraction_quota, select
 from nasprune.train import TrainConfig
@@ -233,7 +233,8 @@ def main(grid: Grid, *, title: str, script: str, doc: str, out: Path,
     ap.add_argument("--workers", type=int, default=1, help="runner workers (default 1; 0 trains in this process)")
     args = ap.parse_args()
     out, started = Path(args.out), time.perf_counter()
-    jobs = run_grid(grid, out, workers=args.workers)
+    with exit_on_interrupt(f"scripts/{script}"):
+        jobs = run_grid(grid, out, workers=args.workers)
     summary = summarise(grid, jobs, out)
     summary.to_csv(out / "summary.csv", index=False)
     plot(summary, out / plot_name)

@@ -26,7 +26,7 @@ from nasprune.metrics import candidate_means
 from nasprune.prune import build_proxy
 from nasprune.provenance import provenance
 from nasprune.report import markdown_table, write_readme
-from nasprune.runner import run_search
+from nasprune.runner import exit_on_interrupt, run_search
 from nasprune.train import TrainConfig
 from search_spaces import convnet_720
 
@@ -59,7 +59,8 @@ def main() -> None:
         if not proxy.exists():
             build_proxy(exp.dataset.load(), None, "random", 100, seed=SCREEN_SEED).save(proxy)
         exp.save(DIR)
-        run_search(DIR, workers=args.workers)
+        with exit_on_interrupt("scripts/competitive_pool.py"):
+            run_search(DIR, workers=args.workers)
     jobs = load_jobs(DIR)
     jobs.to_csv(DIR / "jobs.csv", index=False)
     screen = candidate_means(jobs, "screen")["val_acc"].dropna().sort_values(ascending=False)

@@ -17,7 +17,6 @@ alone (a partial run gives a partial, consistent write-up: sets not finished on 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from nasprune.benchmark import (chance_qualifications, choose_defaults, choose_n
 from nasprune.jobs import load_history, load_jobs
 from nasprune.metrics import candidate_means, noise_ceiling
 from nasprune.pipeline import PipelineConfig, run_pipeline
+from nasprune.runner import exit_on_interrupt
 from nasprune.provenance import provenance
 from nasprune.prune import needs_scoring_run
 from nasprune.report import ci_text, markdown_table, plot_size_sweep, size_sweep_markdown, write_readme
@@ -211,12 +211,8 @@ def main() -> None:
     config = PipelineConfig.load(args.config)
     directory = Path(args.config).parent
     if not args.analyse:
-        try:
+        with exit_on_interrupt("scripts/proxy_benchmark.py"):
             run_pipeline(config, directory, workers=args.workers, report=False)
-        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (nasprune.runner.Terminated): finished jobs are kept
-            print(f"interrupted; run the same command again to resume ({directory / 'optuna.journal'})",
-                  file=sys.stderr)
-            sys.exit(128 + getattr(e, "signum", 2))
     body, sweep = analyse(config, directory, args.n_boot)
     jobs = pd.read_csv(directory / "jobs.csv")
     # wall_seconds is this invocation's (only the analysis with --analyse); the jobs' summed wall time stays

@@ -25,6 +25,7 @@ import pandas as pd
 
 from nasprune.jobs import job_status
 from nasprune.pipeline import PipelineConfig, run_pipeline
+from nasprune.runner import exit_on_interrupt
 from nasprune.provenance import provenance
 from nasprune.proxy import ProxySet
 from nasprune.report import (paired_differences, paired_markdown, proxies_markdown, train_settings, write_readme,
@@ -165,7 +166,8 @@ def main() -> None:
     directory = Path(args.dir)
     config = PipelineConfig.load("fmnist-ref")
     if not args.analyse:
-        run_pipeline(config, directory, workers=args.workers, report=False)
+        with exit_on_interrupt("scripts/reference_experiment.py"):
+            run_pipeline(config, directory, workers=args.workers, report=False)
     write_report(directory, n_boot=args.n_boot)
     table = pd.read_csv(directory / "table1.csv")
     jobs = pd.read_csv(directory / "jobs.csv")

@@ -29,6 +29,7 @@ from scipy import stats
 from nasprune.jobs import load_jobs
 from nasprune.metrics import candidate_means, compare
 from nasprune.pipeline import PipelineConfig, run_pipeline
+from nasprune.runner import exit_on_interrupt
 from nasprune.provenance import provenance
 from nasprune.proxy import ProxySet
 from nasprune.report import (ci_text, markdown_table, paired_differences, paired_text, paired_wide_markdown,
@@ -208,7 +209,8 @@ def main() -> None:
     config = PipelineConfig.load(args.config)
     directory = Path(args.config).parent
     if not args.analyse:
-        run_pipeline(config, directory, workers=args.workers, report=False)
+        with exit_on_interrupt("scripts/study_objective.py"):
+            run_pipeline(config, directory, workers=args.workers, report=False)
     study, paired, stability = analyse(config, directory, args.n_boot)
     study.to_csv(directory / "study.csv", index=False)
     paired.to_csv(directory / "paired.csv", index=False)

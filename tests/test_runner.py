@@ -256,13 +256,16 @@ def test_killing_the_command_stops_its_workers_and_a_rerun_runs_each_unfinished_
             time.sleep(0.05)
         pids = _descendants(proc.pid)
         os.kill(proc.pid, signum)  # the parent only
-        out, _ = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert len(running) == 2 and len(pids) >= 2 and "resumed:" not in out
     assert proc.returncode == (128 + signal.SIGTERM if signum == signal.SIGTERM else -signal.SIGKILL)  # 143: stopped
+    if signum == signal.SIGTERM:  # one line on how to resume, no traceback (runner.exit_on_interrupt)
+        assert "nasprune search: interrupted; run the same command again to resume" in err
+        assert "Traceback" not in err
     deadline = time.time() + 10
     while time.time() < deadline and any(jobs.proc_start(p) is not None for p in pids):
         time.sleep(0.1)
@@ -289,6 +292,22 @@ def test_killing_the_command_stops_its_workers_and_a_rerun_runs_each_unfinished_
     assert all(t.value == kept[(s, t.user_attrs["job"])] for s, ts in after.items() for t in ts
                if (s, t.user_attrs["job"]) in kept and t.state == TrialState.COMPLETE)
     assert set(completes_per_job(tmp_path).values()) == {1}
+
+
+@pytest.mark.parametrize("raised, status", [(runner.Terminated(signal.SIGTERM), 143), (KeyboardInterrupt(), 130),
+                                            (ValueError("bad"), None)])
+def test_exit_on_interrupt_turns_a_stop_into_a_resume_line_and_the_signals_exit_status(capsys, raised, status):
+    """Entry points (the CLI, scripts/) end a Ctrl-C or SIGTERM with 128 + the signal's number and one line;
+    any other error passes through untouched."""
+    with pytest.raises(SystemExit if status else ValueError) as info:
+        with runner.exit_on_interrupt("scripts/x.py"):
+            raise raised
+    err = capsys.readouterr().err
+    if status:
+        assert info.value.code == status and info.value.__context__ is not None and info.value.__suppress_context__
+        assert err == "scripts/x.py: interrupted; run the same command again to resume\n"
+    else:
+        assert info.value is raised and err == ""
 
 
 # --- threads, progress, evaluation --------------------------------------------------------------------------------
