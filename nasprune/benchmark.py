@@ -1,5 +1,6 @@
 """The proxy benchmark: every proxy against the random draws of its size, read against the whole set's noise
-ceiling, and the rule that picks a default method per size (``results/proxy-benchmark/PLAN.md``).
+ceiling, the rule that picks a default method per size on the development pool and the stricter one that
+confirms it on held-out pools (``results/proxy-benchmark/PLAN.md``).
 
 Pure functions of the jobs table (:func:`nasprune.jobs.load_jobs`), like :mod:`nasprune.metrics`, whose
 :func:`~nasprune.metrics.random_null` and :func:`~nasprune.metrics.noise_ceiling` they apply size by size. A
@@ -16,14 +17,20 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from nasprune.metrics import NULL_COLUMNS, candidate_means, random_null, ranking_by_epoch
+from nasprune.metrics import NULL_COLUMNS, candidate_means, draw_metrics, random_null, ranking_by_epoch
 from nasprune.selection import get_method
 
-__all__ = ["SWEEP_COLUMNS", "chance_qualifications", "choose_defaults", "choose_network", "complete_sets", "costs",
-           "paper_scale", "primary_metrics", "qualifies", "settling", "size_sweep", "top_quartile_k"]
+__all__ = ["CONFIRM_MAX_REGRET", "CONFIRM_PERCENTILE", "SWEEP_COLUMNS", "chance_qualifications", "choose_defaults",
+           "choose_network", "complete_sets", "confirm", "costs", "paper_scale", "primary_metrics", "qualifies",
+           "random_spread", "settling", "size_sweep", "top_quartile_k"]
 
 #: The columns of :func:`size_sweep`: the size, the proxy's method, then :data:`nasprune.metrics.NULL_COLUMNS`.
 SWEEP_COLUMNS = ["per_class", "images", "method", *NULL_COLUMNS]
+#: The confirmation rule on a held-out pool (PLAN.md): at least this percentile among the draws on both primary
+#: metrics (beats 19 of 20 draws) ...
+CONFIRM_PERCENTILE = 95.0
+#: ... and a regret of at most this many points.
+CONFIRM_MAX_REGRET = 0.5
 #: How cheap a method's inputs are, for breaking ties between defaults (cheapest first).
 _INPUT_COST = {"features": 0, "logits": 1, "el2n": 2, "grand": 2, "forgetting_counts": 2, "S": 3}
 
@@ -58,12 +65,14 @@ def size_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int
                n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Every complete non-random proxy against the complete random draws of its size (:data:`SWEEP_COLUMNS`,
     one row per proxy and metric), sizes ascending. ``k`` of the NDCG defaults to :func:`top_quartile_k` of the
-    whole set's finished candidates. Sizes with no finished draw are left out."""
+    whole set's finished candidates. Sizes with no finished draw, or no other proxy, are left out."""
     jobs = jobs[jobs["training_set"].isin(complete_sets(jobs, whole))]
     k = k or top_quartile_k(len(candidate_means(jobs, whole)["val_acc"].dropna()))
     frames = []
     for images, methods, draws in _sets_by_size(jobs, whole):
         proxies = list(methods.index[methods != "random"])
+        if not proxies:  # random alone at this size: see random_spread
+            continue
         null = random_null(jobs, draws, proxies, whole, top=top, k=k, n_boot=n_boot, seed=seed)
         null.insert(0, "method", null["proxy"].map(methods))
         null.insert(0, "images", int(images))
@@ -72,17 +81,38 @@ def size_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SWEEP_COLUMNS)
 
 
-def qualifies(sweep: pd.DataFrame, proxy: str, k: int, *, min_percentile: float = 80.0) -> float | None:
+def random_spread(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int, top: int = 10,
+                  band: float = 0.90) -> pd.DataFrame:
+    """Random as a distribution at every size, whether or not another proxy of that size was run: per size and
+    metric the number of finished draws, their median and their central ``band`` (0.90: the 5th and 95th
+    percentiles, as :func:`nasprune.metrics.random_null` draws it). Columns ``per_class``, ``metric``,
+    ``draws``, ``median``, ``band_lo``, ``band_hi``."""
+    jobs = jobs[jobs["training_set"].isin(complete_sets(jobs, whole))]
+    rows = []
+    for images, _, draws in _sets_by_size(jobs, whole):
+        for metric, values in draw_metrics(jobs, draws, whole, top=top, k=k).items():
+            d = values.dropna().to_numpy(float)
+            if len(d):
+                lo, hi = np.percentile(d, [50 * (1 - band), 50 * (1 + band)])
+                rows.append({"per_class": int(images) // classes, "metric": metric, "draws": len(d),
+                             "median": float(np.median(d)), "band_lo": float(lo), "band_hi": float(hi)})
+    return pd.DataFrame(rows, columns=["per_class", "metric", "draws", "median", "band_lo", "band_hi"])
+
+
+def qualifies(sweep: pd.DataFrame, proxy: str, k: int, *, min_percentile: float = 80.0,
+              max_regret: float | None = None) -> float | None:
     """The decision rule's test of one proxy (``results/proxy-benchmark/PLAN.md``): the mean of its two primary
     percentiles among the draws of its size when both are at least ``min_percentile`` and its regret is at most
-    the draws' median regret; None when it does not qualify (or is not in ``sweep``)."""
+    ``max_regret`` points (None: the draws' median regret, the development pool's rule); None when it does not
+    qualify (or is not in ``sweep``)."""
     rows = sweep[sweep["proxy"] == proxy].set_index("metric")
     primary = primary_metrics(k)
     if not all(m in rows.index for m in (*primary, "regret")):
         return None
     pct = [float(rows.loc[m, "percentile"]) for m in primary]
-    regret, median = rows.loc["regret", "value"], rows.loc["regret", "draw_median"]
-    if all(p >= min_percentile for p in pct) and regret <= median:
+    regret = rows.loc["regret", "value"]
+    if all(p >= min_percentile for p in pct) and regret <= (rows.loc["regret", "draw_median"] if max_regret is None
+                                                            else max_regret):
         return float(np.mean(pct))
     return None
 
@@ -113,7 +143,7 @@ def choose_defaults(sweep: pd.DataFrame, k: int, *, min_percentile: float = 80.0
 
 
 def chance_qualifications(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int,
-                          min_percentile: float = 80.0) -> pd.DataFrame:
+                          min_percentile: float = 80.0, max_regret: float | None = None) -> pd.DataFrame:
     """How often the decision rule picks a proxy that is random: each random draw judged by :func:`qualifies`
     against the other draws of its size (leave one out), as the methods are judged against all of them.
 
@@ -127,10 +157,34 @@ def chance_qualifications(jobs: pd.DataFrame, whole: str = "whole", *, classes: 
             continue
         hits = [d for d in draws  # only the point values and percentiles are read: no bootstrap
                 if qualifies(random_null(jobs, [x for x in draws if x != d], [d], whole, k=k, n_boot=0), d, k,
-                             min_percentile=min_percentile) is not None]
+                             min_percentile=min_percentile, max_regret=max_regret) is not None]
         rows.append({"per_class": int(images) // classes, "draws": len(draws), "qualified": len(hits),
                      "rate": len(hits) / len(draws), "which": ", ".join(hits)})
     return pd.DataFrame(rows, columns=["per_class", "draws", "qualified", "rate", "which"])
+
+
+def confirm(sweep: pd.DataFrame, k: int, proxies: Sequence[str], *, min_percentile: float = CONFIRM_PERCENTILE,
+            max_regret: float = CONFIRM_MAX_REGRET) -> pd.DataFrame:
+    """PLAN.md's confirmation of the development pool's defaults (``proxies``) on one held-out pool: each at
+    least ``min_percentile`` among the draws of its size on both primary metrics, and its regret at most
+    ``max_regret`` points (:func:`qualifies`). One row per proxy in ``sweep``: ``per_class``, ``proxy``,
+    ``method``, the two primary metrics' value and percentile, ``regret``, ``draws`` and ``confirmed``."""
+    primary = primary_metrics(k)
+    rows = []
+    for proxy in proxies:
+        found = sweep[sweep["proxy"] == proxy].set_index("metric")
+        if not all(m in found.index for m in (*primary, "regret")):
+            continue
+        first = found.iloc[0]
+        row = {"per_class": int(first["per_class"]), "proxy": proxy, "method": first["method"]}
+        for m in primary:
+            row[m], row[f"{m}_percentile"] = float(found.loc[m, "value"]), float(found.loc[m, "percentile"])
+        row["regret"], row["draws"] = float(found.loc["regret", "value"]), int(found["draws"].max())
+        row["confirmed"] = qualifies(sweep, proxy, k, min_percentile=min_percentile, max_regret=max_regret) is not None
+        rows.append(row)
+    columns = ["per_class", "proxy", "method", *(c for m in primary for c in (m, f"{m}_percentile")), "regret",
+               "draws", "confirmed"]
+    return pd.DataFrame(rows, columns=columns).sort_values("per_class", kind="stable", ignore_index=True)
 
 
 def choose_network(sweep: pd.DataFrame, k: int, candidates: Sequence[str], *,

@@ -6,31 +6,36 @@ alone (a partial run gives a partial, consistent write-up: sets not finished on 
 
     jobs.csv, history.csv    one row per finished job; per epoch of the whole set's jobs
     sweep.csv                per size, proxy and metric: value, bootstrap CI, percentile among the draws
-    defaults.csv             the pre-registered rule applied size by size
+    defaults.csv             the pre-registered rule applied size by size (a development pool)
+    confirmation.csv         the development pool's defaults confirmed or not (a held-out pool, --confirm)
     sweep.png                each metric against size, random's 5-95% band and the noise ceiling
     README.md                the tables, the ground truth's settling and ceiling, the cost, provenance
 
     python scripts/proxy_benchmark.py                 # run what is missing, then analyse
     python scripts/proxy_benchmark.py --analyse       # analyse what has finished so far
+    python scripts/proxy_benchmark.py --config results/proxy-benchmark-comp/config.yaml \
+        --confirm results/proxy-benchmark/defaults.csv  # a held-out pool
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from nasprune.benchmark import (chance_qualifications, choose_defaults, choose_network, complete_sets, costs,
-                                paper_scale, primary_metrics, settling, size_sweep, top_quartile_k)
+from nasprune.benchmark import (CONFIRM_MAX_REGRET, CONFIRM_PERCENTILE, chance_qualifications, choose_defaults,
+                                choose_network, complete_sets, confirm, costs, paper_scale, primary_metrics,
+                                random_spread, settling, size_sweep, top_quartile_k)
 from nasprune.jobs import load_history, load_jobs
 from nasprune.metrics import candidate_means, noise_ceiling
 from nasprune.pipeline import PipelineConfig, run_pipeline
-from nasprune.runner import exit_on_interrupt
 from nasprune.provenance import provenance
 from nasprune.prune import needs_scoring_run
 from nasprune.report import ci_text, markdown_table, plot_size_sweep, size_sweep_markdown, write_readme
+from nasprune.runner import exit_on_interrupt
 
 DIR = Path("results/proxy-benchmark")
 
@@ -38,6 +43,11 @@ DIR = Path("results/proxy-benchmark")
 def metrics(k: int) -> list[tuple[str, str, str]]:
     return [("kendall_all", "Kendall (all)", ".3f"), (f"ndcg_top{k}", f"NDCG@{k} (top quartile)", ".3f"),
             ("regret", "regret (points)", ".2f"), ("spearman_top10", "Spearman (proxy's top 10)", ".3f")]
+
+
+def _rel(path: Path, directory: Path) -> str:
+    """``path`` as a link from a README in ``directory``."""
+    return os.path.relpath(path, directory)
 
 
 def _num(value: float) -> str:
@@ -62,6 +72,63 @@ def ground_truth_lines(jobs: pd.DataFrame, history: pd.DataFrame, ceiling: dict,
                   "interval. A proxy is scored against the mean of both seeds, which is less noisy than one seed, "
                   "so it can land a little above this; no proxy can be expected far above it.", "",
                   *markdown_table(["metric", "whole vs itself [95% CI]"], rows), ""]
+    return lines
+
+
+def spread_lines(jobs: pd.DataFrame, ceiling: dict, classes: int, k: int) -> list[str]:
+    """Random as a distribution at every size (with or without other proxies), beside the noise ceiling."""
+    spread = random_spread(jobs, classes=classes, k=k)
+    if spread.empty:
+        return []
+    table = spread.set_index(["per_class", "metric"])
+    shown = metrics(k)[:3]
+    rows = [[per_class, int(table.loc[(per_class, "kendall_all"), "draws"]),
+             *(f"{table.loc[(per_class, m), 'median']:{f}} [{table.loc[(per_class, m), 'band_lo']:{f}}, "
+               f"{table.loc[(per_class, m), 'band_hi']:{f}}]" for m, _, f in shown)]
+            for per_class in sorted(spread["per_class"].unique())]
+    ceiling_row = [["ceiling", "", *(_num(ceiling.get(m, float("nan"))) for m, _, _ in shown)]] if ceiling else []
+    return ["## Random as a distribution", "",
+            "Per size, the random draws' median and 5-95% band (`nasprune.benchmark.random_spread`); the last row is "
+            "the whole set against itself (the noise ceiling).", "",
+            *markdown_table(["per class", "draws", *(f"{label}: median [5%, 95%]" for _, label, _ in shown)],
+                            rows + ceiling_row), ""]
+
+
+def confirmation_lines(directory: Path, defaults_csv: Path, jobs: pd.DataFrame, sweep: pd.DataFrame, classes: int,
+                       k: int, seeds: int, candidates: int) -> list[str]:
+    """PLAN.md's confirmation on a held-out pool: the development pool's defaults (``defaults_csv``) at the 95th
+    percentile and 0.5 points of regret; writes confirmation.csv. Provisional while the whole set has fewer
+    than its ``seeds`` seeds finished on all ``candidates``."""
+    chosen = pd.read_csv(defaults_csv)
+    proxies = list(chosen.loc[chosen["default"] != "random", "default"])
+    table = confirm(sweep, k, proxies)
+    table.to_csv(directory / "confirmation.csv", index=False)
+    primary = primary_metrics(k)
+    rows = [[r["per_class"], r["proxy"], *(f"{r[m]:.3f} ({r[f'{m}_percentile']:.0f})" for m in primary),
+             f"{r['regret']:.2f}", r["draws"], "yes" if r["confirmed"] else "no"] for _, r in table.iterrows()]
+    waiting = [p for p in proxies if p not in set(table["proxy"])]
+    chance = chance_qualifications(jobs, classes=classes, k=k, min_percentile=CONFIRM_PERCENTILE,
+                                   max_regret=CONFIRM_MAX_REGRET)
+    lines = ["## Confirmation (held-out pool)", "",
+             "This pool was not used for choosing. PLAN.md's rule: the development pool's default at a size "
+             f"([{_rel(defaults_csv, directory)}]({_rel(defaults_csv, directory)})) is confirmed here when it is at "
+             f"or above the {CONFIRM_PERCENTILE:.0f}th percentile of this pool's draws of its size on both primary "
+             f"metrics ({' and '.join(primary)}) and its regret is at most {CONFIRM_MAX_REGRET} points. The project "
+             "README says 'selection beats random' at a size only where every held-out pool confirms it; elsewhere "
+             "it recommends random. Each cell: value (percentile among the draws); also in confirmation.csv.", "",
+             *markdown_table(["per class", "default (development pool)", *primary, "regret", "draws", "confirmed"],
+                             rows), ""]
+    if waiting:
+        lines += [f"Not yet finished on every candidate: {', '.join(waiting)}.", ""]
+    done = int((jobs[jobs["training_set"] == "whole"].groupby("seed")["candidate"].nunique() >= candidates).sum())
+    if done < seeds:
+        lines += [f"**Provisional**: the ground truth has {done} of its {seeds} seeds so far (the remaining seed "
+                  "runs last); the verdicts stand only when every seed has finished.", ""]
+    if len(chance):
+        lines += ["**The same test on random draws.** Each draw against the other draws of its size: "
+                  f"{chance['qualified'].sum()} of {chance['draws'].sum()} pass "
+                  f"({', '.join(f'{r.qualified} of {r.draws} at {r.per_class}' for r in chance.itertuples())} per "
+                  "class): how often a proxy no better than random would be confirmed here.", ""]
     return lines
 
 
@@ -154,8 +221,13 @@ def chance_lines(jobs: pd.DataFrame, sweep: pd.DataFrame, defaults: pd.DataFrame
             *markdown_table(["per class", "draws", "draws that qualify", "rate"], rows), ""]
 
 
-def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[list[str], pd.DataFrame]:
-    """Write the CSVs and the plot; return the README's body and the sweep."""
+def analyse(config: PipelineConfig, directory: Path, n_boot: int,
+            confirm_from: Path | None = None) -> tuple[list[str], pd.DataFrame]:
+    """Write the CSVs and the plot; return the README's body and the sweep. A development pool gets the decision
+    rule (defaults.csv); a held-out pool (``confirm_from``: the development pool's defaults.csv) gets the
+    confirmation of those defaults instead (confirmation.csv)."""
+    held_out = confirm_from is not None
+    plan = _rel(confirm_from.parent / "PLAN.md", directory) if held_out else "PLAN.md"
     jobs = load_jobs(directory)
     jobs.to_csv(directory / "jobs.csv", index=False)
     history = load_history(directory)
@@ -170,13 +242,16 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[list[
     body = [f"{len(jobs)} of {len(exp.jobs())} jobs finished; {len(complete_sets(jobs)) - 1 if len(jobs) else 0} "
             f"of {len(exp.training_sets) - 1} proxies finished on every candidate the whole set has finished "
             f"({len(whole_done)} of {len(exp.candidates)}). The plan, the metrics and the decision rule were fixed "
-            "before the data: [PLAN.md](PLAN.md). Config: [config.yaml](config.yaml); jobs: jobs.csv, "
-            "history.csv; per size and proxy: sweep.csv.", ""]
+            f"before the data: [PLAN.md]({plan}). Config: "
+            "[config.yaml](config.yaml); jobs: jobs.csv, history.csv; per size and proxy: sweep.csv.", ""]
     body += ground_truth_lines(jobs, history, ceiling, k)
+    if len(whole_done):
+        body += spread_lines(jobs, ceiling, classes, k)
     other_networks = [s.name for s in config.proxies.resolved() if s.scoring]  # judged by the network rule only
+    if held_out and len(whole_done):
+        body += confirmation_lines(directory, confirm_from, jobs, sweep, classes, k, len(config.search.seeds),
+                                   len(exp.candidates))
     if len(sweep):
-        defaults = choose_defaults(sweep, k, exclude=other_networks)
-        defaults.to_csv(directory / "defaults.csv", index=False)
         plot_size_sweep(sweep[~sweep["proxy"].isin(other_networks)], directory / "sweep.png",
                         [(m, label) for m, label, _ in metrics(k)[:3]], ceiling=ceiling, title=config.name)
         primary = primary_metrics(k)
@@ -185,6 +260,9 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[list[
                  "draws of its size (the share it beats, ties half) and how many draws are as good or better (the "
                  f"one-sided p-value of 'no better than random'). Primary metrics: {' and '.join(primary)}.", "",
                  "![sweep](sweep.png)", "", *size_sweep_markdown(sweep, metrics(k))]
+    if len(sweep) and not held_out:
+        defaults = choose_defaults(sweep, k, exclude=other_networks)
+        defaults.to_csv(directory / "defaults.csv", index=False)
         rows = [[r.per_class, r.default, r.qualified or "none", "" if pd.isna(r.mean_percentile) else
                  f"{r.mean_percentile:.0f}", r.draws] for r in defaults.itertuples()]
         body += ["## The decision rule applied (development pool)", "",
@@ -206,18 +284,24 @@ def main() -> None:
     ap.add_argument("--analyse", action="store_true", help="only analyse the jobs finished so far")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--confirm", default=None, metavar="DEFAULTS_CSV",
+                    help="a held-out pool: confirm the development pool's defaults (its defaults.csv) instead of "
+                         "choosing defaults on this pool")
     args = ap.parse_args()
+    if args.confirm and not Path(args.confirm).is_file():
+        ap.error(f"--confirm {args.confirm}: no such file (the development pool's defaults.csv)")
     start = time.perf_counter()
     config = PipelineConfig.load(args.config)
     directory = Path(args.config).parent
     if not args.analyse:
         with exit_on_interrupt("scripts/proxy_benchmark.py"):
             run_pipeline(config, directory, workers=args.workers, report=False)
-    body, sweep = analyse(config, directory, args.n_boot)
+    body, sweep = analyse(config, directory, args.n_boot, Path(args.confirm) if args.confirm else None)
     jobs = pd.read_csv(directory / "jobs.csv")
     # wall_seconds is this invocation's (only the analysis with --analyse); the jobs' summed wall time stays
     prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds),
                       proxy_seeds=list(config.search.proxy_seeds or config.search.seeds), analyse_only=args.analyse,
+                      **({"confirmed_against": args.confirm} if args.confirm else {}),
                       jobs_wall_seconds=round(float(jobs["wall_seconds"].sum()), 1) if len(jobs) else 0.0)
     write_readme(directory / "README.md", f"Proxy benchmark: {config.name}", body, prov)
     print(f"{len(jobs)} jobs finished; {directory / 'README.md'} written"

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from nasprune.benchmark import (chance_qualifications, choose_defaults, choose_network, complete_sets, costs,
-                                paper_scale, settling, size_sweep, top_quartile_k)
+from nasprune.benchmark import (chance_qualifications, choose_defaults, choose_network, complete_sets, confirm,
+                                costs, paper_scale, random_spread, settling, size_sweep, top_quartile_k)
 from nasprune.report import plot_size_sweep, size_sweep_markdown
 
 CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
@@ -53,6 +53,25 @@ def test_sweep_groups_draws_by_size_and_skips_unfinished_sets(jobs):
     assert sweep[(sweep.proxy == "easy-10") & (sweep.metric == "kendall_all")]["percentile"].iloc[0] == 0
 
 
+def test_random_spread_covers_every_size_even_without_other_proxies(jobs):
+    only_random = jobs[~jobs["training_set"].str.match(r"(herding|easy|kcenter)-")]
+    assert size_sweep(only_random, classes=10, n_boot=0).empty  # nothing to compare, so no sweep rows
+    spread = random_spread(only_random, classes=10, k=3).set_index(["per_class", "metric"])
+    assert set(spread.index.get_level_values(0)) == {10, 20} and set(spread["draws"]) == {10}
+    # independent check: the draws' Kendall taus against the truth (scipy)
+    for images, per_class in ((100, 10), (200, 20)):
+        taus = [stats.kendalltau(jobs[jobs.training_set == f"random-{images}-d{d}"].val_acc, TRUTH)[0]
+                for d in range(10)]
+        row = spread.loc[(per_class, "kendall_all")]
+        assert row["median"] == pytest.approx(np.median(taus))
+        assert (row["band_lo"], row["band_hi"]) == pytest.approx(tuple(np.percentile(taus, [5, 95])))
+    # the same spread the sweep draws around the proxies of that size
+    sweep = size_sweep(jobs, classes=10, n_boot=0)
+    row = sweep[(sweep.proxy == "herding-10") & (sweep.metric == "ndcg_top3")].iloc[0]
+    assert spread.loc[(10, "ndcg_top3"), "median"] == pytest.approx(row["draw_median"])
+    assert spread.loc[(10, "ndcg_top3"), "band_hi"] == pytest.approx(row["band_hi"])
+
+
 def test_decision_rule_picks_a_qualifier_or_random(jobs):
     sweep = size_sweep(jobs, classes=10, n_boot=50)
     chosen = choose_defaults(sweep, k=3, exclude=["easy-10-cheap"]).set_index("per_class")
@@ -85,6 +104,24 @@ def test_chance_qualifications_judge_each_draw_against_the_others(jobs):
     assert "random-100-d0" not in lost.loc[10, "which"].split(", ")
     assert gained.loc[20, "which"] == lost.loc[20, "which"] == base.set_index("per_class").loc[20, "which"]
     assert (chance_qualifications(perfect, classes=10, k=3, min_percentile=100.1)["qualified"] == 0).all()
+
+
+def test_confirmation_needs_the_95th_percentile_on_both_primary_metrics_and_half_a_point_of_regret(jobs):
+    c = confirm(size_sweep(jobs, classes=10, n_boot=0), 3, ["easy-20", "herding-10", "easy-10", "not-run"])
+    assert list(c["proxy"]) == ["herding-10", "easy-10", "easy-20"]  # by size; a proxy not in the sweep is left out
+    c = c.set_index("proxy")
+    assert c.loc["herding-10", "kendall_all"] == pytest.approx(1.0) and c.loc["herding-10", "regret"] == 0
+    assert c.loc["herding-10", "kendall_all_percentile"] == 100 and c.loc["herding-10", "ndcg_top3_percentile"] == 100
+    assert c.loc["herding-10", "confirmed"] and not c.loc["easy-10", "confirmed"] and not c.loc["easy-20", "confirmed"]
+    # the whole set's best by validation tests 1 point below its runner-up: the proxy, in the truth's order, is
+    # still above every draw, but picks a net 1 point below the best: not confirmed at 0.5 points, confirmed at 2
+    worse = jobs.copy()
+    worse.loc[(worse["training_set"] == "whole") & (worse["candidate"] == CANDIDATES[-1]), "test_acc"] = TRUTH[-2] - 1
+    sweep = size_sweep(worse, classes=10, n_boot=0)
+    strict = confirm(sweep, 3, ["herding-10"]).iloc[0]
+    assert strict["regret"] == pytest.approx(1.0)
+    assert min(strict["kendall_all_percentile"], strict["ndcg_top3_percentile"]) >= 95 and not strict["confirmed"]
+    assert confirm(sweep, 3, ["herding-10"], max_regret=2.0).iloc[0]["confirmed"]
 
 
 def test_costs_are_fractions_of_the_whole_search(jobs):

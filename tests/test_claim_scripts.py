@@ -198,6 +198,27 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
     assert "| no scoring run (random) | 6 |" in readme
     assert "### 2 images per class (3 candidates)" in readme and "## The decision rule applied" in readme
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
+    assert "## Random as a distribution" in readme and "| ceiling |" in readme
+
+    # the same jobs read as a held-out pool: another pool's defaults are confirmed or not, none chosen here
+    chosen = tmp_path / "dev" / "defaults.csv"
+    chosen.parent.mkdir()
+    pd.DataFrame({"per_class": [2, 5], "default": ["herding-pc2", "random"]}).to_csv(chosen, index=False)
+    monkeypatch.setattr(sys, "argv", ["proxy_benchmark.py", "--config", str(path), "--n-boot", "20", "--analyse",
+                                      "--confirm", str(chosen)])
+    proxy_benchmark.main()
+    confirmation = pd.read_csv(tmp_path / "confirmation.csv")
+    assert list(confirmation["proxy"]) == ["herding-pc2"]
+    row = sweep[sweep.proxy == "herding-pc2"].set_index("metric")  # the rule, read off sweep.csv independently
+    expected = (min(row.loc["kendall_all", "percentile"], row.loc["ndcg_top1", "percentile"]) >= 95
+                and row.loc["regret", "value"] <= 0.5)
+    assert bool(confirmation["confirmed"].iloc[0]) == expected
+    readme = (tmp_path / "README.md").read_text()
+    assert "## Confirmation (held-out pool)" in readme and "## The decision rule applied" not in readme
+    assert "[dev/defaults.csv](dev/defaults.csv)" in readme and "[PLAN.md](dev/PLAN.md)" in readme
+    monkeypatch.setattr(sys, "argv", ["proxy_benchmark.py", "--config", str(path), "--confirm", "missing.csv"])
+    with pytest.raises(SystemExit):  # a wrong path is refused before anything runs
+        proxy_benchmark.main()
 
 
 def test_competitive_pool_screen_leaves_out_the_pools_already_spent(monkeypatch):
