@@ -120,6 +120,9 @@ def confirmation_lines(directory: Path, defaults_csv: Path, jobs: pd.DataFrame, 
                              rows), ""]
     if waiting:
         lines += [f"Not yet finished on every candidate: {', '.join(waiting)}.", ""]
+    few = table[table["draws"] < 20]
+    if len(few):
+        lines += [f"**Provisional**: fewer than PLAN.md's 20 draws so far for {', '.join(few['proxy'])}.", ""]
     done = int((jobs[jobs["training_set"] == "whole"].groupby("seed")["candidate"].nunique() >= candidates).sum())
     if done < seeds:
         lines += [f"**Provisional**: the ground truth has {done} of its {seeds} seeds so far (the remaining seed "
