@@ -25,11 +25,11 @@ import pandas as pd
 
 from nasprune.jobs import job_status
 from nasprune.pipeline import PipelineConfig, run_pipeline
-from nasprune.runner import exit_on_interrupt
 from nasprune.provenance import provenance
 from nasprune.proxy import ProxySet
 from nasprune.report import (paired_differences, paired_markdown, proxies_markdown, train_settings, write_readme,
                              write_report)
+from nasprune.runner import exit_on_interrupt
 
 DIR = Path("results/fmnist-ref")
 OURS = "influence"

@@ -29,11 +29,11 @@ from scipy import stats
 from nasprune.jobs import load_jobs
 from nasprune.metrics import candidate_means, compare
 from nasprune.pipeline import PipelineConfig, run_pipeline
-from nasprune.runner import exit_on_interrupt
 from nasprune.provenance import provenance
 from nasprune.proxy import ProxySet
 from nasprune.report import (ci_text, markdown_table, paired_differences, paired_text, paired_wide_markdown,
                              train_settings, write_readme)
+from nasprune.runner import exit_on_interrupt
 
 DIR = Path("results/objective-study")
 RANDOMS = ("random-s0", "random-s1", "random-s2")
