@@ -1,6 +1,7 @@
 """The proxy benchmark: every proxy against the random draws of its size, read against the whole set's noise
-ceiling, the rule that picks a default method per size on the development pool and the stricter one that
-confirms it on held-out pools (``results/proxy-benchmark/PLAN.md``).
+ceiling, the rule that picks a default method per size on the development pool, the stricter one that
+confirms it on held-out pools (``results/proxy-benchmark/PLAN.md``) and the recommendation both give
+(:func:`recommend`, the project README's table via ``scripts/recommendation.py``).
 
 Pure functions of the jobs table (:func:`nasprune.jobs.load_jobs`), like :mod:`nasprune.metrics`, whose
 :func:`~nasprune.metrics.random_null` and :func:`~nasprune.metrics.noise_ceiling` they apply size by size. A
@@ -12,7 +13,7 @@ has finished are read, so a partial run gives a smaller but consistent benchmark
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,17 +21,22 @@ import pandas as pd
 from nasprune.metrics import NULL_COLUMNS, candidate_means, draw_metrics, random_null, ranking_by_epoch
 from nasprune.selection import get_method
 
-__all__ = ["CONFIRM_MAX_REGRET", "CONFIRM_PERCENTILE", "SWEEP_COLUMNS", "chance_qualifications", "choose_defaults",
-           "choose_network", "complete_sets", "confirm", "costs", "paper_scale", "primary_metrics", "qualifies",
-           "random_spread", "settling", "size_sweep", "top_quartile_k"]
+__all__ = ["CONFIRMATION_COLUMNS", "CONFIRM_MAX_REGRET", "CONFIRM_PERCENTILE", "PLAN_DRAWS", "SWEEP_COLUMNS",
+           "chance_qualifications", "choose_defaults", "choose_network", "complete_sets", "confirm", "costs",
+           "paper_scale", "primary_metrics", "qualifies", "random_spread", "recommend", "settling", "size_sweep",
+           "top_quartile_k"]
 
 #: The columns of :func:`size_sweep`: the size, the proxy's method, then :data:`nasprune.metrics.NULL_COLUMNS`.
 SWEEP_COLUMNS = ["per_class", "images", "method", *NULL_COLUMNS]
+#: PLAN.md's random draws per size; a reading with fewer is provisional.
+PLAN_DRAWS = 20
 #: The confirmation rule on a held-out pool (PLAN.md): at least this percentile among the draws on both primary
 #: metrics (beats 19 of 20 draws) ...
 CONFIRM_PERCENTILE = 95.0
 #: ... and a regret of at most this many points.
 CONFIRM_MAX_REGRET = 0.5
+#: The columns of :func:`confirm`, around the two primary metrics' value and percentile (after ``method``).
+CONFIRMATION_COLUMNS = ["per_class", "proxy", "method", "regret", "draws", "candidates", "confirmed", "provisional"]
 #: How cheap a method's inputs are, for breaking ties between defaults (cheapest first).
 _INPUT_COST = {"features": 0, "logits": 1, "el2n": 2, "grand": 2, "forgetting_counts": 2, "S": 3}
 
@@ -164,11 +170,13 @@ def chance_qualifications(jobs: pd.DataFrame, whole: str = "whole", *, classes: 
 
 
 def confirm(sweep: pd.DataFrame, k: int, proxies: Sequence[str], *, min_percentile: float = CONFIRM_PERCENTILE,
-            max_regret: float = CONFIRM_MAX_REGRET) -> pd.DataFrame:
+            max_regret: float = CONFIRM_MAX_REGRET, ground_truth_complete: bool = True) -> pd.DataFrame:
     """PLAN.md's confirmation of the development pool's defaults (``proxies``) on one held-out pool: each at
     least ``min_percentile`` among the draws of its size on both primary metrics, and its regret at most
-    ``max_regret`` points (:func:`qualifies`). One row per proxy in ``sweep``: ``per_class``, ``proxy``,
-    ``method``, the two primary metrics' value and percentile, ``regret``, ``draws`` and ``confirmed``."""
+    ``max_regret`` points (:func:`qualifies`). One row per proxy in ``sweep`` (:data:`CONFIRMATION_COLUMNS`
+    with the two primary metrics' value and percentile): ``provisional`` while it has fewer than
+    :data:`PLAN_DRAWS` draws or the ground truth lacks a seed (not ``ground_truth_complete``), since the
+    verdict may still change."""
     primary = primary_metrics(k)
     rows = []
     for proxy in proxies:
@@ -180,11 +188,47 @@ def confirm(sweep: pd.DataFrame, k: int, proxies: Sequence[str], *, min_percenti
         for m in primary:
             row[m], row[f"{m}_percentile"] = float(found.loc[m, "value"]), float(found.loc[m, "percentile"])
         row["regret"], row["draws"] = float(found.loc["regret", "value"]), int(found["draws"].max())
+        row["candidates"] = int(found["candidates"].max())
         row["confirmed"] = qualifies(sweep, proxy, k, min_percentile=min_percentile, max_regret=max_regret) is not None
+        row["provisional"] = row["draws"] < PLAN_DRAWS or not ground_truth_complete
         rows.append(row)
-    columns = ["per_class", "proxy", "method", *(c for m in primary for c in (m, f"{m}_percentile")), "regret",
-               "draws", "confirmed"]
+    columns = [*CONFIRMATION_COLUMNS[:3], *(c for m in primary for c in (m, f"{m}_percentile")),
+               *CONFIRMATION_COLUMNS[3:]]
     return pd.DataFrame(rows, columns=columns).sort_values("per_class", kind="stable", ignore_index=True)
+
+
+def recommend(defaults: pd.DataFrame, confirmations: Mapping[str, pd.DataFrame | None]) -> pd.DataFrame:
+    """The project README's recommendation per size (PLAN.md, 'Confirmation'): the development pool's default
+    (``defaults``, :func:`choose_defaults`) only where every held-out pool (``confirmations``: a name for each,
+    to its :func:`confirm` table, None where it has not run) confirms it with a final verdict; random elsewhere.
+
+    One row per size: ``per_class``, ``candidate`` (the development pool's default), ``use`` (its method or
+    ``random``), ``pending`` (True while a verdict that could still make it the default is missing or
+    provisional) and one column per pool: ``confirmed``, ``not confirmed``, the same with `` so far`` when
+    provisional, ``not finished`` (no row yet), ``not run``, or ``''`` where the default is random."""
+    if not confirmations:
+        raise ValueError("recommend: no held-out pool given; PLAN.md's rule needs at least one")
+    rows = []
+    for d in defaults.sort_values("per_class").itertuples():
+        row = {"per_class": int(d.per_class), "candidate": d.default}
+        for pool, table in confirmations.items():
+            found = None if table is None else table[table["proxy"] == d.default]
+            if d.default == "random":
+                row[pool] = ""
+            elif found is None:
+                row[pool] = "not run"
+            elif not len(found):
+                row[pool] = "not finished"
+            else:
+                r = found.iloc[0]
+                verdict = "confirmed" if r["confirmed"] else "not confirmed"
+                row[pool] = verdict + (" so far" if r["provisional"] else "")
+        verdicts = [row[pool] for pool in confirmations]
+        confirmed = d.default != "random" and all(v == "confirmed" for v in verdicts)
+        row["use"] = d.method if confirmed else "random"
+        row["pending"] = d.default != "random" and not confirmed and "not confirmed" not in verdicts
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["per_class", "candidate", "use", "pending", *confirmations])
 
 
 def choose_network(sweep: pd.DataFrame, k: int, candidates: Sequence[str], *,

@@ -421,6 +421,89 @@ def write_readme(path: str | os.PathLike, title: str, body: Sequence[str], prov:
     return write_text(path, "\n".join(lines))
 
 
+def replace_block(path: str | os.PathLike, name: str, lines: Sequence[str], *, write: bool = True) -> bool:
+    """Replace the generated block ``name`` of a Markdown file (the lines between ``<!-- begin NAME -->`` and
+    ``<!-- end NAME -->``) with ``lines``, atomically; True when the block differed (``write=False``: only
+    check). The markers stay, so the block can be regenerated; a file without them is refused, not guessed at."""
+    path = Path(path)
+    text = path.read_text()
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"{path}: needs exactly one '{begin}' line followed by one '{end}' line")
+    head, rest = text.split(begin, 1)
+    new = head + "\n".join([begin, *lines, end]) + rest.split(end, 1)[1]
+    if write and new != text:
+        write_text(path, new)
+    return new != text
+
+
+def _ordinal(x: float) -> str:
+    """A percentile as a word: 1st, 2nd, 3rd, 11th, 82nd, 100th."""
+    n = int(round(x))
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _against_random(sweep: pd.DataFrame, proxy: str, k: int) -> str:
+    """One development-pool proxy on the primary metrics and regret, each beside random's median (and 5-95% band
+    for Kendall) at its size, from its :func:`nasprune.benchmark.size_sweep` rows."""
+    r = sweep[sweep["proxy"] == proxy].set_index("metric")
+    kendall, ndcg = r.loc["kendall_all"], r.loc[f"ndcg_top{k}"]
+    return (f"{proxy}: Kendall {kendall['value']:.3f} ({_ordinal(kendall['percentile'])} percentile; random's median "
+            f"{kendall['draw_median']:.3f} [5-95%: {kendall['band_lo']:.3f}, {kendall['band_hi']:.3f}]), NDCG@{k} "
+            f"{ndcg['value']:.3f} ({_ordinal(ndcg['percentile'])}; median {ndcg['draw_median']:.3f}), regret "
+            f"{r.loc['regret', 'value']:.2f} (median {r.loc['regret', 'draw_median']:.2f})")
+
+
+def recommendation_markdown(recommendation: pd.DataFrame, sweep: pd.DataFrame,
+                            confirmations: Mapping[str, pd.DataFrame | None], *, k: int) -> list[str]:
+    """The project README's recommendation table: per size, what to use (:func:`nasprune.benchmark.recommend`),
+    how the development pool's default (or, where it is random, the closest proxy and ours, influence) ranks
+    against random there (``sweep``, the development pool's size sweep with NDCG@``k``), and each held-out
+    pool's verdict with its numbers (``confirmations``: header to :func:`nasprune.benchmark.confirm` table)."""
+    candidates = int(sweep["candidates"].max())
+    header = ["images per class", "use",
+              f"development pool ({candidates} candidates, {int(sweep['draws'].max())} random draws per size)"]
+    for pool, table in confirmations.items():
+        header.append(pool if table is None or not len(table) else f"{pool} ({int(table['candidates'].max())} "
+                      "candidates)")
+    primary = ["kendall_all", f"ndcg_top{k}"]
+    rows = []
+    for rec in recommendation.to_dict("records"):
+        at = sweep[sweep["per_class"] == rec["per_class"]]
+        if rec["candidate"] != "random":
+            use = rec["use"] if rec["use"] != "random" else (
+                f"random ({rec['candidate']} {'pending confirmation' if rec['pending'] else 'not confirmed'})")
+            development = _against_random(sweep, rec["candidate"], k)
+        else:
+            use = "random"
+            pct = at[at["metric"].isin(primary)].groupby("proxy", sort=False)["percentile"].mean()
+            closest = pct.idxmax() if len(pct) else None
+            development = "no method qualifies"
+            if closest:
+                development += f"; closest: {_against_random(sweep, closest, k)}"
+            ours = at[(at["method"] == "influence") & (at["metric"] == "kendall_all")].head(1)
+            if len(ours) and ours["proxy"].iloc[0] != closest:
+                o = ours.iloc[0]
+                development += f"; ours, {o['proxy']}: Kendall {o['value']:.3f} ({_ordinal(o['percentile'])})"
+        rows.append([rec["per_class"], use, development,
+                     *(_verdict_cell(rec[pool], confirmations[pool], rec["candidate"]) for pool in confirmations)])
+    return markdown_table(header, rows)
+
+
+def _verdict_cell(verdict: str, table: pd.DataFrame | None, proxy: str) -> str:
+    """A held-out pool's verdict on ``proxy`` with its numbers from the pool's confirmation table."""
+    found = None if table is None else table[table["proxy"] == proxy]
+    if not verdict:
+        return "nothing to confirm"
+    if found is None or not len(found):
+        return verdict
+    r = found.iloc[0]
+    ndcg = next(c for c in table.columns if c.startswith("ndcg_top") and not c.endswith("_percentile"))
+    return (f"{verdict}: Kendall {r['kendall_all']:.3f} ({_ordinal(r['kendall_all_percentile'])}), "
+            f"NDCG@{ndcg[len('ndcg_top'):]} {r[ndcg]:.3f} ({_ordinal(r[ndcg + '_percentile'])}), regret "
+            f"{r['regret']:.2f}, {int(r['draws'])} draws")
+
+
 # --- a proxy among random draws of its size (nasprune compare) ----------------------------------------------------
 
 #: The metrics :func:`plot_random_null` draws, with their labels and number formats, in panel order.

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasprune.benchmark import (CONFIRM_MAX_REGRET, CONFIRM_PERCENTILE, chance_qualifications, choose_defaults,
-                                choose_network, complete_sets, confirm, costs, paper_scale, primary_metrics,
-                                random_spread, settling, size_sweep, top_quartile_k)
+from nasprune.benchmark import (CONFIRM_MAX_REGRET, CONFIRM_PERCENTILE, PLAN_DRAWS, chance_qualifications,
+                                choose_defaults, choose_network, complete_sets, confirm, costs, paper_scale,
+                                primary_metrics, random_spread, settling, size_sweep, top_quartile_k)
 from nasprune.jobs import load_history, load_jobs
 from nasprune.metrics import candidate_means, noise_ceiling
 from nasprune.pipeline import PipelineConfig, run_pipeline
@@ -101,11 +101,14 @@ def confirmation_lines(directory: Path, defaults_csv: Path, jobs: pd.DataFrame, 
     than its ``seeds`` seeds finished on all ``candidates``."""
     chosen = pd.read_csv(defaults_csv)
     proxies = list(chosen.loc[chosen["default"] != "random", "default"])
-    table = confirm(sweep, k, proxies)
+    done = int((jobs[jobs["training_set"] == "whole"].groupby("seed")["candidate"].nunique() >= candidates).sum())
+    table = confirm(sweep, k, proxies, ground_truth_complete=done >= seeds)
     table.to_csv(directory / "confirmation.csv", index=False)
     primary = primary_metrics(k)
     rows = [[r["per_class"], r["proxy"], *(f"{r[m]:.3f} ({r[f'{m}_percentile']:.0f})" for m in primary),
-             f"{r['regret']:.2f}", r["draws"], "yes" if r["confirmed"] else "no"] for _, r in table.iterrows()]
+             f"{r['regret']:.2f}", r["draws"],
+             ("yes" if r["confirmed"] else "no") + (" so far" if r["provisional"] else "")]
+            for _, r in table.iterrows()]
     waiting = [p for p in proxies if p not in set(table["proxy"])]
     chance = chance_qualifications(jobs, classes=classes, k=k, min_percentile=CONFIRM_PERCENTILE,
                                    max_regret=CONFIRM_MAX_REGRET)
@@ -120,10 +123,10 @@ def confirmation_lines(directory: Path, defaults_csv: Path, jobs: pd.DataFrame, 
                              rows), ""]
     if waiting:
         lines += [f"Not yet finished on every candidate: {', '.join(waiting)}.", ""]
-    few = table[table["draws"] < 20]
+    few = table[table["draws"] < PLAN_DRAWS]
     if len(few):
-        lines += [f"**Provisional**: fewer than PLAN.md's 20 draws so far for {', '.join(few['proxy'])}.", ""]
-    done = int((jobs[jobs["training_set"] == "whole"].groupby("seed")["candidate"].nunique() >= candidates).sum())
+        lines += [f"**Provisional**: fewer than PLAN.md's {PLAN_DRAWS} draws so far for {', '.join(few['proxy'])}.",
+                  ""]
     if done < seeds:
         lines += [f"**Provisional**: the ground truth has {done} of its {seeds} seeds so far (the remaining seed "
                   "runs last); the verdicts stand only when every seed has finished.", ""]
@@ -272,7 +275,8 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int,
                  "PLAN.md's rule: a method qualifies at a size when it is at or above the 80th percentile of the "
                  "draws on both primary metrics and its regret is at most the draws' median; the default is the "
                  "qualifier with the highest mean percentile, else random. "
-                 + ("" if (defaults["draws"] >= 20).all() else "Provisional until every size has its 20 draws. ")
+                 + ("" if (defaults["draws"] >= PLAN_DRAWS).all()
+                    else f"Provisional until every size has its {PLAN_DRAWS} draws. ")
                  + "A default other than random is a candidate for the held-out pools, not yet a claim.", "",
                  *markdown_table(["per class", "default", "qualified", "mean primary percentile", "draws"], rows), ""]
         body += chance_lines(jobs, sweep[~sweep["proxy"].isin(other_networks)], defaults, classes, k)

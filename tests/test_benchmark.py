@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from nasprune.benchmark import (chance_qualifications, choose_defaults, choose_network, complete_sets, confirm,
-                                costs, paper_scale, random_spread, settling, size_sweep, top_quartile_k)
+from nasprune.benchmark import (PLAN_DRAWS, chance_qualifications, choose_defaults, choose_network, complete_sets,
+                                confirm, costs, paper_scale, random_spread, recommend, settling, size_sweep,
+                                top_quartile_k)
 from nasprune.report import plot_size_sweep, size_sweep_markdown
 
 CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
@@ -122,6 +123,37 @@ def test_confirmation_needs_the_95th_percentile_on_both_primary_metrics_and_half
     assert strict["regret"] == pytest.approx(1.0)
     assert min(strict["kendall_all_percentile"], strict["ndcg_top3_percentile"]) >= 95 and not strict["confirmed"]
     assert confirm(sweep, 3, ["herding-10"], max_regret=2.0).iloc[0]["confirmed"]
+    # 10 draws, fewer than PLAN.md's 20, or a ground truth short of a seed: the verdict is provisional
+    assert PLAN_DRAWS == 20 and c["provisional"].all() and (c["candidates"] == len(CANDIDATES)).all()
+    full = sweep.assign(draws=PLAN_DRAWS)
+    assert not confirm(full, 3, ["herding-10"]).iloc[0]["provisional"]
+    assert confirm(full, 3, ["herding-10"], ground_truth_complete=False).iloc[0]["provisional"]
+
+
+def _verdicts(**pools):
+    """A confirmation table per pool: proxy -> (confirmed, provisional)."""
+    return {pool: None if v is None else pd.DataFrame(
+        [{"proxy": p, "confirmed": c, "provisional": prov} for p, (c, prov) in v.items()],
+        columns=["proxy", "confirmed", "provisional"]) for pool, v in pools.items()}
+
+
+def test_recommend_uses_a_method_only_where_every_held_out_pool_confirms_it_for_good():
+    defaults = pd.DataFrame({"per_class": [200, 10, 20, 50, 100], "default": ["h200", "h10", "random", "c50", "e100"],
+                             "method": ["herding", "herding", "random", "ccs", "entropy"]})
+    r = recommend(defaults, _verdicts(a={"h10": (True, False), "c50": (True, False), "h200": (True, True),
+                                         "e100": (False, False)},
+                                      b={"h10": (True, False), "c50": (False, True), "h200": (True, False)}))
+    r = r.set_index("per_class")
+    assert list(r.index) == [10, 20, 50, 100, 200]
+    assert r.loc[10, "use"] == "herding" and not r.loc[10, "pending"]                 # both final and confirmed
+    assert (r.loc[20, "use"], r.loc[20, "a"], r.loc[20, "pending"]) == ("random", "", False)  # nothing to confirm
+    assert r.loc[50, "use"] == "random" and r.loc[50, "b"] == "not confirmed so far" and r.loc[50, "pending"]
+    assert r.loc[100, "use"] == "random" and r.loc[100, "b"] == "not finished" and not r.loc[100, "pending"]
+    assert r.loc[200, "a"] == "confirmed so far" and r.loc[200, "use"] == "random" and r.loc[200, "pending"]
+    r = recommend(defaults, _verdicts(a={"h10": (True, False)}, b=None)).set_index("per_class")
+    assert r.loc[10, "b"] == "not run" and r.loc[10, "use"] == "random" and r.loc[10, "pending"]
+    with pytest.raises(ValueError, match="no held-out pool"):
+        recommend(defaults, {})
 
 
 def test_costs_are_fractions_of_the_whole_search(jobs):

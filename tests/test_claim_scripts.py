@@ -203,7 +203,8 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
     # the same jobs read as a held-out pool: another pool's defaults are confirmed or not, none chosen here
     chosen = tmp_path / "dev" / "defaults.csv"
     chosen.parent.mkdir()
-    pd.DataFrame({"per_class": [2, 5], "default": ["herding-pc2", "random"]}).to_csv(chosen, index=False)
+    pd.DataFrame({"per_class": [2, 5], "default": ["herding-pc2", "random"],
+                  "method": ["herding", "random"]}).to_csv(chosen, index=False)
     monkeypatch.setattr(sys, "argv", ["proxy_benchmark.py", "--config", str(path), "--n-boot", "20", "--analyse",
                                       "--confirm", str(chosen)])
     proxy_benchmark.main()
@@ -213,12 +214,52 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
     expected = (min(row.loc["kendall_all", "percentile"], row.loc["ndcg_top1", "percentile"]) >= 95
                 and row.loc["regret", "value"] <= 0.5)
     assert bool(confirmation["confirmed"].iloc[0]) == expected
+    assert confirmation["provisional"].iloc[0] and confirmation["candidates"].iloc[0] == 3  # 3 draws, not 20
     readme = (tmp_path / "README.md").read_text()
     assert "## Confirmation (held-out pool)" in readme and "## The decision rule applied" not in readme
     assert "[dev/defaults.csv](dev/defaults.csv)" in readme and "[PLAN.md](dev/PLAN.md)" in readme
     monkeypatch.setattr(sys, "argv", ["proxy_benchmark.py", "--config", str(path), "--confirm", "missing.csv"])
     with pytest.raises(SystemExit):  # a wrong path is refused before anything runs
         proxy_benchmark.main()
+
+    # the project README's table from these files (scripts/recommendation.py): the development pool's default is
+    # not used while a held-out verdict is provisional or missing, and only the marked block is rewritten
+    import recommendation
+
+    (tmp_path / "sweep.csv").rename(chosen.parent / "sweep.csv")
+    (tmp_path / "not-yet").mkdir()
+    target = tmp_path / "R.md"
+    target.write_text("intro\n<!-- begin recommendation -->\nold\n<!-- end recommendation -->\nend\n")
+    argv = ["recommendation.py", "--development", str(chosen.parent), "--held-out", str(tmp_path),
+            str(tmp_path / "not-yet"), "--readme", str(target)]
+    monkeypatch.setattr(sys, "argv", argv + ["--check"])
+    with pytest.raises(SystemExit, match="out of date"):
+        recommendation.main()
+    monkeypatch.setattr(sys, "argv", argv)
+    recommendation.main()
+    text = target.read_text()
+    assert text.startswith("intro\n<!-- begin recommendation -->\n")
+    assert text.endswith("<!-- end recommendation -->\nend\n")
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in text.splitlines() if line.startswith("| 2 |")
+            or line.startswith("| 5 |")}
+    assert rows["| 2"][1] == "random (herding-pc2 pending confirmation)"
+    assert rows["| 2"][3].startswith(("confirmed so far: " if expected else "not confirmed so far: ") + "Kendall")
+    assert rows["| 2"][4] == "not run |" and rows["| 5"][1] == "random" and rows["| 5"][3] == "nothing to confirm"
+    monkeypatch.setattr(sys, "argv", argv + ["--check"])
+    recommendation.main()  # up to date now: no SystemExit
+    (tmp_path / "confirmation.csv").write_text("per_class,proxy\n2,herding-pc2\n")
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="missing column"):
+        recommendation.main()
+
+
+def test_the_readme_recommendation_table_is_the_one_the_results_give(monkeypatch):
+    """README.md's table is written by scripts/recommendation.py from results/proxy-benchmark*/; a hand edit,
+    or a results folder regenerated without rewriting the table, fails here."""
+    import recommendation
+
+    monkeypatch.setattr(sys, "argv", ["recommendation.py", "--check"])
+    recommendation.main()
 
 
 def test_competitive_pool_screen_leaves_out_the_pools_already_spent(monkeypatch):
