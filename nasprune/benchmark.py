@@ -205,7 +205,8 @@ def recommend(defaults: pd.DataFrame, confirmations: Mapping[str, pd.DataFrame |
     One row per size: ``per_class``, ``candidate`` (the development pool's default), ``use`` (its method or
     ``random``), ``pending`` (True while a verdict that could still make it the default is missing or
     provisional) and one column per pool: ``confirmed``, ``not confirmed``, the same with `` so far`` when
-    provisional, ``not finished`` (no row yet), ``not run``, or ``''`` where the default is random."""
+    only the ground truth lacks a seed, ``under way`` (fewer than :data:`PLAN_DRAWS` draws), ``not finished``
+    (no row yet), ``not run``, or ``''`` where the default is random."""
     if not confirmations:
         raise ValueError("recommend: no held-out pool given; PLAN.md's rule needs at least one")
     rows = []
@@ -219,6 +220,8 @@ def recommend(defaults: pd.DataFrame, confirmations: Mapping[str, pd.DataFrame |
                 row[pool] = "not run"
             elif not len(found):
                 row[pool] = "not finished"
+            elif found["draws"].iloc[0] < PLAN_DRAWS:  # a percentile among a few draws says little yet
+                row[pool] = "under way"
             else:
                 r = found.iloc[0]
                 verdict = "confirmed" if r["confirmed"] else "not confirmed"

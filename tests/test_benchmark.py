@@ -133,8 +133,8 @@ def test_confirmation_needs_the_95th_percentile_on_both_primary_metrics_and_half
 def _verdicts(**pools):
     """A confirmation table per pool: proxy -> (confirmed, provisional)."""
     return {pool: None if v is None else pd.DataFrame(
-        [{"proxy": p, "confirmed": c, "provisional": prov} for p, (c, prov) in v.items()],
-        columns=["proxy", "confirmed", "provisional"]) for pool, v in pools.items()}
+        [{"proxy": p, "confirmed": c, "provisional": prov, "draws": PLAN_DRAWS} for p, (c, prov) in v.items()],
+        columns=["proxy", "confirmed", "provisional", "draws"]) for pool, v in pools.items()}
 
 
 def test_recommend_uses_a_method_only_where_every_held_out_pool_confirms_it_for_good():
@@ -152,6 +152,10 @@ def test_recommend_uses_a_method_only_where_every_held_out_pool_confirms_it_for_
     assert r.loc[200, "a"] == "confirmed so far" and r.loc[200, "use"] == "random" and r.loc[200, "pending"]
     r = recommend(defaults, _verdicts(a={"h10": (True, False)}, b=None)).set_index("per_class")
     assert r.loc[10, "b"] == "not run" and r.loc[10, "use"] == "random" and r.loc[10, "pending"]
+    few = _verdicts(a={"h10": (False, True)})
+    few["a"]["draws"] = PLAN_DRAWS - 1  # a percentile among too few draws is no verdict either way
+    r = recommend(defaults, few).set_index("per_class")
+    assert r.loc[10, "a"] == "under way" and r.loc[10, "use"] == "random" and r.loc[10, "pending"]
     with pytest.raises(ValueError, match="no held-out pool"):
         recommend(defaults, {})
 
