@@ -211,27 +211,26 @@ def recommend(defaults: pd.DataFrame, confirmations: Mapping[str, pd.DataFrame |
         raise ValueError("recommend: no held-out pool given; PLAN.md's rule needs at least one")
     rows = []
     for d in defaults.sort_values("per_class").itertuples():
-        row = {"per_class": int(d.per_class), "candidate": d.default}
-        for pool, table in confirmations.items():
-            found = None if table is None else table[table["proxy"] == d.default]
-            if d.default == "random":
-                row[pool] = ""
-            elif found is None:
-                row[pool] = "not run"
-            elif not len(found):
-                row[pool] = "not finished"
-            elif found["draws"].iloc[0] < PLAN_DRAWS:  # a percentile among a few draws says little yet
-                row[pool] = "under way"
-            else:
-                r = found.iloc[0]
-                verdict = "confirmed" if r["confirmed"] else "not confirmed"
-                row[pool] = verdict + (" so far" if r["provisional"] else "")
-        verdicts = [row[pool] for pool in confirmations]
-        confirmed = d.default != "random" and all(v == "confirmed" for v in verdicts)
-        row["use"] = d.method if confirmed else "random"
-        row["pending"] = d.default != "random" and not confirmed and "not confirmed" not in verdicts
-        rows.append(row)
+        verdicts = {pool: "" if d.default == "random" else _verdict(table, d.default)
+                    for pool, table in confirmations.items()}
+        confirmed = d.default != "random" and all(v == "confirmed" for v in verdicts.values())
+        rows.append({"per_class": int(d.per_class), "candidate": d.default, "use": d.method if confirmed else "random",
+                     "pending": d.default != "random" and not confirmed and "not confirmed" not in verdicts.values(),
+                     **verdicts})
     return pd.DataFrame(rows, columns=["per_class", "candidate", "use", "pending", *confirmations])
+
+
+def _verdict(table: pd.DataFrame | None, proxy: str) -> str:
+    """One held-out pool's verdict on ``proxy`` from its :func:`confirm` table (None: the pool has not run)."""
+    found = None if table is None else table[table["proxy"] == proxy]
+    if found is None:
+        return "not run"
+    if not len(found):
+        return "not finished"
+    r = found.iloc[0]
+    if r["draws"] < PLAN_DRAWS:  # a percentile among a few draws says little yet
+        return "under way"
+    return ("confirmed" if r["confirmed"] else "not confirmed") + (" so far" if r["provisional"] else "")
 
 
 def choose_network(sweep: pd.DataFrame, k: int, candidates: Sequence[str], *,
