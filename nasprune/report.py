@@ -584,19 +584,31 @@ def plot_random_null(draws: pd.DataFrame, null: pd.DataFrame, path: str | os.Pat
 
 # --- the proxy benchmark (nasprune.benchmark) ---------------------------------------------------------------------
 
+def _family(proxy: pd.Series) -> pd.Series:
+    """A proxy's family: its name without ``-pc<N>`` (``herding-pc10`` .. ``herding-pc200`` are ``herding``)."""
+    return proxy.str.replace(r"-pc\d+", "", regex=True)
+
+
+def family_lines(rows: pd.DataFrame) -> pd.DataFrame:
+    """One metric's sweep rows as a table: one row per size the sweep has, one column per proxy family, NaN where a
+    family was not run at that size, so that a plotted line shows a gap there rather than a trend nobody measured."""
+    return (rows.assign(family=_family(rows["proxy"])).pivot_table(index="per_class", columns="family",
+                                                                   values="value", aggfunc="first", dropna=False)
+            .reindex(sorted(rows["per_class"].unique())))
+
+
 def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Sequence[tuple[str, str]], *,
                     ceiling: Mapping | None = None, title: str = "") -> Path:
     """One panel per ``(metric, label)``: each proxy family's value against the proxy size (images per class, log
-    axis; a family is the proxies whose names differ only in ``-pc<N>``, e.g. ``herding-pc10`` .. ``herding-pc200``), random's median and 5-95% band over its draws as a grey line and band, and the noise ceiling (the
-    whole set against itself across seeds) as a dashed line with its 95% interval shaded.
+    axis; see :func:`family_lines`), random's median and 5-95% band over its draws as a grey line and band, and the
+    noise ceiling (the whole set against itself across seeds) as a dashed line with its 95% interval dotted.
 
     ``sweep`` is :func:`nasprune.benchmark.size_sweep`; ``ceiling`` :func:`nasprune.metrics.noise_ceiling`.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.4), squeeze=False, layout="constrained")
     handles: dict[str, object] = {}
-    sweep = sweep.assign(family=sweep["proxy"].str.replace(r"-pc\d+", "", regex=True))
-    families = list(dict.fromkeys(sweep["family"]))
+    families = list(dict.fromkeys(_family(sweep["proxy"])))
     colours = [f"C{i}" for i in (1, 2, 3, 4, 5, 6, 8, 9)] + ["k"]  # C0 is the ceiling's, C7 (grey) random's
     for ax, (metric, label) in zip(axes.flat, metrics):
         rows = sweep[sweep["metric"] == metric]
@@ -608,10 +620,10 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
                 band.index, band["draw_median"], yerr=[band["draw_median"] - band["band_lo"],
                                                        band["band_hi"] - band["draw_median"]],
                 color="0.4", lw=1.5, capsize=8, elinewidth=6, alpha=0.7, zorder=2)[0]
+        lines = family_lines(rows)
         for j, family in enumerate(families):
-            m = rows[rows["family"] == family].sort_values("per_class")
-            if len(m):
-                handles[family] = ax.plot(m["per_class"], m["value"], marker="o", ms=5, lw=1.2,
+            if family in lines:  # NaN at a size the family did not run: the line breaks there instead of bridging it
+                handles[family] = ax.plot(lines.index, lines[family], marker="o", ms=5, lw=1.2,
                                           color=colours[j % len(colours)], ls="-" if j < len(colours) else "--",
                                           zorder=3)[0]
         c = float(ceiling.get(metric, np.nan)) if ceiling is not None else np.nan

@@ -8,7 +8,7 @@ from scipy import stats
 from nasprune.benchmark import (PLAN_DRAWS, chance_qualifications, choose_defaults, choose_network, complete_sets,
                                 confirm, costs, paper_scale, random_spread, recommend, settling, size_sweep,
                                 top_quartile_k)
-from nasprune.report import plot_size_sweep, size_sweep_markdown
+from nasprune.report import family_lines, plot_size_sweep, size_sweep_markdown
 
 CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
              [f"w16-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
@@ -204,3 +204,12 @@ def test_sweep_plot_and_tables(jobs, tmp_path):
     assert "### 10 images per class (12 candidates)" in text and "random (10 draws): median" in text
     assert "| herding-10 | 1.000 [1.000, 1.000], 100, 0/10 | 0.00 [" in text  # beats all 10 draws, none as good
     assert "| easy-10 | -1.000 [-1.000, -1.000], 0, 10/10 |" in text
+
+
+def test_family_lines_leave_a_gap_where_a_method_did_not_run():
+    rows = pd.DataFrame({"proxy": ["herding-pc10", "ccs-pc50", "herding-pc200", "random-pc50-d0"],
+                         "per_class": [10, 50, 200, 50], "value": [0.3, 0.5, 0.6, 0.4]})
+    lines = family_lines(rows)
+    assert list(lines.index) == [10, 50, 200]
+    assert lines["herding"].tolist()[::2] == [0.3, 0.6] and np.isnan(lines.loc[50, "herding"])  # no bridge over 50
+    assert lines["ccs"].notna().tolist() == [False, True, False]
