@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from nasprune.metrics import NULL_COLUMNS, candidate_means, draw_metrics, random_null, ranking_by_epoch
+from nasprune.metrics import (LOWER_IS_BETTER, NULL_COLUMNS, candidate_means, draw_metrics, place_among, random_null,
+                              ranking_by_epoch)
 from nasprune.selection import get_method
 
 __all__ = ["CONFIRMATION_COLUMNS", "CONFIRM_MAX_REGRET", "CONFIRM_PERCENTILE", "PLAN_DRAWS", "SWEEP_COLUMNS",
@@ -97,11 +98,11 @@ def random_spread(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: 
     rows = []
     for images, _, draws in _sets_by_size(jobs, whole):
         for metric, values in draw_metrics(jobs, draws, whole, top=top, k=k).items():
-            d = values.dropna().to_numpy(float)
-            if len(d):
-                lo, hi = np.percentile(d, [50 * (1 - band), 50 * (1 + band)])
-                rows.append({"per_class": int(images) // classes, "metric": metric, "draws": len(d),
-                             "median": float(np.median(d)), "band_lo": float(lo), "band_hi": float(hi)})
+            spread = place_among(values, float("nan"), band=band)
+            if spread["draws"]:
+                rows.append({"per_class": int(images) // classes, "metric": metric, "draws": spread["draws"],
+                             "median": spread["draw_median"], "band_lo": spread["band_lo"],
+                             "band_hi": spread["band_hi"]})
     return pd.DataFrame(rows, columns=["per_class", "metric", "draws", "median", "band_lo", "band_hi"])
 
 
@@ -161,12 +162,21 @@ def chance_qualifications(jobs: pd.DataFrame, whole: str = "whole", *, classes: 
     for images, _, draws in _sets_by_size(jobs, whole):
         if len(draws) < 2:
             continue
-        hits = [d for d in draws  # only the point values and percentiles are read: no bootstrap
-                if qualifies(random_null(jobs, [x for x in draws if x != d], [d], whole, k=k, n_boot=0), d, k,
-                             min_percentile=min_percentile, max_regret=max_regret) is not None]
+        table = draw_metrics(jobs, draws, whole, k=k)  # each draw's metrics once, over the same candidates
+        hits = [d for d in draws if qualifies(_among_the_others(table, d), d, k, min_percentile=min_percentile,
+                                              max_regret=max_regret) is not None]
         rows.append({"per_class": int(images) // classes, "draws": len(draws), "qualified": len(hits),
                      "rate": len(hits) / len(draws), "which": ", ".join(hits)})
     return pd.DataFrame(rows, columns=["per_class", "draws", "qualified", "rate", "which"])
+
+
+def _among_the_others(table: pd.DataFrame, draw: str) -> pd.DataFrame:
+    """One draw placed among the other draws, metric by metric, as :func:`~nasprune.metrics.random_null` places a
+    method (no bootstrap: :func:`qualifies` reads point values and percentiles). ``table`` is
+    :func:`~nasprune.metrics.draw_metrics` of all the draws of one size."""
+    return pd.DataFrame([{"proxy": draw, "metric": m, "value": table.loc[draw, m],
+                          **place_among(table[m].drop(draw), table.loc[draw, m], lower_is_better=m in LOWER_IS_BETTER)}
+                         for m in table.columns])
 
 
 def confirm(sweep: pd.DataFrame, k: int, proxies: Sequence[str], *, min_percentile: float = CONFIRM_PERCENTILE,

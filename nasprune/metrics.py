@@ -349,6 +349,27 @@ def random_draws(jobs: pd.DataFrame, draws: Sequence[str] | str) -> list[str]:
     return names
 
 
+def place_among(draws: Sequence[float] | np.ndarray, value: float, *, lower_is_better: bool = False,
+                band: float = 0.90) -> dict[str, float]:
+    """Where ``value`` falls among random draws' values of one metric, NaN draws left out (see
+    :func:`random_null` for the meaning of each key): ``percentile``, ``draws_as_good``, ``draws``,
+    ``draw_median``, ``band_lo`` and ``band_hi``. The first two are NaN when ``value`` is; all but ``draws``
+    are NaN without a finite draw."""
+    d = np.asarray(draws, dtype=float)
+    d = d[np.isfinite(d)]
+    out = dict.fromkeys(["percentile", "draws_as_good", "draw_median", "band_lo", "band_hi"], float("nan"))
+    out["draws"] = len(d)
+    if not len(d):
+        return out
+    lo, hi = np.percentile(d, [50 * (1 - band), 50 * (1 + band)])
+    out.update(draw_median=float(np.median(d)), band_lo=float(lo), band_hi=float(hi))
+    if np.isfinite(value):
+        pct = stats.percentileofscore(d, value, kind="mean")
+        out["percentile"] = float(100 - pct if lower_is_better else pct)
+        out["draws_as_good"] = float(np.mean(d <= value if lower_is_better else d >= value))
+    return out
+
+
 def random_null(jobs: pd.DataFrame, draws: Sequence[str] | str, proxies: Sequence[str] | None = None,
                 whole: str = "whole", *, top: int = 10, k: int = 10, quarter: float = 0.25, band: float = 0.90,
                 n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
@@ -380,21 +401,10 @@ def random_null(jobs: pd.DataFrame, draws: Sequence[str] | str, proxies: Sequenc
     for p in proxies:
         m = _with_intervals(vals[p], wv, wt, settings, n_boot, seed, ci)
         for metric in metric_names(**settings):
-            d = null[metric].to_numpy(float)
-            d = d[np.isfinite(d)]
-            v = m[metric]
-            lower = metric in LOWER_IS_BETTER
-            if len(d) and np.isfinite(v):
-                pct = stats.percentileofscore(d, v, kind="mean")
-                percentile = 100 - pct if lower else pct
-                as_good = float(np.mean(d <= v if lower else d >= v))
-                lo, hi = np.percentile(d, [50 * (1 - band), 50 * (1 + band)])
-            else:
-                percentile = as_good = lo = hi = float("nan")
-            rows.append({"proxy": p, "metric": metric, "value": v, "lo": m[f"{metric}_lo"], "hi": m[f"{metric}_hi"],
-                         "percentile": float(percentile), "draws_as_good": as_good, "draws": len(d),
-                         "draw_median": float(np.median(d)) if len(d) else float("nan"), "band_lo": float(lo),
-                         "band_hi": float(hi), "candidates": len(common)})
+            rows.append({"proxy": p, "metric": metric, "value": m[metric], "lo": m[f"{metric}_lo"],
+                         "hi": m[f"{metric}_hi"], "candidates": len(common),
+                         **place_among(null[metric], m[metric], lower_is_better=metric in LOWER_IS_BETTER,
+                                       band=band)})
     return pd.DataFrame(rows, columns=NULL_COLUMNS)
 
 

@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 
 from nasprune.metrics import (NULL_COLUMNS, candidate_means, compare, costs, draw_metrics, noise_ceiling,
-                              paired_difference, point_metrics, random_null, ranking_by_epoch, seed_agreement, table1)
+                              paired_difference, place_among, point_metrics, random_null, ranking_by_epoch,
+                              seed_agreement, table1)
 
 
 def _jobs(proxy_val: dict[str, np.ndarray], whole_val: np.ndarray, whole_test: np.ndarray, seeds=(0,)) -> pd.DataFrame:
@@ -295,6 +296,20 @@ def test_random_null_uses_the_candidates_every_set_finished_and_refuses_unknown_
         random_null(jobs, ["random-s0", "random-s99"])
     with pytest.raises(ValueError, match="random draws 'nothing-' have no finished jobs"):
         random_null(jobs, "nothing-")
+
+
+def test_place_among_leaves_nan_draws_out_and_keeps_the_band_for_a_nan_value():
+    draws = [0.1, 0.2, float("nan"), 0.4, 0.4]
+    placed = place_among(draws, 0.4)
+    assert placed["draws"] == 4 and placed["percentile"] == pytest.approx(75)  # beats 2 of 4, ties 2 of 4 at half
+    assert placed["draws_as_good"] == 0.5 and placed["draw_median"] == pytest.approx(0.3)
+    lower = place_among(draws, 0.4, lower_is_better=True)  # regret: beaten by the two lower draws
+    assert lower["percentile"] == pytest.approx(25) and lower["draws_as_good"] == 1.0
+    missing = place_among(draws, float("nan"), band=0.5)
+    assert np.isnan(missing["percentile"]) and np.isnan(missing["draws_as_good"])
+    band = tuple(np.percentile([0.1, 0.2, 0.4, 0.4], [25, 75]))
+    assert (missing["band_lo"], missing["band_hi"]) == pytest.approx(band)
+    assert place_among([float("nan")], 0.3)["draws"] == 0 and np.isnan(place_among([], 0.3)["band_lo"])
 
 
 # --- a settled ground truth -----------------------------------------------------------------------------------------
