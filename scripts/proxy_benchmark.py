@@ -174,6 +174,7 @@ def paper_scale_lines(jobs: pd.DataFrame, classes: int, per_class: int = 100) ->
         return []
     method = jobs.groupby("training_set")["method"].first()
     family = [("random" if method[t] == "random" else t) for t in scale.index]  # the draws in one row
+    pool = jobs.loc[jobs["training_set"] == "whole", "candidate"].nunique()
     rows = [[name, len(g), f"{g['per_image_ratio'].median():.2f}", f"{g['search_fraction'].median():.2%}",
              f"{g['building_fraction'].median():.3%}", f"{g['fraction_of_whole'].median():.2%}"]
             for name, g in scale.groupby(family)]
@@ -182,7 +183,7 @@ def paper_scale_lines(jobs: pd.DataFrame, classes: int, per_class: int = 100) ->
             "(its random proxy: 113 of 3,029 V100-minutes, 3.7%, building not counted). Extrapolated from this "
             "pool's jobs (`nasprune.benchmark.paper_scale`): the proxy's images over the whole set's 50,000, times "
             "its measured training seconds per image relative to the whole set's (below 1: a small set runs faster "
-            "per image here), plus building the proxy once for 720 candidates instead of this pool's 16 (in units "
+            f"per image here), plus building the proxy once for 720 candidates instead of this pool's {pool} (in units "
             "of the whole set's mean seconds per candidate-epoch measured here). Assumes both sides scale alike to "
             "CIFAR-10 and the paper's nets; a GPU's per-image ratio for tiny sets is likely worse than this CPU's.",
             "", *markdown_table([f"proxy ({per_class} per class)", "sets", "per-image ratio", "search",
