@@ -174,7 +174,7 @@ def paper_scale_lines(jobs: pd.DataFrame, classes: int, per_class: int = 100) ->
         return []
     method = jobs.groupby("training_set")["method"].first()
     family = [("random" if method[t] == "random" else t) for t in scale.index]  # the draws in one row
-    pool = jobs.loc[jobs["training_set"] == "whole", "candidate"].nunique()
+    pool = len(candidate_means(jobs, "whole"))  # the candidates paper_scale amortises the building over
     rows = [[name, len(g), f"{g['per_image_ratio'].median():.2f}", f"{g['search_fraction'].median():.2%}",
              f"{g['building_fraction'].median():.3%}", f"{g['fraction_of_whole'].median():.2%}"]
             for name, g in scale.groupby(family)]
