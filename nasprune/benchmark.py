@@ -112,7 +112,12 @@ def qualifies(sweep: pd.DataFrame, proxy: str, k: int, *, min_percentile: float 
     percentiles among the draws of its size when both are at least ``min_percentile`` and its regret is at most
     ``max_regret`` points (None: the draws' median regret, the development pool's rule); None when it does not
     qualify (or is not in ``sweep``)."""
-    rows = sweep[sweep["proxy"] == proxy].set_index("metric")
+    return _qualifies(sweep[sweep["proxy"] == proxy].set_index("metric"), k, min_percentile=min_percentile,
+                      max_regret=max_regret)
+
+
+def _qualifies(rows: pd.DataFrame, k: int, *, min_percentile: float, max_regret: float | None) -> float | None:
+    """:func:`qualifies` on one proxy's sweep rows, indexed by metric."""
     primary = primary_metrics(k)
     if not all(m in rows.index for m in (*primary, "regret")):
         return None
@@ -199,7 +204,7 @@ def confirm(sweep: pd.DataFrame, k: int, proxies: Sequence[str], *, min_percenti
             row[m], row[f"{m}_percentile"] = float(found.loc[m, "value"]), float(found.loc[m, "percentile"])
         row["regret"], row["draws"] = float(found.loc["regret", "value"]), int(found["draws"].max())
         row["candidates"] = int(found["candidates"].max())
-        row["confirmed"] = qualifies(sweep, proxy, k, min_percentile=min_percentile, max_regret=max_regret) is not None
+        row["confirmed"] = _qualifies(found, k, min_percentile=min_percentile, max_regret=max_regret) is not None
         row["provisional"] = row["draws"] < PLAN_DRAWS or not ground_truth_complete
         rows.append(row)
     columns = [*CONFIRMATION_COLUMNS[:3], *(c for m in primary for c in (m, f"{m}_percentile")),

@@ -199,6 +199,9 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
     assert "### 2 images per class (3 candidates)" in readme and "## The decision rule applied" in readme
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
     assert "## Random as a distribution" in readme and "| ceiling |" in readme
+    jobs = pd.read_csv(tmp_path / "jobs.csv")  # the paper-scale paragraph names this pool's candidate count
+    paper = "\n".join(proxy_benchmark.paper_scale_lines(jobs, classes=10, per_class=5))
+    assert "instead of this pool's 3 " in paper and "| herding-pc5 | 1 |" in paper
 
     # the same jobs read as a held-out pool: another pool's defaults are confirmed or not, none chosen here
     chosen = tmp_path / "dev" / "defaults.csv"
