@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from nasprune import __version__
 from nasprune.artifacts import changed_settings, show_changes
@@ -163,11 +164,22 @@ class Experiment:
         """Every seed of any training set, the experiment's first, each once: the order jobs are taken in."""
         return list(dict.fromkeys([*self.seeds, *(s for t in self.training_sets for s in self.seeds_of(t))]))
 
-    def jobs(self) -> list[tuple[str, str, int]]:
+    def jobs(self, first: Sequence[str] = ()) -> list[tuple[str, str, int]]:
         """Every (training set, candidate, seed), in the order workers take them: seed by seed, so a
-        partial run already holds one complete seed of every training set."""
-        return [(t, c, s) for s in self.seed_order() for t in self.training_sets if s in self.seeds_of(t)
-                for c in self.candidates]
+        partial run already holds one complete seed of every training set. The training sets named in
+        ``first`` come before all others, every seed of each, in the order given: a schedule (the ground
+        truth's every seed, say, before any proxy), not part of the experiment."""
+        return [(t, c, s) for t, s in self.set_order(first) for c in self.candidates]
+
+    def set_order(self, first: Sequence[str] = ()) -> list[tuple[str, int]]:
+        """The (training set, seed) pairs in the order of :meth:`jobs`."""
+        unknown = [t for t in first if t not in self.training_sets]
+        if unknown:
+            raise ExperimentError(f"no training set {unknown[0]!r}; the experiment has {list(self.training_sets)}",
+                                  "first")
+        pairs = [(t, s) for s in self.seed_order() for t in self.training_sets if s in self.seeds_of(t)]
+        rank = {t: i for i, t in enumerate(dict.fromkeys(first))}
+        return sorted(pairs, key=lambda p: rank.get(p[0], len(rank)))  # stable: seed by seed within each rank
 
     def study_name(self, training_set: str) -> str:
         return f"{self.name}:{training_set}"

@@ -352,16 +352,19 @@ class JobStore:
     """The jobs of one experiment in one Optuna storage, and every change of a job's state.
 
     Build it with :meth:`open` (studies that exist) or :meth:`create` (check and create every study).
+    Jobs are claimed in ``exp.jobs(first)`` order.
     """
 
-    def __init__(self, storage, exp: Experiment, study_ids: dict[str, int], lock=None):
-        self.storage, self.exp, self.study_ids = storage, exp, study_ids
+    def __init__(self, storage, exp: Experiment, study_ids: dict[str, int], lock=None, first: Sequence[str] = ()):
+        exp.set_order(first)  # refuses a training set the experiment does not have
+        self.storage, self.exp, self.study_ids, self.first = storage, exp, study_ids, tuple(first)
         self._lock, self._depth = lock, 0
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, exp: Experiment | None = None, url: str | None = None) -> "JobStore":
+    def open(cls, directory: str | os.PathLike, exp: Experiment | None = None, url: str | None = None,
+             first: Sequence[str] = ()) -> "JobStore":
         """The experiment's existing studies in its storage (``url`` overrides the experiment's); a training
-        set with no study yet is left out."""
+        set with no study yet is left out. ``first``: as :meth:`Experiment.jobs`."""
         exp = exp or Experiment.load(directory)
         url = url or exp.storage
         st = open_storage(directory, url)
@@ -369,7 +372,7 @@ class JobStore:
         for ts in exp.training_sets:
             with contextlib.suppress(KeyError):
                 ids[ts] = st.get_study_id_from_name(exp.study_name(ts))
-        return cls(st, exp, ids, _queue_lock(st, Path(directory), url, exp.name))
+        return cls(st, exp, ids, _queue_lock(st, Path(directory), url, exp.name), first)
 
     def create(self, identity: dict[str, dict], info: dict[str, dict]) -> None:
         """Check every training set's study against its ``identity`` (refusing before anything is written),
@@ -443,20 +446,22 @@ class JobStore:
     # --- claiming ---------------------------------------------------------------------------------------------------
 
     def waiting(self) -> Iterator[tuple[str, FrozenTrial]]:
-        """Waiting trials as ``(training set, trial)`` in ``exp.jobs()`` order (seed by seed, then training
-        set), one per job (its first). Reads only the waiting trials, of each study only once it is reached."""
+        """Waiting trials as ``(training set, trial)`` in ``exp.jobs(first)`` order (seed by seed, then training
+        set, the ``first`` sets before all), one per job (its first). Reads only the waiting trials, of each
+        study only once it is reached."""
         snapshot: dict[str, list[FrozenTrial]] = {}
-        for seed in self.exp.seed_order():
-            for ts, sid in self.study_ids.items():
-                if ts not in snapshot:
-                    trials = self.storage.get_all_trials(sid, deepcopy=False, states=(TrialState.WAITING,))
-                    snapshot[ts] = sorted(trials, key=lambda t: t.number)
-                seen = set()
-                for t in snapshot[ts]:
-                    key = t.user_attrs.get("job")
-                    if t.user_attrs.get("seed") == seed and key not in seen:
-                        seen.add(key)
-                        yield ts, t
+        for ts, seed in self.exp.set_order(self.first):
+            if ts not in self.study_ids:
+                continue
+            if ts not in snapshot:
+                trials = self.storage.get_all_trials(self.study_ids[ts], deepcopy=False, states=(TrialState.WAITING,))
+                snapshot[ts] = sorted(trials, key=lambda t: t.number)
+            seen = set()
+            for t in snapshot[ts]:
+                key = t.user_attrs.get("job")
+                if t.user_attrs.get("seed") == seed and key not in seen:
+                    seen.add(key)
+                    yield ts, t
 
     def take(self, training_set: str, t: FrozenTrial) -> Job | None:
         """Claim waiting trial ``t`` through the atomic WAITING -> RUNNING transition; None if another
@@ -474,13 +479,13 @@ class JobStore:
                    int(a.get("attempt", 1)))
 
     def claim(self) -> Job | None:
-        """Take the first waiting job in ``exp.jobs()`` order; None when none is waiting."""
+        """Take the first waiting job in :meth:`waiting` order; None when none is waiting."""
         group = self.claim_group(1, lambda ts, t: None)
         return group[0] if group else None
 
     def claim_group(self, size: int, group_of: Callable[[str, FrozenTrial], Hashable]) -> list[Job]:
         """Take up to ``size`` waiting jobs that ``group_of(training set, trial)`` puts in one group: the first
-        waiting job that can be taken (as :meth:`claim`), then more of its group, in ``exp.jobs()`` order, from
+        waiting job that can be taken (as :meth:`claim`), then more of its group, in :meth:`waiting` order, from
         the same snapshot of the waiting trials. Each is taken through the atomic WAITING -> RUNNING transition,
         so a trial another process took in the meantime is skipped, never shared. Empty when none is waiting."""
         if size < 1:

@@ -89,12 +89,16 @@ class ProxySpec:
             if value is not None and value < 1:
                 raise ConfigError(f"must be an int >= 1, got {value!r}", key)
 
+    def names(self) -> list[str]:
+        """The names of the sets this entry stands for: its own, or ``<name>-d0`` .. ``<name>-d<N-1>``."""
+        return [self.name] if self.draws == 1 else [f"{self.name}-d{k}" for k in range(self.draws)]
+
     def expanded(self) -> list["ProxySpec"]:
         """The sets this entry stands for: itself, or its ``draws`` draws (needs a resolved seed)."""
         if self.draws == 1:
             return [self]
-        return [dataclasses.replace(self, name=f"{self.name}-d{k}", seed=self.seed + k, draws=1)
-                for k in range(self.draws)]
+        return [dataclasses.replace(self, name=name, seed=self.seed + k, draws=1)
+                for k, name in enumerate(self.names())]
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,9 @@ class SearchConfig:
     storage: str | None = None
     proxy_train: TrainConfig = field(default_factory=TrainConfig)
     whole_train: TrainConfig = field(default_factory=TrainConfig)
+    # a schedule, not part of the experiment: training sets ('whole' or a proxies.sets name, which brings all
+    # its draws) whose jobs run before any other's, every seed, in this order; by default jobs run seed by seed
+    first: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -220,6 +227,19 @@ class PipelineConfig:
                     self.scoring_of(s)
                 except ConfigError as e:
                     raise e.under(f"proxies.sets[{i}].scoring") from None
+        self.first_sets()
+
+    def first_sets(self) -> list[str]:
+        """``search.first`` as the experiment's training sets, an entry with draws standing for all of them."""
+        entries = {"whole": ["whole"]}
+        for s in self.proxies.sets if self.proxies.sets is not None else ():
+            entries.update({s.name: s.names(), **{n: [n] for n in s.names()}})
+        entries.update({m: [m] for m in (self.proxies.methods if self.proxies.sets is None else ())})
+        for i, name in enumerate(self.search.first):
+            if name not in entries:
+                raise ConfigError(f"no training set {name!r}; choose 'whole' or a proxy's name: "
+                                  f"{', '.join(n for n in entries if n != 'whole')}", f"search.first[{i}]")
+        return list(dict.fromkeys(n for name in self.search.first for n in entries[name]))
 
     def scoring_of(self, proxy: ProxySpec) -> tuple[ScoringConfig, str]:
         """The scoring run ``proxy`` selects from, and its file in the run directory: ``scoring.pt`` for the run's
@@ -331,9 +351,10 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     (directory / "pipeline.yaml").write_text(yaml.safe_dump(to_mapping(config), sort_keys=False))
     workers = workers if workers is not None else config.search.workers
     log(f"[3/4] search: {len(exp.candidates)} candidates x {len(exp.training_sets)} training sets, "
-        f"{len(exp.jobs())} jobs, {workers} worker(s)")
+        f"{len(exp.jobs())} jobs, {workers} worker(s)" + (f", first {', '.join(config.search.first)}"
+                                                           if config.search.first else ""))
     summary = run_search(directory, workers=workers, storage=storage or exp.storage, progress=progress, log=log,
-                         fuse=fuse if fuse is not None else config.search.fuse)
+                         fuse=fuse if fuse is not None else config.search.fuse, first=config.first_sets())
     if not report:
         return PipelineResult(summary, {})
     written = write_report(directory, storage=storage or exp.storage)

@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, Iterator
+from typing import Callable, Hashable, Iterator, Sequence
 
 import torch
 
@@ -293,8 +293,8 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float, grace: float, fuse: int, go,
-                 done, parent: int) -> None:
+def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float, grace: float, fuse: int,
+                 first: tuple[str, ...], go, done, parent: int) -> None:
     """Entry point of a spawned worker: load the data and proxies once (while the parent checks the
     experiment), wait for the parent's go, then run jobs, adding 1 to ``done`` per recorded job. Before
     the go, SIGTERM ends it at once (nothing was touched yet); after it, SIGTERM and SIGINT mark the
@@ -310,7 +310,7 @@ def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float
     if error is not None:
         raise error
     with _Stop(force_on_second=False).installed() as stop, contextlib.suppress(KeyboardInterrupt):
-        store = JobStore.open(directory, loaded.experiment, url)
+        store = JobStore.open(directory, loaded.experiment, url, first)
         _work(loaded, store, heartbeat=heartbeat, grace=grace, stop=stop, fuse=fuse,
               on_job=lambda ok: _count(done, ok))
 
@@ -319,15 +319,16 @@ def _worker_main(directory: str, url: str | None, threads: int, heartbeat: float
 
 
 def prepare(experiment_dir: str | os.PathLike, storage: str | None = None, *, retry_failed: bool = False,
-            grace: float = GRACE_SECONDS) -> tuple[_Loaded, JobStore]:
+            grace: float = GRACE_SECONDS, first: Sequence[str] = ()) -> tuple[_Loaded, JobStore]:
     """Check the experiment against its data and storage, create the studies and queue the jobs not done.
 
     Everything that can be refused (config, candidates, proxies, storage URL, a study made with another
-    config) is checked before anything is written. Returns the loaded experiment and its job store.
+    config, a ``first`` training set it does not have) is checked before anything is written. Returns the
+    loaded experiment and its job store, which claims jobs in ``Experiment.jobs(first)`` order.
     """
     directory = Path(experiment_dir)
     loaded = _load(directory)
-    store = JobStore.open(directory, loaded.experiment, storage or loaded.experiment.storage)
+    store = JobStore.open(directory, loaded.experiment, storage or loaded.experiment.storage, first)
     with store.locked():
         store.create(loaded.identity, loaded.info)
         store.recover(grace)
@@ -371,7 +372,7 @@ def _stop_workers(procs: list, timeout: float) -> None:
 def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str | None = None, *,
                threads: int | None = None, retry_failed: bool = False, progress: bool = True,
                heartbeat: float = HEARTBEAT_SECONDS, grace: float = GRACE_SECONDS, fuse: int = 1,
-               log: Callable[[str], None] | None = print) -> dict:
+               first: Sequence[str] = (), log: Callable[[str], None] | None = print) -> dict:
     """Run every job of the experiment in ``experiment_dir`` that has not finished; return a summary.
 
     Args:
@@ -392,6 +393,8 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
             seeds too, so a partial fused run is not complete seed by seed. 1 (the default) trains every job
             alone: on a CPU fusion measured slower (scripts/bench_fused.py); it is meant for GPUs, where
             small nets are launch-bound.
+        first: training sets whose jobs are taken before any other's, every seed of each, in this order
+            (:meth:`~nasprune.experiment.Experiment.jobs`); by default seed by seed.
         log: where the line ``resumed: N finished jobs kept, M interrupted re-queued`` goes when a run
             resumes (None: nowhere).
 
@@ -414,14 +417,14 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
     with _Stop().installed() as stop:
         # workers start (imports, data) while this process checks the experiment; they touch nothing before `go`
         procs = [ctx.Process(target=_worker_main, name=f"nasprune-worker-{i}",
-                             args=(str(experiment_dir), url, n_threads, heartbeat, grace, fuse, go, done,
-                                   os.getpid()))
+                             args=(str(experiment_dir), url, n_threads, heartbeat, grace, fuse, tuple(first), go,
+                                   done, os.getpid()))
                  for i in range(workers)]
         bar = None
         try:
             for p in procs:
                 p.start()
-            loaded, store = prepare(experiment_dir, storage, retry_failed=retry_failed, grace=grace)
+            loaded, store = prepare(experiment_dir, storage, retry_failed=retry_failed, grace=grace, first=first)
             rows = store.status_rows()
             kept, requeued = sum(r["state"] == "complete" for r in rows), sum(r["requeued"] for r in rows)
             stop.check()

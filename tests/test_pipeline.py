@@ -100,6 +100,7 @@ def test_excluded_candidates_are_never_drawn():
     ({"proxies": {"sets": [{"name": "whole", "method": "random"}]}}, "not 'whole'"),
     ({"proxies": {"objective": {"target": "best"}}}, "unknown target 'best'"),
     ({"search": {"proxy_seeds": [0, 0]}}, r"search\.proxy_seeds: must be distinct"),
+    ({"search": {"first": ["whole", "ours", "random"]}}, r"search\.first\[2\]: no training set 'random'.*random-s0"),
 ])
 def test_bad_configs_are_refused_before_anything_runs(tmp_path, change, match):
     with pytest.raises(ValueError, match=match):
@@ -132,10 +133,11 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
                {"name": "r", "method": "random", "draws": 3},
                {"name": "small", "method": "random", "per_class": 2, "epochs": 4}]},
            "search": {**TINY["search"], "candidates": TINY["search"]["candidates"][:2], "seeds": [0, 1],
-                      "proxy_seeds": [1]}}
+                      "proxy_seeds": [1], "first": ["small", "whole"]}}
     config = PipelineConfig.load(_write(tmp_path, doc))
     exp = config.experiment()
     assert list(exp.training_sets) == ["whole", "r-d0", "r-d1", "r-d2", "small"]
+    assert config.first_sets() == ["small", "whole"]
     assert exp.seeds_of("whole") == [0, 1] and exp.seeds_of("r-d1") == [1]
     assert exp.training_sets["small"].train.epochs == 4 and exp.training_sets["r-d0"].train.epochs == 2
     result = run_pipeline(config, tmp_path / "run", progress=False, log=lambda *_: None, report=False)
@@ -148,6 +150,10 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
     assert sorted(jobs.loc[jobs.training_set == "whole", "seed"].unique()) == [0, 1]
     assert set(jobs.loc[jobs.training_set != "whole", "seed"]) == {1}
     assert set(jobs.loc[jobs.training_set == "small", "epochs"]) == {4}
+    # search.first: 'small', then both seeds of the whole set, then the draws
+    order = jobs.sort_values("started")[["training_set", "seed"]].drop_duplicates().itertuples(index=False)
+    assert [tuple(o) for o in order] == [("small", 1), ("whole", 0), ("whole", 1), ("r-d0", 1), ("r-d1", 1),
+                                         ("r-d2", 1)]
 
 
 @pytest.mark.parametrize("entry, message", [

@@ -404,12 +404,18 @@ def test_two_workers_on_postgres_do_every_job_once(tmp_path, synthetic):
     url = _pg_url()
     exp = make_experiment(tmp_path, synthetic, name=f"pg-{uuid.uuid4().hex[:8]}", epochs=2)
     try:
-        summary = run_search(tmp_path, workers=2, storage=url, threads=1, progress=False)
+        summary = run_search(tmp_path, workers=2, storage=url, threads=1, progress=False, first=["whole"])
         assert summary["complete"] == summary["total"] == len(exp.jobs()) and summary["worker_exitcodes"] == [0, 0]
         counts = completes_per_job(tmp_path, url)
         assert len(counts) == len(exp.jobs()) and set(counts.values()) == {1}
         jobs = load_jobs(tmp_path, url)
         assert len(jobs) == len(exp.jobs()) and not jobs.duplicated(["training_set", "candidate", "seed"]).any()
+        # the spawned workers got `first`: every whole-set job (both seeds) was claimed before any proxy job
+        import optuna
+
+        started = {ts: [t.datetime_start for t in optuna.load_study(study_name=exp.study_name(ts), storage=url).trials]
+                   for ts in exp.training_sets}
+        assert max(started["whole"]) <= min(started["random"])
     finally:
         _drop_studies(exp, url)
 
@@ -450,6 +456,25 @@ def test_workers_take_jobs_seed_by_seed(tmp_path, synthetic, monkeypatch):
     run_search(tmp_path, workers=0, progress=False)
     assert calls == exp.jobs()
     assert [s for *_, s in calls] == [3] * 6 + [0] * 6
+
+
+def test_first_training_sets_run_every_seed_before_the_others(tmp_path, synthetic, monkeypatch):
+    """``first`` is a schedule: the named sets' jobs, every seed, before any other's; seed by seed within."""
+    exp = make_experiment(tmp_path, synthetic, seeds=[3, 0])
+    assert [(ts, s) for ts, _, s in exp.jobs()[::3]] == [("random", 3), ("whole", 3), ("random", 0), ("whole", 0)]
+    with pytest.raises(ExperimentError, match="no training set 'wholе'"):
+        run_search(tmp_path, workers=0, progress=False, first=["wholе"])  # a Cyrillic 'е': a typo
+    assert load_jobs(tmp_path).empty  # refused before any job was queued or run
+    calls = []
+
+    def fake_train_job(loaded, ts, candidate, seed):
+        calls.append((ts, candidate, seed))
+        return fake_result(50.0)
+
+    monkeypatch.setattr(runner, "_train_job", fake_train_job)
+    run_search(tmp_path, workers=0, progress=False, first=["whole"])
+    assert calls == exp.jobs(["whole"])
+    assert [(ts, s) for ts, _, s in calls[::3]] == [("whole", 3), ("whole", 0), ("random", 3), ("random", 0)]
 
 
 def test_adding_a_training_set_keeps_finished_jobs_and_runs_only_the_new_ones(tmp_path, synthetic, monkeypatch):
