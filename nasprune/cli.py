@@ -201,6 +201,9 @@ def _add_search(sub, common) -> None:
                    help="train up to K jobs of one candidate (one training config and training-set size: "
                         "other proxies, seeds) as one fused network; fusion measured slower on CPU "
                         "(scripts/bench_fused.py); try --fuse 16 on a GPU")
+    p.add_argument("--first", nargs="+", default=[], metavar="SET",
+                   help="run these training sets' jobs (every seed) before any other's, e.g. --first whole "
+                        "(default: none, jobs run seed by seed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_search)
 
@@ -211,7 +214,8 @@ def _search(args) -> int:
     directory = _experiment_dir(args.experiment, "search")
     with exit_on_interrupt("nasprune search"):
         s = run_search(directory, workers=args.workers, storage=args.storage, threads=args.threads,
-                       retry_failed=args.retry_failed, progress=not args.no_progress, fuse=args.fuse)
+                       retry_failed=args.retry_failed, progress=not args.no_progress, fuse=args.fuse,
+                       first=args.first)
     print(summary_line(s))
     return 0 if not s["failed"] and not any(s["worker_exitcodes"]) else 1
 

@@ -328,6 +328,7 @@ def prepare(experiment_dir: str | os.PathLike, storage: str | None = None, *, re
     """
     directory = Path(experiment_dir)
     loaded = _load(directory)
+    loaded.experiment.set_order(first)  # refuses an unknown training set before the storage is opened
     store = JobStore.open(directory, loaded.experiment, storage or loaded.experiment.storage, first)
     with store.locked():
         store.create(loaded.identity, loaded.info)

@@ -147,6 +147,13 @@ def test_nothing_is_written_before_a_search(command, tmp_path, synthetic, capsys
     assert sorted(p.name for p in directory.iterdir()) == before and not (directory / JOURNAL_FILE).exists()
 
 
+def test_search_refuses_an_unknown_first_set_before_writing(tmp_path, synthetic, capsys):
+    directory = make_experiment(tmp_path / "exp", synthetic)
+    assert main(["search", "--experiment", str(directory), "--workers", "0", "--first", "whole", "randm"]) == 2
+    assert "no training set 'randm'; the experiment has ['random', 'whole']" in capsys.readouterr().err
+    assert not (directory / JOURNAL_FILE).exists()
+
+
 def test_report_after_a_search_with_no_finished_job_writes_nothing(tmp_path, synthetic, capsys):
     directory = make_experiment(tmp_path / "exp", synthetic)
     prepare(directory)  # studies and waiting jobs, none run
