@@ -172,7 +172,10 @@ class Experiment:
         return [(t, c, s) for t, s in self.set_order(first) for c in self.candidates]
 
     def set_order(self, first: Sequence[str] = ()) -> list[tuple[str, int]]:
-        """The (training set, seed) pairs in the order of :meth:`jobs`."""
+        """The (training set, seed) pairs in the order of :meth:`jobs` (a name given twice counts once);
+        :class:`ExperimentError` for a name the experiment does not have, or a string instead of a list."""
+        if isinstance(first, str):
+            raise ExperimentError(f"must be a list of training-set names, got the string {first!r}", "first")
         unknown = [t for t in first if t not in self.training_sets]
         if unknown:
             raise ExperimentError(f"no training set {unknown[0]!r}; the experiment has {list(self.training_sets)}",

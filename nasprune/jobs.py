@@ -356,7 +356,6 @@ class JobStore:
     """
 
     def __init__(self, storage, exp: Experiment, study_ids: dict[str, int], lock=None, first: Sequence[str] = ()):
-        exp.set_order(first)  # refuses a training set the experiment does not have
         self.storage, self.exp, self.study_ids, self.first = storage, exp, study_ids, tuple(first)
         self._lock, self._depth = lock, 0
 
@@ -364,8 +363,10 @@ class JobStore:
     def open(cls, directory: str | os.PathLike, exp: Experiment | None = None, url: str | None = None,
              first: Sequence[str] = ()) -> "JobStore":
         """The experiment's existing studies in its storage (``url`` overrides the experiment's); a training
-        set with no study yet is left out. ``first``: as :meth:`Experiment.jobs`."""
+        set with no study yet is left out. ``first``: as :meth:`Experiment.jobs`, checked before the storage
+        is opened (which creates a journal file)."""
         exp = exp or Experiment.load(directory)
+        exp.set_order(first)
         url = url or exp.storage
         st = open_storage(directory, url)
         ids = {}

@@ -133,10 +133,13 @@ class ProxiesConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"proxy names must be distinct, got {names}", "sets")
 
+    def entries(self) -> list[ProxySpec]:
+        """The entries as written: ``sets``, else one per method, named after it."""
+        return list(self.sets) if self.sets is not None else [ProxySpec(m, m) for m in self.methods]
+
     def resolved(self) -> list[ProxySpec]:
         """Every proxy to build, draws expanded, with its seed, size and full influence and objective settings."""
-        sets = self.sets if self.sets is not None else [ProxySpec(m, m) for m in self.methods]
-        return [d for s in sets for d in dataclasses.replace(
+        return [d for s in self.entries() for d in dataclasses.replace(
             s, seed=self.seed if s.seed is None else s.seed,
             per_class=self.per_class if s.per_class is None else s.per_class,
             influence=dataclasses.asdict(from_mapping(InfluenceConfig, {**self.influence, **s.influence})),
@@ -232,9 +235,8 @@ class PipelineConfig:
     def first_sets(self) -> list[str]:
         """``search.first`` as the experiment's training sets, an entry with draws standing for all of them."""
         entries = {"whole": ["whole"]}
-        for s in self.proxies.sets if self.proxies.sets is not None else ():
+        for s in self.proxies.entries():
             entries.update({s.name: s.names(), **{n: [n] for n in s.names()}})
-        entries.update({m: [m] for m in (self.proxies.methods if self.proxies.sets is None else ())})
         for i, name in enumerate(self.search.first):
             if name not in entries:
                 raise ConfigError(f"no training set {name!r}; choose 'whole' or a proxy's name: "

@@ -328,7 +328,6 @@ def prepare(experiment_dir: str | os.PathLike, storage: str | None = None, *, re
     """
     directory = Path(experiment_dir)
     loaded = _load(directory)
-    loaded.experiment.set_order(first)  # refuses an unknown training set before the storage is opened
     store = JobStore.open(directory, loaded.experiment, storage or loaded.experiment.storage, first)
     with store.locked():
         store.create(loaded.identity, loaded.info)
@@ -395,7 +394,8 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
             alone: on a CPU fusion measured slower (scripts/bench_fused.py); it is meant for GPUs, where
             small nets are launch-bound.
         first: training sets whose jobs are taken before any other's, every seed of each, in this order
-            (:meth:`~nasprune.experiment.Experiment.jobs`); by default seed by seed.
+            (:meth:`~nasprune.experiment.Experiment.jobs`); by default seed by seed. With ``fuse`` > 1 a
+            group started on a ``first`` set may take jobs of later sets of the same candidate and size.
         log: where the line ``resumed: N finished jobs kept, M interrupted re-queued`` goes when a run
             resumes (None: nowhere).
 
@@ -410,7 +410,9 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
         raise ValueError(f"workers must be an int >= 0, got {workers!r}")
     if not isinstance(fuse, int) or fuse < 1:
         raise ValueError(f"fuse must be an int >= 1 (1: no fusion), got {fuse!r}")
-    url = storage or Experiment.load(experiment_dir).storage
+    exp = Experiment.load(experiment_dir)
+    exp.set_order(first)  # an unknown training set is refused before any worker starts
+    url = storage or exp.storage
     ctx = mp.get_context("spawn")
     go, done = ctx.Event(), ctx.Value("q", 0)
     n_threads = threads or default_threads(workers)

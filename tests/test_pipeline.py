@@ -133,11 +133,11 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
                {"name": "r", "method": "random", "draws": 3},
                {"name": "small", "method": "random", "per_class": 2, "epochs": 4}]},
            "search": {**TINY["search"], "candidates": TINY["search"]["candidates"][:2], "seeds": [0, 1],
-                      "proxy_seeds": [1], "first": ["small", "whole"]}}
+                      "proxy_seeds": [1], "first": ["small", "r-d1", "whole", "r"]}}
     config = PipelineConfig.load(_write(tmp_path, doc))
     exp = config.experiment()
     assert list(exp.training_sets) == ["whole", "r-d0", "r-d1", "r-d2", "small"]
-    assert config.first_sets() == ["small", "whole"]
+    assert config.first_sets() == ["small", "r-d1", "whole", "r-d0", "r-d2"]  # 'r': its draws, each once
     assert exp.seeds_of("whole") == [0, 1] and exp.seeds_of("r-d1") == [1]
     assert exp.training_sets["small"].train.epochs == 4 and exp.training_sets["r-d0"].train.epochs == 2
     result = run_pipeline(config, tmp_path / "run", progress=False, log=lambda *_: None, report=False)
@@ -150,9 +150,9 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
     assert sorted(jobs.loc[jobs.training_set == "whole", "seed"].unique()) == [0, 1]
     assert set(jobs.loc[jobs.training_set != "whole", "seed"]) == {1}
     assert set(jobs.loc[jobs.training_set == "small", "epochs"]) == {4}
-    # search.first: 'small', then both seeds of the whole set, then the draws
+    # search.first: 'small', one draw, then both seeds of the whole set, then the other draws
     order = jobs.sort_values("started")[["training_set", "seed"]].drop_duplicates().itertuples(index=False)
-    assert [tuple(o) for o in order] == [("small", 1), ("whole", 0), ("whole", 1), ("r-d0", 1), ("r-d1", 1),
+    assert [tuple(o) for o in order] == [("small", 1), ("r-d1", 1), ("whole", 0), ("whole", 1), ("r-d0", 1),
                                          ("r-d2", 1)]
 
 

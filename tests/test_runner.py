@@ -464,7 +464,9 @@ def test_first_training_sets_run_every_seed_before_the_others(tmp_path, syntheti
     assert [(ts, s) for ts, _, s in exp.jobs()[::3]] == [("random", 3), ("whole", 3), ("random", 0), ("whole", 0)]
     with pytest.raises(ExperimentError, match="no training set 'wholе'"):
         run_search(tmp_path, workers=0, progress=False, first=["wholе"])  # a Cyrillic 'е': a typo
-    assert load_jobs(tmp_path).empty  # refused before any job was queued or run
+    assert not (tmp_path / runner.JOURNAL_FILE).exists()  # refused before the storage was opened
+    with pytest.raises(ExperimentError, match="must be a list of training-set names"):
+        run_search(tmp_path, workers=0, progress=False, first="whole")
     calls = []
 
     def fake_train_job(loaded, ts, candidate, seed):
