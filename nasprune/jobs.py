@@ -356,7 +356,8 @@ class JobStore:
     """
 
     def __init__(self, storage, exp: Experiment, study_ids: dict[str, int], lock=None, first: Sequence[str] = ()):
-        self.storage, self.exp, self.study_ids, self.first = storage, exp, study_ids, tuple(first)
+        self.storage, self.exp, self.study_ids = storage, exp, study_ids
+        self._order = exp.set_order(first)  # the (training set, seed) pairs jobs are claimed in, fixed once
         self._lock, self._depth = lock, 0
 
     @classmethod
@@ -451,7 +452,7 @@ class JobStore:
         set, the ``first`` sets before all), one per job (its first). Reads only the waiting trials, of each
         study only once it is reached."""
         snapshot: dict[str, list[FrozenTrial]] = {}
-        for ts, seed in self.exp.set_order(self.first):
+        for ts, seed in self._order:
             if ts not in self.study_ids:
                 continue
             if ts not in snapshot:

@@ -129,8 +129,8 @@ def confirmation_lines(directory: Path, defaults_csv: Path, jobs: pd.DataFrame, 
                   ""]
     if done < seeds:
         lines += [f"**Provisional**: the ground truth has {done} of its {seeds} seeds finished on every candidate "
-                  "so far (the remaining seed runs last; until then a candidate's accuracy is the mean of the seeds it "
-                  "has); the verdicts stand only when every seed has finished.", ""]
+                  "so far (until then a candidate's accuracy is the mean of the seeds it has); the verdicts stand "
+                  "only when every seed has finished.", ""]
     if len(chance):
         lines += ["**The same test on random draws.** Each draw against the other draws of its size: "
                   f"{chance['qualified'].sum()} of {chance['draws'].sum()} pass "
