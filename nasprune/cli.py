@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from nasprune import __version__
@@ -421,6 +422,9 @@ def _add_run(sub, common) -> None:
                    help="train up to K jobs of one candidate (one training config and training-set size: "
                         "other proxies, seeds) as one fused network; fusion measured slower on CPU "
                         "(scripts/bench_fused.py); try --fuse 16 on a GPU (default: the config's search.fuse, 1)")
+    p.add_argument("--first", nargs="+", default=None, metavar="SET",
+                   help="run these training sets' jobs (every seed) before any other's: 'whole' or a proxies.sets "
+                        "name, which brings all its draws (default: the config's search.first)")
     p.set_defaults(func=_run_run)
 
 
@@ -429,6 +433,8 @@ def _run_run(args) -> int:
     from nasprune.runner import exit_on_interrupt
 
     config = PipelineConfig.load(args.config)
+    if args.first is not None:  # a schedule, not part of the experiment: the finished jobs stay valid
+        config = replace(config, search=replace(config.search, first=tuple(args.first)))
     out = Path(args.out or f"runs/{config.name}")
     with exit_on_interrupt("nasprune run"):
         result = run_pipeline(config, out, workers=args.workers, storage=args.storage, fuse=args.fuse)

@@ -278,9 +278,15 @@ def test_run_ends_with_the_search_summary(tmp_path, capsys):
                          "proxy_train": {"epochs": 1}, "whole_train": {"epochs": 1}}}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--first", "randm"]) == 2
+    assert "search.first[0]: no training set 'randm'; choose 'whole' or a proxy's name: random" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--first", "random"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-2] == "4 of 4 jobs complete, 0 failed, 0 unfinished"
     assert out[-1] == f"done: {tmp_path / 'out' / 'table1.md'}"
     assert (tmp_path / "out" / "table1.md").read_text().startswith("# Table 1: run-summary\n")
     assert json.loads((tmp_path / "out" / "experiment.json").read_text())["name"] == "run-summary"
+    jobs = load_jobs(tmp_path / "out").sort_values("started")  # --first random: the proxy's jobs before the whole's
+    assert list(jobs.training_set) == ["random", "random", "whole", "whole"]
