@@ -60,6 +60,11 @@ class TrainConfig:
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0 (0: validate only at the end), got {self.eval_every}")
 
+    def steps(self, n: int, epochs: int | None = None) -> int:
+        """SGD steps of training on ``n`` images for ``epochs`` (default: this config's): every epoch's last batch
+        may be short, none is dropped. Comparing budgets across training-set sizes is in steps, not epochs."""
+        return math.ceil(n / self.batch_size) * (self.epochs if epochs is None else epochs)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -231,8 +236,7 @@ def train(
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay, nesterov=False)
     n = len(y)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config.schedule, steps_per_epoch * config.epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config.schedule, config.steps(n)))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.bf16)
 
     def val_acc() -> float | None:

@@ -54,16 +54,25 @@ def _num(value: float) -> str:
     return "n/a" if pd.isna(value) else f"{value:.3f}"
 
 
-def ground_truth_lines(jobs: pd.DataFrame, history: pd.DataFrame, ceiling: dict, k: int) -> list[str]:
+def _steps(exp, jobs: pd.DataFrame, training_set: str, epochs: int | None = None) -> int:
+    """SGD steps of ``training_set``'s jobs (after ``epochs``, default all of them): budgets compare in steps."""
+    images = int(jobs.loc[jobs["training_set"] == training_set, "images"].iloc[0])
+    return exp.training_sets[training_set].train.steps(images, epochs)
+
+
+def ground_truth_lines(exp, jobs: pd.DataFrame, history: pd.DataFrame, ceiling: dict, k: int) -> list[str]:
     lines = ["## Ground truth", ""]
     if not history.empty:
         table = settling(history)
-        rows = [[int(r.epoch), int(r.candidates), *(_num(v) for v in (r.kendall_vs_last, r.spearman_vs_last,
-                                                                      r.kendall_top25pct_vs_last, r.seed_kendall))]
+        rows = [[int(r.epoch), _steps(exp, jobs, "whole", int(r.epoch)), int(r.candidates),
+                 *(_num(v) for v in (r.kendall_vs_last, r.spearman_vs_last, r.kendall_top25pct_vs_last,
+                                     r.seed_kendall))]
                 for r in table.itertuples()]
         lines += ["Does the whole set's ranking settle? Its ranking (mean over seeds) at each epoch against the last "
-                  "epoch's, and its two seeds' agreement at that epoch:", "",
-                  *markdown_table(["epoch", "candidates", "Kendall vs last", "Spearman vs last",
+                  "epoch's, and its two seeds' agreement at that epoch. SGD steps: the training up to that epoch, "
+                  "to set beside a proxy's (in 'Random as a distribution'; the whole set's learning rate is "
+                  "still high there, a proxy's has annealed):", "",
+                  *markdown_table(["epoch", "SGD steps", "candidates", "Kendall vs last", "Spearman vs last",
                                    "Kendall vs last (last's top 25%)", "seed vs seed Kendall"], rows), ""]
     if ceiling.get("pairs"):
         rows = [[label, ci_text(pd.Series(ceiling), m, f)] for m, label, f in metrics(k)]
@@ -75,23 +84,26 @@ def ground_truth_lines(jobs: pd.DataFrame, history: pd.DataFrame, ceiling: dict,
     return lines
 
 
-def spread_lines(jobs: pd.DataFrame, ceiling: dict, classes: int, k: int) -> list[str]:
+def spread_lines(exp, jobs: pd.DataFrame, ceiling: dict, classes: int, k: int) -> list[str]:
     """Random as a distribution at every size (with or without other proxies), beside the noise ceiling."""
     spread = random_spread(jobs, classes=classes, k=k)
     if spread.empty:
         return []
     table = spread.set_index(["per_class", "metric"])
     shown = metrics(k)[:3]
-    rows = [[per_class, int(table.loc[(per_class, "kendall_all"), "draws"]),
+    draws = jobs[jobs["method"] == "random"].groupby("images")["training_set"].first()
+    rows = [[per_class, _steps(exp, jobs, draws[per_class * classes]),
+             int(table.loc[(per_class, "kendall_all"), "draws"]),
              *(f"{table.loc[(per_class, m), 'median']:{f}} [{table.loc[(per_class, m), 'band_lo']:{f}}, "
                f"{table.loc[(per_class, m), 'band_hi']:{f}}]" for m, _, f in shown)]
             for per_class in sorted(spread["per_class"].unique())]
-    ceiling_row = [["ceiling", "", *(_num(ceiling.get(m, float("nan"))) for m, _, _ in shown)]] if ceiling else []
+    ceiling_row = [["ceiling", _steps(exp, jobs, "whole"), "",
+                    *(_num(ceiling.get(m, float("nan"))) for m, _, _ in shown)]] if ceiling else []
     return ["## Random as a distribution", "",
-            "Per size, the random draws' median and 5-95% band (`nasprune.benchmark.random_spread`); the last row is "
-            "the whole set against itself (the noise ceiling).", "",
-            *markdown_table(["per class", "draws", *(f"{label}: median [5%, 95%]" for _, label, _ in shown)],
-                            rows + ceiling_row), ""]
+            "Per size, the random draws' median and 5-95% band (`nasprune.benchmark.random_spread`) and the SGD "
+            "steps each draw trains; the last row is the whole set against itself (the noise ceiling).", "",
+            *markdown_table(["per class", "SGD steps", "draws",
+                             *(f"{label}: median [5%, 95%]" for _, label, _ in shown)], rows + ceiling_row), ""]
 
 
 def confirmation_lines(directory: Path, defaults_csv: Path, jobs: pd.DataFrame, sweep: pd.DataFrame, classes: int,
@@ -252,9 +264,9 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int,
             f"({len(whole_done)} of {len(exp.candidates)}). The plan, the metrics and the decision rule were fixed "
             f"before the data: [PLAN.md]({plan}). Config: "
             "[config.yaml](config.yaml); jobs: jobs.csv, history.csv; per size and proxy: sweep.csv.", ""]
-    body += ground_truth_lines(jobs, history, ceiling, k)
+    body += ground_truth_lines(exp, jobs, history, ceiling, k)
     if len(whole_done):
-        body += spread_lines(jobs, ceiling, classes, k)
+        body += spread_lines(exp, jobs, ceiling, classes, k)
     other_networks = [s.name for s in config.proxies.resolved() if s.scoring]  # judged by the network rule only
     if held_out and len(whole_done):
         body += confirmation_lines(directory, confirm_from, jobs, sweep, classes, k, len(config.search.seeds),

@@ -199,6 +199,10 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
     assert "### 2 images per class (3 candidates)" in readme and "## The decision rule applied" in readme
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
     assert "## Random as a distribution" in readme and "| ceiling |" in readme
+    # SGD steps, counted as ceil(images / 128) batches an epoch: the whole set's 1,000 images make 8 an epoch;
+    # 20 images x 4 epochs and 50 images x 2 epochs are one batch an epoch
+    assert "| 1 | 8 | 3 |" in readme and "| 2 | 16 | 3 |" in readme  # ground truth: epoch, steps, candidates
+    assert "| 2 | 4 | 3 |" in readme and "| 5 | 2 | 3 |" in readme and "| ceiling | 16 |" in readme  # size, steps
     jobs = pd.read_csv(tmp_path / "jobs.csv")  # the paper-scale paragraph names this pool's candidate count
     paper = "\n".join(proxy_benchmark.paper_scale_lines(jobs, classes=10, per_class=5))
     assert "instead of this pool's 3 " in paper and "| herding-pc5 | 1 |" in paper
