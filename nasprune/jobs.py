@@ -58,7 +58,7 @@ from nasprune.train import config_defaults
 from search_spaces.convnet import ACTIVATIONS, NORMS, POOLINGS, ConvNetSpec
 
 __all__ = ["EXTRA_COLUMNS", "HISTORY_COLUMNS", "JOB_COLUMNS", "JOURNAL_FILE", "Heartbeat", "Job", "JobStore",
-           "StorageError", "job_status", "load_history", "load_jobs", "open_storage"]
+           "StorageError", "copy_training_set", "job_status", "load_history", "load_jobs", "open_storage"]
 
 JOURNAL_FILE = "optuna.journal"
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
@@ -633,6 +633,37 @@ def _history_attr(history: Sequence[dict]) -> list[dict]:
 
     return [{"epoch": int(h["epoch"]), "val_acc": number(h.get("val_acc")), "train_loss": number(h.get("train_loss"))}
             for h in history]
+
+
+# --- reusing finished jobs -------------------------------------------------------------------------------------------
+
+
+def copy_training_set(source: str | os.PathLike, target: str | os.PathLike, training_set: str) -> int:
+    """Copy the finished jobs of ``training_set`` from the experiment in ``source`` into the one in ``target``
+    (each in its own storage), so that a new experiment reuses them instead of training them again: a study
+    of extra proxies against a finished ground truth, say. Returns the number of jobs copied.
+
+    Both experiments must share their name, dataset and that training set's definition (the copied study
+    then passes the target's identity check, :func:`check_study`, like one it ran itself); the target must
+    not have started the training set. Only each job's first COMPLETE trial is copied."""
+    src, dst = JobStore.open(source), JobStore.open(target)
+    for what, a, b in (("name", src.exp.name, dst.exp.name), ("dataset", src.exp.dataset, dst.exp.dataset),
+                       (f"training set {training_set!r}", src.exp.training_sets.get(training_set),
+                        dst.exp.training_sets.get(training_set))):
+        if a is None or a != b:
+            raise ExperimentError(f"cannot copy {training_set!r}: the experiments differ in {what} ({a!r} -> {b!r})")
+    if training_set not in src.study_ids:
+        raise ExperimentError(f"cannot copy {training_set!r}: {source} has not started it")
+    if training_set in dst.study_ids:
+        raise ExperimentError(f"cannot copy {training_set!r}: {target} has started it already")
+    name = src.exp.study_name(training_set)
+    trials = src.completed(training_set)
+    with dst.locked():
+        sid = dst.storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], name)
+        for key, value in src.storage.get_study_user_attrs(src.study_ids[training_set]).items():
+            dst.storage.set_study_user_attr(sid, key, value)
+        optuna.load_study(study_name=name, storage=dst.storage).add_trials(trials)
+    return len(trials)
 
 
 # --- reading an experiment's jobs ------------------------------------------------------------------------------------

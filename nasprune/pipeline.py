@@ -57,7 +57,9 @@ class ProxySpec:
     ``per_class`` None is ``proxies.per_class``; ``epochs`` None trains it with ``search.proxy_train.epochs``
     (set it to give every proxy size the same number of optimiser steps, say). ``draws`` N > 1 makes N sets
     of a stochastic method, ``<name>-d0`` .. ``<name>-d<N-1>`` with seeds ``seed`` .. ``seed + N - 1``: random
-    as a distribution rather than one draw. In YAML, ``influence`` and ``objective`` list only the settings
+    as a distribution rather than one draw. ``seed`` seeds the selection; ``train_seeds`` (None:
+    ``search.proxy_seeds``) are the training seeds, e.g. one the whole set's ground truth was not trained with,
+    so that a proxy shares neither initial weights nor batch order with it. In YAML, ``influence`` and ``objective`` list only the settings
     that differ from ``proxies.influence`` and ``proxies.objective`` (which list those that differ from
     :class:`InfluenceConfig`'s and :class:`ObjectiveConfig`'s defaults); after :meth:`ProxiesConfig.resolved`
     they hold all of them and seed and per_class are filled in. Configs from before ``objective`` (its
@@ -74,6 +76,7 @@ class ProxySpec:
     per_class: int | None = None  # None: proxies.per_class
     epochs: int | None = None  # None: search.proxy_train.epochs
     draws: int = 1
+    train_seeds: tuple[int, ...] | None = None  # None: search.proxy_seeds
     influence: dict = field(default_factory=dict)
     objective: dict = field(default_factory=dict)
     scoring: dict = field(default_factory=dict)  # overrides of the run's scoring config, e.g. a cheaper network
@@ -88,6 +91,8 @@ class ProxySpec:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"must be an int >= 1, got {value!r}", key)
+        if self.train_seeds is not None:
+            check_seeds(self.train_seeds, "train_seeds")
 
     def names(self) -> list[str]:
         """The names of the sets this entry stands for: its own, or ``<name>-d0`` .. ``<name>-d<N-1>``."""
@@ -292,7 +297,8 @@ class PipelineConfig:
             train = self.search.proxy_train
             if s.epochs is not None:
                 train = dataclasses.replace(train, epochs=s.epochs)
-            sets[s.name] = TrainingSet(f"proxies/{s.name}.json", train, seeds)
+            own = seeds if s.train_seeds is None else list(s.train_seeds)
+            sets[s.name] = TrainingSet(f"proxies/{s.name}.json", train, own)
         try:
             return Experiment(name=self.name, dataset=dataclasses.replace(self.dataset, download=False),
                               candidates=self.search.candidate_ids(), training_sets=sets,

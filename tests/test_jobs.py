@@ -233,3 +233,29 @@ def test_a_heartbeat_outlives_a_storage_hiccup(tmp_path, synthetic):
     beat.stop()
     assert len(calls) >= 3 and beat.trial_ids == [job.trial_id]  # kept beating after the failure
     assert "heartbeat" in store.storage.get_trial(job.trial_id).user_attrs
+
+
+# --- reusing finished jobs ------------------------------------------------------------------------------------------
+
+
+def test_copied_jobs_are_reused_not_trained_again(tmp_path, synthetic):
+    """A new experiment that copies a finished training set trains only the rest; the copy refuses an
+    experiment of another name, a training set the target has started, and one the source has not."""
+    make_experiment(tmp_path / "a", synthetic, seeds=[0])
+    run_search(tmp_path / "a", workers=0, progress=False, log=None)
+    make_experiment(tmp_path / "b", synthetic, seeds=[0])
+    assert jobs.copy_training_set(tmp_path / "a", tmp_path / "b", "whole") == len(CANDIDATES)
+    with pytest.raises(jobs.ExperimentError, match="has started it already"):
+        jobs.copy_training_set(tmp_path / "a", tmp_path / "b", "whole")
+    summary = run_search(tmp_path / "b", workers=0, progress=False, log=None)
+    assert (summary["total"], summary["complete"]) == (2 * len(CANDIDATES), 2 * len(CANDIDATES))
+    assert all(n == 1 for n in completes_per_job(tmp_path / "b").values())
+    a, b = (load_jobs(tmp_path / d).set_index(["training_set", "candidate"]) for d in ("a", "b"))
+    assert b.loc["whole", "trial"].tolist() == a.loc["whole", "trial"].tolist()  # the same trials, not new ones
+    assert b.loc["whole", "val_acc"].tolist() == a.loc["whole", "val_acc"].tolist()
+    make_experiment(tmp_path / "c", synthetic, seeds=[0], name="other")
+    with pytest.raises(jobs.ExperimentError, match="differ in name"):
+        jobs.copy_training_set(tmp_path / "a", tmp_path / "c", "whole")
+    make_experiment(tmp_path / "d", synthetic, seeds=[0])
+    with pytest.raises(jobs.ExperimentError, match="has not started it"):
+        jobs.copy_training_set(tmp_path / "d", tmp_path / "b", "whole")

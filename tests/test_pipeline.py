@@ -128,17 +128,17 @@ def test_random_proxies_need_no_scoring_run(tmp_path):
 
 def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
     """A proxy entry sets its own size and epochs; ``draws`` expands into seeded draws; proxies train with
-    ``search.proxy_seeds`` while the whole set keeps ``search.seeds``."""
+    ``search.proxy_seeds`` while the whole set keeps ``search.seeds``, and an entry's ``train_seeds`` its own."""
     doc = {**TINY, "proxies": {"per_class": 10, "seed": 5, "sets": [
                {"name": "r", "method": "random", "draws": 3},
-               {"name": "small", "method": "random", "per_class": 2, "epochs": 4}]},
+               {"name": "small", "method": "random", "per_class": 2, "epochs": 4, "train_seeds": [3]}]},
            "search": {**TINY["search"], "candidates": TINY["search"]["candidates"][:2], "seeds": [0, 1],
                       "proxy_seeds": [1], "first": ["small", "r-d1", "whole", "r"]}}
     config = PipelineConfig.load(_write(tmp_path, doc))
     exp = config.experiment()
     assert list(exp.training_sets) == ["whole", "r-d0", "r-d1", "r-d2", "small"]
     assert config.first_sets() == ["small", "r-d1", "whole", "r-d0", "r-d2"]  # 'r': its draws, each once
-    assert exp.seeds_of("whole") == [0, 1] and exp.seeds_of("r-d1") == [1]
+    assert exp.seeds_of("whole") == [0, 1] and exp.seeds_of("r-d1") == [1] and exp.seeds_of("small") == [3]
     assert exp.training_sets["small"].train.epochs == 4 and exp.training_sets["r-d0"].train.epochs == 2
     result = run_pipeline(config, tmp_path / "run", progress=False, log=lambda *_: None, report=False)
     assert (result.summary["total"], result.summary["complete"]) == (2 * 2 + 4 * 2, 12)
@@ -148,11 +148,12 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
     assert len(small) == 2 * 4 and small.config["per_class"] == 2
     jobs = load_jobs(tmp_path / "run")
     assert sorted(jobs.loc[jobs.training_set == "whole", "seed"].unique()) == [0, 1]
-    assert set(jobs.loc[jobs.training_set != "whole", "seed"]) == {1}
+    assert set(jobs.loc[jobs.training_set.str.startswith("r-"), "seed"]) == {1}
+    assert set(jobs.loc[jobs.training_set == "small", "seed"]) == {3}
     assert set(jobs.loc[jobs.training_set == "small", "epochs"]) == {4}
     # search.first: 'small', one draw, then both seeds of the whole set, then the other draws
     order = jobs.sort_values("started")[["training_set", "seed"]].drop_duplicates().itertuples(index=False)
-    assert [tuple(o) for o in order] == [("small", 1), ("r-d1", 1), ("whole", 0), ("whole", 1), ("r-d0", 1),
+    assert [tuple(o) for o in order] == [("small", 3), ("r-d1", 1), ("whole", 0), ("whole", 1), ("r-d0", 1),
                                          ("r-d2", 1)]
 
 
@@ -160,6 +161,7 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
     ({"name": "h", "method": "herding", "draws": 3}, r"sets\[0\]\.draws: method .herding. is deterministic"),
     ({"name": "r", "method": "random", "per_class": 0}, "per_class: must be an int >= 1"),
     ({"name": "r", "method": "random", "epochs": "ten"}, "epochs: expected"),
+    ({"name": "r", "method": "random", "train_seeds": [2, 2]}, r"sets\[0\]\.train_seeds: must be distinct"),
 ])
 def test_bad_proxy_entries_are_refused(tmp_path, entry, message):
     doc = {**TINY, "proxies": {"per_class": 10, "sets": [entry]}}
