@@ -24,8 +24,8 @@ from nasprune.selection import get_method
 
 __all__ = ["CONFIRMATION_COLUMNS", "CONFIRM_MAX_REGRET", "CONFIRM_PERCENTILE", "PLAN_DRAWS", "SWEEP_COLUMNS",
            "chance_qualifications", "choose_defaults", "choose_network", "complete_sets", "confirm", "costs",
-           "paper_scale", "primary_metrics", "qualifies", "random_spread", "recommend", "settling", "size_sweep",
-           "top_quartile_k"]
+           "paired_draws", "paper_scale", "primary_metrics", "qualifies", "random_spread", "recommend", "settling",
+           "size_sweep", "top_quartile_k"]
 
 #: The columns of :func:`size_sweep`: the size, the proxy's method, then :data:`nasprune.metrics.NULL_COLUMNS`.
 SWEEP_COLUMNS = ["per_class", "images", "method", *NULL_COLUMNS]
@@ -261,6 +261,24 @@ def settling(history: pd.DataFrame, whole: str = "whole", epochs=(1, 3, 5)) -> p
     table = ranking_by_epoch(history, whole)
     last = table["epoch"].max()
     return table[table["epoch"].isin([*epochs, last])].reset_index(drop=True)
+
+
+def paired_draws(jobs: pd.DataFrame, pairs: Sequence[tuple[str, str]], whole: str = "whole", *, k: int,
+                 top: int = 10) -> pd.DataFrame:
+    """Training sets that hold the same images but train differently (``(before, after)`` pairs: one random
+    draw at two step budgets, say), each metric of both against ``whole`` over the candidates finished on all
+    of them: columns ``before``, ``after``, then ``<metric>_before``, ``<metric>_after`` and ``<metric>_change``
+    (after minus before) for each metric of :func:`nasprune.metrics.draw_metrics`. A pair is a paired sample:
+    the images' luck cancels, and only the training differs."""
+    values = draw_metrics(jobs, [n for pair in pairs for n in pair], whole, top=top, k=k)
+    rows = []
+    for before, after in pairs:
+        row = {"before": before, "after": after}
+        for metric in values.columns:
+            b, a = float(values.loc[before, metric]), float(values.loc[after, metric])
+            row.update({f"{metric}_before": b, f"{metric}_after": a, f"{metric}_change": a - b})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def costs(jobs: pd.DataFrame, whole: str = "whole") -> pd.DataFrame:

@@ -59,13 +59,14 @@ class ProxySpec:
     of a stochastic method, ``<name>-d0`` .. ``<name>-d<N-1>`` with seeds ``seed`` .. ``seed + N - 1``: random
     as a distribution rather than one draw. ``seed`` seeds the selection; ``train_seeds`` (None:
     ``search.proxy_seeds``) are the training seeds, e.g. one the whole set's ground truth was not trained with,
-    so that a proxy shares neither initial weights nor batch order with it. In YAML, ``influence`` and ``objective`` list only the settings
-    that differ from ``proxies.influence`` and ``proxies.objective`` (which list those that differ from
-    :class:`InfluenceConfig`'s and :class:`ObjectiveConfig`'s defaults); after :meth:`ProxiesConfig.resolved`
-    they hold all of them and seed and per_class are filled in. Configs from before ``objective`` (its
-    settings under ``influence``) still load, with a FutureWarning. ``scoring`` lists the settings of its
-    scoring run that differ from the run's ``scoring`` (:meth:`PipelineConfig.scoring_of`), e.g.
-    ``{spec: w16-d3-relu-instancenorm-avgpooling, train: {epochs: 2}}`` to select with a cheaper network.
+    so that a proxy shares neither initial weights nor batch order with it. In YAML, ``influence`` and
+    ``objective`` list only the settings that differ from ``proxies.influence`` and ``proxies.objective``
+    (which list those that differ from :class:`InfluenceConfig`'s and :class:`ObjectiveConfig`'s defaults);
+    after :meth:`ProxiesConfig.resolved` they hold all of them and seed and per_class are filled in. Configs
+    from before ``objective`` (its settings under ``influence``) still load, with a FutureWarning.
+    ``scoring`` lists the settings of its scoring run that differ from the run's ``scoring``
+    (:meth:`PipelineConfig.scoring_of`); to select with a cheaper network, say:
+    ``{spec: w16-d3-relu-instancenorm-avgpooling, train: {epochs: 2}}``.
     """
 
     MOVED: ClassVar[dict[str, str]] = ONE_SECTION_KEYS

@@ -645,6 +645,42 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
     return _save(fig, path, handles, columns=5)
 
 
+def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence[tuple[str, str]], *,
+                ceiling: Mapping | None = None, title: str = "") -> Path:
+    """One panel per ``(metric, label)``: proxies' value against their SGD steps.
+
+    ``points`` has one row per training set: ``label``, ``steps``, ``pair`` (a random draw's index, NaN for
+    any other set) and one column per metric. Draws are grey dots, a draw trained at two budgets joined by a
+    thin line, their median per budget a grey bar; other sets are coloured markers, one per label.
+    ``ceiling`` is :func:`nasprune.metrics.noise_ceiling`, a dashed line."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.6), squeeze=False, sharex=True,
+                             layout="constrained")
+    handles: dict[str, object] = {}
+    draws, sets = points[points["pair"].notna()], points[points["pair"].isna()]
+    for ax, (metric, label) in zip(axes.flat, metrics):
+        for _, pair in draws.groupby("pair"):
+            pair = pair.sort_values("steps")
+            ax.plot(pair["steps"], pair[metric], color="0.75", lw=0.7, zorder=1)
+        handles["random draws (a line joins one draw's images)"] = ax.scatter(
+            draws["steps"], draws[metric], s=14, color="0.55", zorder=2)
+        median = draws.groupby("steps")[metric].median()
+        handles["random: median draw"] = ax.scatter(median.index, median, marker="_", s=500, lw=3, color="0.3",
+                                                    zorder=3)
+        for j, (name, row) in enumerate(sets.groupby("label", sort=False)):
+            handles[name] = ax.scatter(row["steps"], row[metric], s=46, color=f"C{j + 1}", zorder=4,
+                                       marker="osD^v<>"[j % 7], edgecolor="k", lw=0.5)
+        c = float(ceiling.get(metric, np.nan)) if ceiling is not None else np.nan
+        if np.isfinite(c):
+            handles["noise ceiling (whole vs itself)"] = ax.axhline(c, color="C0", ls="--", lw=1.2, zorder=1)
+        ax.set_xlim(0, points["steps"].max() * 1.15)
+        ax.set_xlabel("SGD steps (batch 128)")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title + chr(10) if title else ''}ranking quality against the training budget", fontsize=11)
+    return _save(fig, path, handles, columns=3)
+
+
 def size_sweep_markdown(sweep: pd.DataFrame, metrics: Sequence[tuple[str, str, str]]) -> list[str]:
     """Per size, a table with one row per method: each metric's value [95% CI], its percentile among the draws
     and how many draws are as good, with random's median [5%, 95%] as the first row."""

@@ -6,8 +6,8 @@ import pytest
 from scipy import stats
 
 from nasprune.benchmark import (PLAN_DRAWS, chance_qualifications, choose_defaults, choose_network, complete_sets,
-                                confirm, costs, paper_scale, random_spread, recommend, settling, size_sweep,
-                                top_quartile_k)
+                                confirm, costs, paired_draws, paper_scale, random_spread, recommend, settling,
+                                size_sweep, top_quartile_k)
 from nasprune.report import family_lines, plot_size_sweep, size_sweep_markdown
 
 CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
@@ -158,6 +158,22 @@ def test_recommend_uses_a_method_only_where_every_held_out_pool_confirms_it_for_
     assert r.loc[10, "a"] == "under way" and r.loc[10, "use"] == "random" and r.loc[10, "pending"]
     with pytest.raises(ValueError, match="no held-out pool"):
         recommend(defaults, {})
+
+
+def test_paired_draws_compare_each_draw_with_itself(jobs):
+    """Each pair's metrics are the two sets' own, checked against scipy; the change is after minus before."""
+    pairs = [("random-100-d0", "random-200-d0"), ("random-100-d1", "herding-10")]
+    table = paired_draws(jobs, pairs, k=3)
+    assert list(table["before"]) == ["random-100-d0", "random-100-d1"] and len(table) == 2
+
+    def tau(name):
+        return stats.kendalltau(jobs[jobs.training_set == name].val_acc, TRUTH)[0]
+
+    assert table["kendall_all_before"].tolist() == pytest.approx([tau("random-100-d0"), tau("random-100-d1")])
+    assert table["kendall_all_after"].tolist() == pytest.approx([tau("random-200-d0"), 1.0])
+    assert table["kendall_all_change"].tolist() == pytest.approx([tau("random-200-d0") - tau("random-100-d0"),
+                                                                  1.0 - tau("random-100-d1")])
+    assert {"ndcg_top3_change", "regret_change"} <= set(table.columns)
 
 
 def test_costs_are_fractions_of_the_whole_search(jobs):
