@@ -49,7 +49,7 @@ AGAINST_400 = ["whole-1epoch-s2", "whole-1epoch-s0", "entropy-pc100"]
 AGAINST_1200 = ["whole-3epoch-s2", "entropy-pc100-e150"]
 
 
-def reuse_development_pool(config: PipelineConfig, directory: Path, dev: Path = DEV) -> None:
+def reuse_development_pool(config: PipelineConfig, directory: Path, dev: Path) -> None:
     """Copy the development pool's whole-set jobs and reused proxy files into ``directory``, once."""
     (directory / "proxies").mkdir(parents=True, exist_ok=True)
     for name, source in REUSED_PROXIES.items():
@@ -60,11 +60,12 @@ def reuse_development_pool(config: PipelineConfig, directory: Path, dev: Path = 
         print(f"copied {copy_training_set(dev, directory, 'whole')} whole-set jobs from {dev}")
 
 
-def study_jobs(directory: Path = DIR, dev: Path = DEV) -> pd.DataFrame:
+def study_jobs(directory: Path, dev: Path) -> pd.DataFrame:
     """This study's finished jobs with the development pool's 400-step sets it reads, complete sets only."""
     own = load_jobs(directory)
     theirs = load_jobs(dev)
-    jobs = pd.concat([own, theirs[theirs["training_set"].isin(DRAWS_400 + ["entropy-pc100"])]], ignore_index=True)
+    read = DRAWS_400 + list(REUSED_PROXIES.values())
+    jobs = pd.concat([own, theirs[theirs["training_set"].isin(read)]], ignore_index=True)
     return jobs[jobs["training_set"].isin(complete_sets(jobs))]
 
 
@@ -104,10 +105,10 @@ def verdicts(jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.DataFrame) -> l
         change = paired["kendall_all_change"]
         p = stats.wilcoxon(change, alternative="greater").pvalue if (change != 0).any() else 1.0
         median_1200 = float(paired["kendall_all_after"].median())
-        hi_400 = float(table.loc[table["metric"] == "kendall_all", "band_hi"].iloc[0])
+        hi_400 = float(kendall.loc[kendall.index.isin(AGAINST_400), "band_hi"].iloc[0])  # the 400-step draws' 95%
         helps = median_1200 > hi_400 and p < 0.05
-        lines.append(f"2. **More steps for a random proxy.** The 8 draws at 1,200 steps have median Kendall "
-                     f"{median_1200:.3f}, against a 400-step 95th percentile of {hi_400:.3f}. Paired with "
+        lines.append(f"2. **More steps for a random proxy.** The {len(paired)} draws at 1,200 steps have median "
+                     f"Kendall {median_1200:.3f}, against a 400-step 95th percentile of {hi_400:.3f}. Paired with "
                      f"themselves at 400 steps, their median change is {change.median():+.3f} "
                      f"({int((change > 0).sum())} up, {int((change < 0).sum())} down), and the one-sided Wilcoxon "
                      f"signed-rank p is {p:.3f}: more "
@@ -117,20 +118,20 @@ def verdicts(jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.DataFrame) -> l
         w3 = kendall.loc["whole-3epoch-s2"]
         room = w3["draws_as_good"] == 0
         lines.append(f"3. **Room for image choice at about 1,200 steps.** whole-3epoch-s2 {w3['value']:.3f}: above "
-                     f"{w3['percentile']:.0f}% of the 8 draws (5-95% band [{w3['band_lo']:.3f}, "
+                     f"{w3['percentile']:.0f}% of the {len(draws_1200)} draws (5-95% band [{w3['band_lo']:.3f}, "
                      f"{w3['band_hi']:.3f}]), so " + ("there **is** room: it beats every draw." if room else
                                                        "there is **no** room by PLAN.md's rule: a draw matches it."))
-    if "entropy-pc100-e150" in kendall.index:
-        e = kendall.loc["entropy-pc100-e150"]
-        lines.append(f"4. **Selection at 1,200 steps (descriptive).** entropy-pc100-e150 {e['value']:.3f}, "
-                     f"percentile {e['percentile']:.0f} among {int(e['draws'])} draws. No claim either way: that "
-                     "would need 20 draws and held-out pools.")
+    for name in (n for n in REUSED_PROXIES if n in kendall.index):
+        e = kendall.loc[name]
+        lines.append(f"4. **Selection at 1,200 steps (descriptive).** {name} {e['value']:.3f}, percentile "
+                     f"{e['percentile']:.0f} among {int(e['draws'])} draws. No claim either way: that would need 20 "
+                     "draws and held-out pools.")
     return lines
 
 
-def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> list[str]:
+def analyse(config: PipelineConfig, directory: Path, dev: Path, n_boot: int) -> list[str]:
     """Write budget.csv, paired.csv and budget.png; return the README's body."""
-    jobs = study_jobs(directory)
+    jobs = study_jobs(directory, dev)
     jobs.to_csv(directory / "jobs.csv", index=False)
     k = top_quartile_k(jobs.loc[jobs["training_set"] == "whole", "candidate"].nunique())
     table = budget_rows(jobs, config, k, n_boot)
@@ -195,10 +196,10 @@ def main() -> None:
     start = time.perf_counter()
     config = PipelineConfig.load(DIR / "config.yaml")
     if not args.analyse:
-        reuse_development_pool(config, DIR)
+        reuse_development_pool(config, DIR, DEV)
         with exit_on_interrupt("scripts/budget_study.py"):
             run_pipeline(config, DIR, workers=args.workers, report=False)
-    body = analyse(config, DIR, args.n_boot)
+    body = analyse(config, DIR, DEV, args.n_boot)
     jobs = pd.read_csv(DIR / "jobs.csv")
     prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds), analyse_only=args.analyse,
                       jobs_wall_seconds=round(float(jobs["wall_seconds"].sum()), 1))

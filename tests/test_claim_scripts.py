@@ -20,6 +20,8 @@ import claim_theorem1  # noqa: E402
 
 from nasprune.artifacts import ArtifactError  # noqa: E402
 from nasprune.data import DatasetSpec, stratified_split  # noqa: E402
+from nasprune.jobs import load_jobs  # noqa: E402
+from nasprune.pipeline import PipelineConfig, run_pipeline  # noqa: E402
 from nasprune.prune import build_proxy  # noqa: E402
 from nasprune.proxy import ProxySet  # noqa: E402
 from nasprune.scoring import ScoringConfig, ScoringRun  # noqa: E402
@@ -280,3 +282,63 @@ def test_competitive_pool_screen_leaves_out_the_pools_already_spent(monkeypatch)
     grid = {s.id for s in competitive_pool.convnet_720(**competitive_pool.GRID)}
     assert len(grid) == 64 and set(exp.candidates) == grid - spent and len(exp.candidates) == 59
     assert exp.training_sets["screen"].train.epochs == 50 and exp.seeds == [0]
+
+
+def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, monkeypatch):
+    """scripts/budget_study.py on a tiny development pool (real Fashion-MNIST): the whole set's jobs are copied,
+    not trained again; the draws are paired with themselves at the other budget; the verdicts read the numbers
+    the tables hold, checked here against scipy."""
+    import yaml
+    from scipy import stats
+
+    import budget_study
+
+    candidates = [NET, "w8-d1-sigmoid-none-avgpooling", "w8-d2-relu-batchnorm-maxpooling"]
+    base = {"name": "tiny-dev", "dataset": {"name": "fashion-mnist", "val_size": 2000, "train_size": 1000},
+            "scoring": {"spec": "w8-d2-relu-instancenorm-avgpooling", "score_epoch": 1, "train": {"epochs": 2}},
+            "search": {"candidates": candidates, "seeds": [0, 1], "proxy_seeds": [0], "workers": 0,
+                       "whole_train": {"epochs": 2, "eval_every": 1}, "proxy_train": {"eval_test": False}}}
+    dev, study = tmp_path / "dev", tmp_path / "study"
+    for directory, sets in (
+            (dev, [{"name": "random-pc2", "method": "random", "per_class": 2, "epochs": 2, "draws": 3},
+                   {"name": "herding-pc2", "method": "herding", "per_class": 2, "epochs": 2}]),
+            (study, [{"name": "whole-1epoch-s2", "method": "random", "per_class": 100, "epochs": 1,
+                      "train_seeds": [2]},
+                     {"name": "whole-1epoch-s0", "method": "random", "per_class": 100, "epochs": 1},
+                     {"name": "whole-3epoch-s2", "method": "random", "per_class": 100, "epochs": 3,
+                      "train_seeds": [2]},
+                     {"name": "random-pc2-e6", "method": "random", "per_class": 2, "epochs": 6, "draws": 3},
+                     {"name": "herding-pc2-e6", "method": "herding", "per_class": 2, "epochs": 6}])):
+        directory.mkdir()
+        (directory / "config.yaml").write_text(yaml.safe_dump({**base, "proxies": {"sets": sets}}))
+    monkeypatch.setattr(sys, "argv", ["budget_study.py", "--n-boot", "20"])
+    run_pipeline(PipelineConfig.load(dev / "config.yaml"), dev, progress=False, report=False, log=lambda *_: None)
+    for name, value in (("DIR", study), ("DEV", dev), ("REUSED_PROXIES", {"herding-pc2-e6": "herding-pc2"}),
+                        ("DRAWS_400", [f"random-pc2-d{d}" for d in range(3)]),
+                        ("DRAWS_1200", [f"random-pc2-e6-d{d}" for d in range(3)]),
+                        ("AGAINST_400", ["whole-1epoch-s2", "whole-1epoch-s0", "herding-pc2"]),
+                        ("AGAINST_1200", ["whole-3epoch-s2", "herding-pc2-e6"])):
+        monkeypatch.setattr(budget_study, name, value)
+    budget_study.main()
+    assert not (study / "scoring.pt").exists()  # the herding proxy was reused, not selected again
+    theirs, ours = load_jobs(dev), load_jobs(study)
+    whole = ours[ours.training_set == "whole"].sort_values(["seed", "candidate"])
+    assert len(whole) == 6 and whole["val_acc"].tolist() == \
+        theirs[theirs.training_set == "whole"].sort_values(["seed", "candidate"])["val_acc"].tolist()
+    assert set(ours.loc[ours.training_set == "whole-3epoch-s2", "seed"]) == {2}
+    truth = whole.groupby("candidate")["val_acc"].mean()
+    paired = pd.read_csv(study / "paired.csv")
+    jobs = pd.read_csv(study / "jobs.csv")
+    for r in paired.itertuples():
+        for name, value in ((r.before, r.kendall_all_before), (r.after, r.kendall_all_after)):
+            proxy = jobs[jobs.training_set == name].set_index("candidate")["val_acc"].reindex(truth.index)
+            assert value == pytest.approx(stats.kendalltau(proxy, truth)[0], nan_ok=True)
+    budget = pd.read_csv(study / "budget.csv")
+    steps = budget.groupby("proxy")["steps"].first()
+    assert steps["whole-3epoch-s2"] == 3 * 8 and steps["herding-pc2-e6"] == 6 and steps["herding-pc2"] == 2
+    readme = (study / "README.md").read_text()
+    w3 = budget[(budget.proxy == "whole-3epoch-s2") & (budget.metric == "kendall_all")].iloc[0]
+    assert f"whole-3epoch-s2 {w3['value']:.3f}" in readme
+    assert ("there **is** room" in readme) == (w3["draws_as_good"] == 0)
+    assert readme.count("\n1. **") == readme.count("\n2. **") == readme.count("\n3. **") == 1
+    assert (study / "budget.png").stat().st_size > 10_000
