@@ -149,11 +149,13 @@ def analyse(config: PipelineConfig, directory: Path, dev: Path, n_boot: int) -> 
         rows.append([proxy, int(first["steps"]), f"{first['fraction_of_whole']:.1%}",
                      *(f"{g.loc[m, 'value']:{f}} [{g.loc[m, 'lo']:{f}}, {g.loc[m, 'hi']:{f}}], "
                        f"{g.loc[m, 'percentile']:.0f}" for m, _, f in labels)])
-    for steps, against in ((400, AGAINST_400), (1200, AGAINST_1200)):
+    cost = costs(jobs)["fraction_of_whole"]
+    for steps, against, draws in ((400, AGAINST_400, DRAWS_400), (1200, AGAINST_1200, DRAWS_1200)):
         read = [p for p in against if p in set(table["proxy"])]
         g = table[table["proxy"] == read[0]].set_index("metric") if read else pd.DataFrame()
         if len(g):
-            rows.append([f"random 100 per class ({int(g['draws'].iloc[0])} draws): median [5%, 95%]", steps, "",
+            rows.append([f"random 100 per class ({int(g['draws'].iloc[0])} draws): median [5%, 95%]", steps,
+                         f"{cost.reindex(draws).median():.1%}",
                          *(f"{g.loc[m, 'draw_median']:{f}} [{g.loc[m, 'band_lo']:{f}}, {g.loc[m, 'band_hi']:{f}}]"
                            for m, _, f in labels)])
     whole_steps = config.search.whole_train.steps(int(jobs.loc[jobs["training_set"] == "whole", "images"].iloc[0]))
