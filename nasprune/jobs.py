@@ -643,27 +643,44 @@ def copy_training_set(source: str | os.PathLike, target: str | os.PathLike, trai
     (each in its own storage), so that a new experiment reuses them instead of training them again: a study
     of extra proxies against a finished ground truth, say. Returns the number of jobs copied.
 
-    Both experiments must share their name, dataset and that training set's definition (the copied study
-    then passes the target's identity check, :func:`check_study`, like one it ran itself); the target must
-    not have started the training set. Only each job's first COMPLETE trial is copied."""
+    Both experiments must share their name, dataset and that training set's definition, its proxy file's
+    contents included (the copied study then passes the target's identity check, :func:`check_study`, like
+    one it ran itself), and live in different storages; the target must not have started the training set.
+    Only each job's first COMPLETE trial is copied."""
     src, dst = JobStore.open(source), JobStore.open(target)
+    pairs = ((source, src.exp), (target, dst.exp))
+    where = [exp.storage or str((Path(d) / JOURNAL_FILE).resolve()) for d, exp in pairs]
+    if where[0] == where[1]:
+        raise ExperimentError(f"cannot copy {training_set!r}: both experiments use one storage ({redact(where[0])})")
     for what, a, b in (("name", src.exp.name, dst.exp.name), ("dataset", src.exp.dataset, dst.exp.dataset),
                        (f"training set {training_set!r}", src.exp.training_sets.get(training_set),
-                        dst.exp.training_sets.get(training_set))):
-        if a is None or a != b:
+                        dst.exp.training_sets.get(training_set)),
+                       ("proxy file contents", *(_proxy_digest(exp, training_set, d) for d, exp in pairs))):
+        if a != b or (a is None and what != "proxy file contents"):
             raise ExperimentError(f"cannot copy {training_set!r}: the experiments differ in {what} ({a!r} -> {b!r})")
     if training_set not in src.study_ids:
         raise ExperimentError(f"cannot copy {training_set!r}: {source} has not started it")
-    if training_set in dst.study_ids:
-        raise ExperimentError(f"cannot copy {training_set!r}: {target} has started it already")
     name = src.exp.study_name(training_set)
     trials = src.completed(training_set)
-    with dst.locked():
+    with dst.locked():  # checked under the lock: a run starting now cannot create the study in between
+        with contextlib.suppress(KeyError):
+            dst.storage.get_study_id_from_name(name)
+            raise ExperimentError(f"cannot copy {training_set!r}: {target} has started it already")
         sid = dst.storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], name)
-        for key, value in src.storage.get_study_user_attrs(src.study_ids[training_set]).items():
-            dst.storage.set_study_user_attr(sid, key, value)
-        optuna.load_study(study_name=name, storage=dst.storage).add_trials(trials)
+        try:
+            for key, value in src.storage.get_study_user_attrs(src.study_ids[training_set]).items():
+                dst.storage.set_study_user_attr(sid, key, value)
+            optuna.load_study(study_name=name, storage=dst.storage).add_trials(trials)
+        except BaseException:  # no half-copied study left behind to block a retry
+            dst.storage.delete_study(sid)
+            raise
     return len(trials)
+
+
+def _proxy_digest(exp: Experiment, training_set: str, directory) -> str | None:
+    """The sha256 of the training set's proxy file (None for the whole split or a set the experiment lacks)."""
+    path = exp.proxy_path(training_set, directory) if training_set in exp.training_sets else None
+    return None if path is None else hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- reading an experiment's jobs ------------------------------------------------------------------------------------

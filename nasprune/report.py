@@ -674,7 +674,7 @@ def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence
         if np.isfinite(c):
             handles["noise ceiling (whole vs itself)"] = ax.axhline(c, color="C0", ls="--", lw=1.2, zorder=1)
         ax.set_xlim(0, points["steps"].max() * 1.15)
-        ax.set_xlabel("SGD steps (batch 128)")
+        ax.set_xlabel("SGD steps")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title + chr(10) if title else ''}ranking quality against the training budget", fontsize=11)

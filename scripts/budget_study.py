@@ -6,7 +6,8 @@ Runs (or resumes) ``results/proxy-benchmark-budget/config.yaml``. Before its fir
 development pool (``results/proxy-benchmark/``) the whole set's finished jobs (the same ground truth, not
 trained again) and the proxy files it reuses. It then writes from the finished jobs alone:
 
-    jobs.csv        one row per finished job of this study (the copied ground truth included)
+    jobs.csv        one row per finished job read: this study's, the copied ground truth and the development
+                    pool's 400-step sets it compares with
     budget.csv      per training set: SGD steps, each metric against the ground truth, percentile among the
                     random draws of its budget, cost against the whole-set search
     paired.csv      each random draw at 400 and at 1,200 steps (the same images)
@@ -30,7 +31,7 @@ from scipy import stats
 
 from nasprune.benchmark import complete_sets, costs, paired_draws, top_quartile_k
 from nasprune.jobs import JobStore, copy_training_set, load_jobs
-from nasprune.metrics import draw_metrics, noise_ceiling, random_null
+from nasprune.metrics import candidate_means, draw_metrics, noise_ceiling, random_null
 from nasprune.pipeline import PipelineConfig, run_pipeline
 from nasprune.provenance import provenance
 from nasprune.report import markdown_table, plot_budget, write_readme
@@ -98,12 +99,15 @@ def verdicts(jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.DataFrame) -> l
         lines.append(f"1. **The confound.** whole-1epoch-s0 {s0['value']:.3f}, whole-1epoch-s2 {s2['value']:.3f} "
                      f"(s0 minus s2: {s0['value'] - s2['value']:+.3f}; one run each, so the difference holds the "
                      "shared seed and seed-to-seed noise together). The 400-step draws' 5-95% band is "
-                     f"[{s2['band_lo']:.3f}, {s2['band_hi']:.3f}], so s2 is "
+                     f"[{s2['band_lo']:.4f}, {s2['band_hi']:.3f}] and s2 ({s2['value']:.4f}) sits at their "
+                     f"{s2['percentile']:.1f}th percentile, so it is "
                      + ("inside or above it: fmnist-ref's finding **stands**." if stands else
                         "below it: fmnist-ref's finding is **withdrawn**."))
     if len(paired) == len(DRAWS_1200):
-        change = paired["kendall_all_change"]
-        p = stats.wilcoxon(change, alternative="greater").pvalue if (change != 0).any() else 1.0
+        change = paired["kendall_all_change"].round(9)  # equal changes tie exactly, not up to float noise
+        # the exact sign-flip distribution (2^n flips), which handles tied changes
+        p = (stats.wilcoxon(change, alternative="greater", method=stats.PermutationMethod()).pvalue
+             if (change != 0).any() else 1.0)
         median_1200 = float(paired["kendall_all_after"].median())
         hi_400 = float(kendall.loc[kendall.index.isin(AGAINST_400), "band_hi"].iloc[0])  # the 400-step draws' 95%
         helps = median_1200 > hi_400 and p < 0.05
@@ -111,16 +115,17 @@ def verdicts(jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.DataFrame) -> l
                      f"Kendall {median_1200:.3f}, against a 400-step 95th percentile of {hi_400:.3f}. Paired with "
                      f"themselves at 400 steps, their median change is {change.median():+.3f} "
                      f"({int((change > 0).sum())} up, {int((change < 0).sum())} down), and the one-sided Wilcoxon "
-                     f"signed-rank p is {p:.3f}: more "
+                     f"signed-rank p (exact over all sign flips) is {p:.3f}: more "
                      + ("steps **help**." if helps else "steps **do not help** by PLAN.md's rule."))
     draws_1200 = [d for d in DRAWS_1200 if d in set(jobs["training_set"])]
     if "whole-3epoch-s2" in kendall.index and len(draws_1200) == len(DRAWS_1200):
         w3 = kendall.loc["whole-3epoch-s2"]
         room = w3["draws_as_good"] == 0
-        lines.append(f"3. **Room for image choice at about 1,200 steps.** whole-3epoch-s2 {w3['value']:.3f}: above "
-                     f"{w3['percentile']:.0f}% of the {len(draws_1200)} draws (5-95% band [{w3['band_lo']:.3f}, "
-                     f"{w3['band_hi']:.3f}]), so " + ("there **is** room: it beats every draw." if room else
-                                                       "there is **no** room by PLAN.md's rule: a draw matches it."))
+        lines.append(f"3. **Room for image choice at about 1,200 steps.** whole-3epoch-s2 {w3['value']:.3f}: "
+                     f"percentile {w3['percentile']:.0f} among the {len(draws_1200)} draws (ties count half; 5-95% "
+                     f"band [{w3['band_lo']:.3f}, {w3['band_hi']:.3f}]), so "
+                     + ("there **is** room: it beats every draw." if room
+                        else "there is **no** room by PLAN.md's rule: a draw matches it."))
     for name in (n for n in REUSED_PROXIES if n in kendall.index):
         e = kendall.loc[name]
         lines.append(f"4. **Selection at 1,200 steps (descriptive).** {name} {e['value']:.3f}, percentile "
@@ -172,15 +177,17 @@ def analyse(config: PipelineConfig, directory: Path, dev: Path, n_boot: int) -> 
     draws["pair"] = [int(d.rsplit("-d", 1)[1]) for d in draws["label"]]
     plot_budget(pd.concat([points, draws], ignore_index=True), directory / "budget.png",
                 [(m, label) for m, label, _ in labels[:2]], ceiling=ceiling,
-                title="development pool, 16 candidates")
+                title=f"development pool, {len(candidate_means(jobs, 'whole'))} candidates")
     return ["Plan, predictions and decision rules, fixed before the data: [PLAN.md](PLAN.md). Config: "
             "[config.yaml](config.yaml). The whole set's 10-epoch jobs (the ground truth) and the 400-step proxies "
             "are the development pool's ([../proxy-benchmark/](../proxy-benchmark/README.md)).", "",
             "## PLAN.md's rules applied", "", *verdicts(jobs, table, paired), "",
             "## Every set against the random draws of its budget", "",
             "Each cell: value [95% bootstrap CI over candidates], percentile among the random draws of the same "
-            "budget (400 or 1,200 steps). Cost: the set's search (its jobs' seconds, one training seed) as a "
-            "fraction of the whole set's 10-epoch search at one seed.", "",
+            "budget (400 or 1,200 steps). Cost: the set's search (its jobs' seconds, one training seed) plus "
+            "building its proxy (the scoring run and selection; none for random) as a fraction of the whole set's "
+            "10-epoch search at one seed. The entropy proxy was built once, for the development pool, and reused "
+            "here: its building is counted in both of its rows but was spent once.", "",
             *markdown_table(["training set", "SGD steps", "cost", *(label for _, label, _ in labels)], rows), "",
             "![budget](budget.png)", "",
             "## Each random draw at 400 and at 1,200 steps (the same images)", "",
@@ -201,10 +208,16 @@ def main() -> None:
         reuse_development_pool(config, DIR, DEV)
         with exit_on_interrupt("scripts/budget_study.py"):
             run_pipeline(config, DIR, workers=args.workers, report=False)
+    if "whole" not in JobStore.open(DIR).study_ids:
+        ap.error(f"{DIR} has no ground truth yet: run without --analyse first")
     body = analyse(config, DIR, DEV, args.n_boot)
     jobs = pd.read_csv(DIR / "jobs.csv")
+    own = jobs["training_set"].isin(config.experiment().training_sets) & (jobs["training_set"] != "whole")
     prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds), analyse_only=args.analyse,
-                      jobs_wall_seconds=round(float(jobs["wall_seconds"].sum()), 1))
+                      train_seeds={s.name: list(s.train_seeds or config.search.proxy_seeds or config.search.seeds)
+                                   for s in config.proxies.entries()},
+                      study_jobs=int(own.sum()), study_jobs_seconds=round(float(jobs.loc[own, "seconds"].sum()), 1),
+                      jobs_wall_seconds_all_read=round(float(jobs["wall_seconds"].sum()), 1))
     write_readme(DIR / "README.md", "Budget study: what more SGD steps buy a proxy", body, prov)
     print(f"{len(jobs)} jobs read; {DIR / 'README.md'} written")
 

@@ -342,3 +342,24 @@ def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, mo
     assert ("there **is** room" in readme) == (w3["draws_as_good"] == 0)
     assert readme.count("\n1. **") == readme.count("\n2. **") == readme.count("\n3. **") == 1
     assert (study / "budget.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("side", ["below", "above"])
+def test_budget_study_rules_flip_at_their_thresholds(side):
+    """PLAN.md's rules 1-3 on fixed numbers just either side of each threshold (independent of any run)."""
+    import budget_study
+
+    up = side == "above"
+    eps = 1e-3 if up else -1e-3
+    k = [("whole-1epoch-s2", 0.716 + eps, 0.716, 0.800, 0.0), ("whole-1epoch-s0", 0.77, 0.716, 0.800, 0.0),
+         ("whole-3epoch-s2", 0.80, 0.75, 0.87, 0.0 if up else 0.125)]
+    table = pd.DataFrame([{"proxy": p, "metric": "kendall_all", "value": v, "band_lo": lo, "band_hi": hi,
+                           "draws_as_good": good, "percentile": 50.0, "draws": 8} for p, v, lo, hi, good in k])
+    after = [0.80 + eps] * 8  # the median just above or below the 400-step draws' 95th percentile (0.800)
+    change = [0.05] * 8 if up else [0.05, -0.05] * 4  # all up: exact one-sided p = 1/256; balanced: p > 0.5
+    paired = pd.DataFrame({"kendall_all_after": after, "kendall_all_change": change})
+    jobs = pd.DataFrame({"training_set": budget_study.DRAWS_1200})
+    text = "\n".join(budget_study.verdicts(jobs, table, paired))
+    assert ("finding **stands**" in text) == up and ("**withdrawn**" in text) == (not up)
+    assert ("steps **help**" in text) == up and ("**do not help**" in text) == (not up)
+    assert ("there **is** room" in text) == up and ("there is **no** room" in text) == (not up)

@@ -9,12 +9,14 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from optuna.trial import TrialState
 from test_runner import CANDIDATES, _drop_studies, _pg_url, completes_per_job, fake_result, make_experiment, trials
 
 from nasprune import jobs, runner
 from nasprune.jobs import JobStore, StorageError
+from nasprune.proxy import ProxySet
 from nasprune.runner import load_jobs, prepare, run_search
 
 REPO = Path(__file__).parents[1]
@@ -244,15 +246,24 @@ def test_copied_jobs_are_reused_not_trained_again(tmp_path, synthetic):
     make_experiment(tmp_path / "a", synthetic, seeds=[0])
     run_search(tmp_path / "a", workers=0, progress=False, log=None)
     make_experiment(tmp_path / "b", synthetic, seeds=[0])
+    with pytest.raises(jobs.ExperimentError, match="use one storage"):
+        jobs.copy_training_set(tmp_path / "a", tmp_path / "a", "whole")
     assert jobs.copy_training_set(tmp_path / "a", tmp_path / "b", "whole") == len(CANDIDATES)
+    assert len(trials(tmp_path / "b")["t:whole"]) == len(CANDIDATES)  # copied before any run of b
     with pytest.raises(jobs.ExperimentError, match="has started it already"):
         jobs.copy_training_set(tmp_path / "a", tmp_path / "b", "whole")
     summary = run_search(tmp_path / "b", workers=0, progress=False, log=None)
     assert (summary["total"], summary["complete"]) == (2 * len(CANDIDATES), 2 * len(CANDIDATES))
     assert all(n == 1 for n in completes_per_job(tmp_path / "b").values())
     a, b = (load_jobs(tmp_path / d).set_index(["training_set", "candidate"]) for d in ("a", "b"))
-    assert b.loc["whole", "trial"].tolist() == a.loc["whole", "trial"].tolist()  # the same trials, not new ones
-    assert b.loc["whole", "val_acc"].tolist() == a.loc["whole", "val_acc"].tolist()
+    # the same trials, not retrained ones: their start and end times are a's, to the microsecond
+    kept = ["started", "completed", "val_acc"]
+    assert b.loc["whole", kept].equals(a.loc["whole", kept])
+    assert not b.loc["random", "started"].isin(a.loc["random", "started"]).any()  # trained in b
+    make_experiment(tmp_path / "e", synthetic, seeds=[0])
+    ProxySet.from_selection(synthetic, np.arange(200), "random").save(tmp_path / "e" / "random.json")
+    with pytest.raises(jobs.ExperimentError, match="differ in proxy file contents"):
+        jobs.copy_training_set(tmp_path / "a", tmp_path / "e", "random")
     make_experiment(tmp_path / "c", synthetic, seeds=[0], name="other")
     with pytest.raises(jobs.ExperimentError, match="differ in name"):
         jobs.copy_training_set(tmp_path / "a", tmp_path / "c", "whole")
