@@ -70,21 +70,25 @@ def study_jobs(directory: Path, dev: Path) -> pd.DataFrame:
     return jobs[jobs["training_set"].isin(complete_sets(jobs))]
 
 
+def steps_of(jobs: pd.DataFrame, config: PipelineConfig, names) -> list[int]:
+    """SGD steps of each proxy training set in ``names``, from its jobs' images and epochs."""
+    info = jobs.groupby("training_set")[["images", "epochs"]].first()
+    return [config.search.proxy_train.steps(int(info.loc[n, "images"]), int(info.loc[n, "epochs"])) for n in names]
+
+
 def budget_rows(jobs: pd.DataFrame, config: PipelineConfig, k: int, n_boot: int) -> pd.DataFrame:
     """Per set, against the random draws of its budget (:func:`nasprune.metrics.random_null`), with its SGD
     steps and its cost as a fraction of the whole-set search."""
-    frames = []
+    frames, present = [], set(jobs["training_set"])
     for draws, against in ((DRAWS_400, AGAINST_400), (DRAWS_1200, AGAINST_1200)):
-        draws = [d for d in draws if d in set(jobs["training_set"])]
-        against = [a for a in against if a in set(jobs["training_set"])]
+        draws = [d for d in draws if d in present]
+        against = [a for a in against if a in present]
         if draws and against:
             null = random_null(jobs, draws, against, k=k, n_boot=n_boot)
             frames.append(null[null["metric"].isin(["kendall_all", f"ndcg_top{k}", "regret"])])
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(table):
-        info = jobs.groupby("training_set")[["images", "epochs"]].first()
-        train = config.search.proxy_train
-        table["steps"] = [train.steps(int(info.loc[p, "images"]), int(info.loc[p, "epochs"])) for p in table["proxy"]]
+        table["steps"] = steps_of(jobs, config, table["proxy"])
         table["fraction_of_whole"] = table["proxy"].map(costs(jobs)["fraction_of_whole"])
     return table
 
@@ -155,11 +159,14 @@ def analyse(config: PipelineConfig, directory: Path, dev: Path, n_boot: int) -> 
                      *(f"{g.loc[m, 'value']:{f}} [{g.loc[m, 'lo']:{f}}, {g.loc[m, 'hi']:{f}}], "
                        f"{g.loc[m, 'percentile']:.0f}" for m, _, f in labels)])
     cost = costs(jobs)["fraction_of_whole"]
-    for steps, against, draws in ((400, AGAINST_400, DRAWS_400), (1200, AGAINST_1200, DRAWS_1200)):
+    present = [d for d in DRAWS_400 + DRAWS_1200 if d in set(jobs["training_set"])]
+    draw_steps = dict(zip(present, steps_of(jobs, config, present)))
+    for against, draws in ((AGAINST_400, DRAWS_400), (AGAINST_1200, DRAWS_1200)):
         read = [p for p in against if p in set(table["proxy"])]
         g = table[table["proxy"] == read[0]].set_index("metric") if read else pd.DataFrame()
         if len(g):
-            rows.append([f"random 100 per class ({int(g['draws'].iloc[0])} draws): median [5%, 95%]", steps,
+            rows.append([f"random 100 per class ({int(g['draws'].iloc[0])} draws): median [5%, 95%]",
+                         draw_steps[draws[0]],
                          f"{cost.reindex(draws).median():.1%}",
                          *(f"{g.loc[m, 'draw_median']:{f}} [{g.loc[m, 'band_lo']:{f}}, {g.loc[m, 'band_hi']:{f}}]"
                            for m, _, f in labels)])
@@ -171,9 +178,8 @@ def analyse(config: PipelineConfig, directory: Path, dev: Path, n_boot: int) -> 
         points["steps"] = points["proxy"].map(table.groupby("proxy")["steps"].first())
         points["label"] = points["proxy"].str.replace("-e150", "").str.replace("-pc100", " 100/class")
         points["pair"] = np.nan
-    present = [d for d in DRAWS_400 + DRAWS_1200 if d in set(jobs["training_set"])]
     draws = draw_metrics(jobs, present, k=k).reset_index(names="label")
-    draws["steps"] = [400 if d in DRAWS_400 else 1200 for d in draws["label"]]
+    draws["steps"] = draws["label"].map(draw_steps)
     draws["pair"] = [int(d.rsplit("-d", 1)[1]) for d in draws["label"]]
     plot_budget(pd.concat([points, draws], ignore_index=True), directory / "budget.png",
                 [(m, label) for m, label, _ in labels[:2]], ceiling=ceiling,
@@ -212,10 +218,10 @@ def main() -> None:
         ap.error(f"{DIR} has no ground truth yet: run without --analyse first")
     body = analyse(config, DIR, DEV, args.n_boot)
     jobs = pd.read_csv(DIR / "jobs.csv")
-    own = jobs["training_set"].isin(config.experiment().training_sets) & (jobs["training_set"] != "whole")
+    exp = config.experiment()
+    own = jobs["training_set"].isin(exp.training_sets) & (jobs["training_set"] != "whole")
     prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds), analyse_only=args.analyse,
-                      train_seeds={s.name: list(s.train_seeds or config.search.proxy_seeds or config.search.seeds)
-                                   for s in config.proxies.entries()},
+                      train_seeds={s.name: exp.seeds_of(s.names()[0]) for s in config.proxies.entries()},
                       study_jobs=int(own.sum()), study_jobs_seconds=round(float(jobs.loc[own, "seconds"].sum()), 1),
                       jobs_wall_seconds_all_read=round(float(jobs["wall_seconds"].sum()), 1))
     write_readme(DIR / "README.md", "Budget study: what more SGD steps buy a proxy", body, prov)
