@@ -1,21 +1,25 @@
-"""The budget study (results/proxy-benchmark-budget/PLAN.md): what a larger SGD-step budget buys a proxy on the
-development pool, and whether fmnist-ref's 'whole set at one epoch' finding survives a training seed the ground
-truth does not share.
+"""The budget studies: what a larger SGD-step budget buys a random proxy, with each study's plan and decision
+rules in its PLAN.md, fixed before its data:
 
-Runs (or resumes) ``results/proxy-benchmark-budget/config.yaml``. Before its first job, it copies from the
-development pool (``results/proxy-benchmark/``) the whole set's finished jobs (the same ground truth, not
-trained again) and the proxy files it reuses. It then writes from the finished jobs alone:
+    dev    results/proxy-benchmark-budget/       the development pool (16 candidates); also whether fmnist-ref's
+                                                'whole set at one epoch' finding survives a training seed the
+                                                ground truth does not share
+    comp   results/proxy-benchmark-budget-comp/  the competitive pool (24 candidates, held out): the replication
 
-    jobs.csv        one row per finished job read: this study's, the copied ground truth and the development
-                    pool's 400-step sets it compares with
+Runs (or resumes) the study's ``config.yaml``. Before its first job, it copies from its source pool (the pool
+whose proxy benchmark it extends) the whole set's finished jobs (the same ground truth, not trained again) and
+the proxy files it reuses. It then writes from the finished jobs alone:
+
+    jobs.csv        one row per finished job read: this study's, the copied ground truth and the source pool's
+                    400-step sets it compares with
     budget.csv      per training set: SGD steps, each metric against the ground truth, percentile among the
                     random draws of its budget, cost against the whole-set search
-    paired.csv      each random draw at 400 and at 1,200 steps (the same images)
+    paired.csv      each random draw at 400 and at 1,200 steps (the same images, checked)
     budget.png      Kendall against SGD steps
     README.md       the tables, PLAN.md's rules applied, provenance
 
-    python scripts/budget_study.py              # run what is missing, then analyse
-    python scripts/budget_study.py --analyse    # analyse what has finished so far
+    python scripts/budget_study.py [--study comp]              # run what is missing, then analyse
+    python scripts/budget_study.py [--study comp] --analyse    # analyse what has finished so far
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,43 +36,81 @@ from scipy import stats
 
 from nasprune.benchmark import complete_sets, costs, paired_draws, top_quartile_k
 from nasprune.jobs import JobStore, copy_training_set, load_jobs
-from nasprune.metrics import candidate_means, draw_metrics, noise_ceiling, random_null
+from nasprune.metrics import candidate_means, draw_metrics, noise_ceiling, place_among, random_null
 from nasprune.pipeline import PipelineConfig, run_pipeline
 from nasprune.provenance import provenance
+from nasprune.proxy import ProxySet
 from nasprune.report import markdown_table, plot_budget, write_readme
 from nasprune.runner import exit_on_interrupt
 
-DIR = Path("results/proxy-benchmark-budget")
-DEV = Path("results/proxy-benchmark")
-#: Proxy files of this study that select exactly what a development-pool proxy selected (only the training
-#: differs): copied, not rebuilt (the pipeline checks that their settings match, nasprune.prune.check_reuse).
-REUSED_PROXIES = {"entropy-pc100-e150": "entropy-pc100"}
-#: PLAN.md's comparisons: each budget's random draws (development pool's at 400 steps, this study's at 1,200)
-#: and the sets read against them.
-DRAWS_400 = [f"random-pc100-d{d}" for d in range(20)]
-DRAWS_1200 = [f"random-pc100-e150-d{d}" for d in range(8)]
-AGAINST_400 = ["whole-1epoch-s2", "whole-1epoch-s0", "entropy-pc100"]
-AGAINST_1200 = ["whole-3epoch-s2", "entropy-pc100-e150"]
+
+@dataclass(frozen=True)
+class Study:
+    """One budget study: where it lives, the pool it extends, and its PLAN.md's comparisons.
+
+    The random draws at 400 steps are the source pool's ``{random_400}-d*``; those at 1,200 steps are this
+    study's ``{random_1200}-d*``, the same images draw by draw (checked on the proxy files). ``against_*``
+    are the sets read against each budget's draws; ``reused_proxies`` maps a set of this study to the source's
+    proxy file it reuses (the pipeline checks that their settings match, nasprune.prune.check_reuse)."""
+
+    directory: Path
+    source: Path
+    pool: str
+    draws_1200: int
+    against_400: tuple[str, ...]
+    against_1200: tuple[str, ...] = ()
+    reused_proxies: dict[str, str] = field(default_factory=dict)
+    draws_400: int = 20
+    random_400: str = "random-pc100"
+    random_1200: str = "random-pc100-e150"
+
+    @property
+    def names_400(self) -> list[str]:
+        return [f"{self.random_400}-d{d}" for d in range(self.draws_400)]
+
+    @property
+    def names_1200(self) -> list[str]:
+        return [f"{self.random_1200}-d{d}" for d in range(self.draws_1200)]
 
 
-def reuse_development_pool(config: PipelineConfig, directory: Path, dev: Path) -> None:
-    """Copy the development pool's whole-set jobs and reused proxy files into ``directory``, once."""
+STUDIES = {
+    "dev": Study(Path("results/proxy-benchmark-budget"), Path("results/proxy-benchmark"), "development pool",
+                 draws_1200=8, against_400=("whole-1epoch-s2", "whole-1epoch-s0", "entropy-pc100"),
+                 against_1200=("whole-3epoch-s2", "entropy-pc100-e150"),
+                 reused_proxies={"entropy-pc100-e150": "entropy-pc100"}),
+    "comp": Study(Path("results/proxy-benchmark-budget-comp"), Path("results/proxy-benchmark-comp"),
+                  "competitive pool (held out)", draws_1200=6, against_400=("whole-1epoch-s2",)),
+}
+
+
+def reuse_source_pool(config: PipelineConfig, study: Study) -> None:
+    """Copy the source pool's whole-set jobs and the proxy files the study reuses into its directory, once."""
+    directory, source = study.directory, study.source
     (directory / "proxies").mkdir(parents=True, exist_ok=True)
-    for name, source in REUSED_PROXIES.items():
+    for name, theirs in study.reused_proxies.items():
         if not (directory / "proxies" / f"{name}.json").exists():
-            shutil.copyfile(dev / "proxies" / f"{source}.json", directory / "proxies" / f"{name}.json")
+            shutil.copyfile(source / "proxies" / f"{theirs}.json", directory / "proxies" / f"{name}.json")
     config.experiment().save(directory)
     if "whole" not in JobStore.open(directory).study_ids:
-        print(f"copied {copy_training_set(dev, directory, 'whole')} whole-set jobs from {dev}")
+        print(f"copied {copy_training_set(source, directory, 'whole')} whole-set jobs from {source}")
 
 
-def study_jobs(directory: Path, dev: Path) -> pd.DataFrame:
-    """This study's finished jobs with the development pool's 400-step sets it reads, complete sets only."""
-    own = load_jobs(directory)
-    theirs = load_jobs(dev)
-    read = DRAWS_400 + list(REUSED_PROXIES.values())
+def study_jobs(study: Study) -> pd.DataFrame:
+    """This study's finished jobs with the source pool's 400-step sets it reads, complete sets only."""
+    own = load_jobs(study.directory)
+    theirs = load_jobs(study.source)
+    read = study.names_400 + list(study.against_400) + list(study.reused_proxies.values())
     jobs = pd.concat([own, theirs[theirs["training_set"].isin(read)]], ignore_index=True)
     return jobs[jobs["training_set"].isin(complete_sets(jobs))]
+
+
+def same_images(study: Study, pairs) -> None:
+    """Refuse a pair of draws whose proxy files do not hold the same images (the pairing's premise)."""
+    for before, after in pairs:
+        a, b = (ProxySet.load(d / "proxies" / f"{n}.json") for d, n in ((study.source, before),
+                                                                          (study.directory, after)))
+        if not np.array_equal(a.source_indices, b.source_indices):
+            raise SystemExit(f"{after} does not hold the images of {study.source}'s {before}: they cannot be paired")
 
 
 def steps_of(jobs: pd.DataFrame, config: PipelineConfig, names) -> list[int]:
@@ -76,44 +119,52 @@ def steps_of(jobs: pd.DataFrame, config: PipelineConfig, names) -> list[int]:
     return [config.search.proxy_train.steps(int(info.loc[n, "images"]), int(info.loc[n, "epochs"])) for n in names]
 
 
-def budget_rows(jobs: pd.DataFrame, config: PipelineConfig, k: int, n_boot: int) -> pd.DataFrame:
+def budgets(study: Study, jobs: pd.DataFrame) -> list[tuple[list[str], list[str]]]:
+    """Per budget (400, then 1,200 steps): its finished random draws and the finished sets read against them."""
+    present = set(jobs["training_set"])
+    return [([d for d in draws if d in present], [a for a in against if a in present])
+            for draws, against in ((study.names_400, study.against_400), (study.names_1200, study.against_1200))]
+
+
+def budget_rows(study: Study, jobs: pd.DataFrame, config: PipelineConfig, k: int, n_boot: int) -> pd.DataFrame:
     """Per set, against the random draws of its budget (:func:`nasprune.metrics.random_null`), with its SGD
     steps and its cost as a fraction of the whole-set search."""
-    frames, present = [], set(jobs["training_set"])
-    for draws, against in ((DRAWS_400, AGAINST_400), (DRAWS_1200, AGAINST_1200)):
-        draws = [d for d in draws if d in present]
-        against = [a for a in against if a in present]
+    frames = []
+    for draws, against in budgets(study, jobs):
         if draws and against:
             null = random_null(jobs, draws, against, k=k, n_boot=n_boot)
             frames.append(null[null["metric"].isin(["kendall_all", f"ndcg_top{k}", "regret"])])
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["proxy", "metric", "value"])
     if len(table):
         table["steps"] = steps_of(jobs, config, table["proxy"])
         table["fraction_of_whole"] = table["proxy"].map(costs(jobs)["fraction_of_whole"])
     return table
 
 
-def verdicts(jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
-    """PLAN.md's four rules applied to Kendall over all candidates, each with the numbers it reads."""
+def verdicts(study: Study, jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.DataFrame,
+             hi_400: float) -> list[str]:
+    """PLAN.md's rules applied to Kendall over all candidates, each with the numbers it reads. ``hi_400``: the
+    400-step draws' 95th percentile of Kendall."""
     kendall = table[table["metric"] == "kendall_all"].set_index("proxy")
     lines = []
-    if {"whole-1epoch-s2", "whole-1epoch-s0"} <= set(kendall.index):
-        s2, s0 = kendall.loc["whole-1epoch-s2"], kendall.loc["whole-1epoch-s0"]
+    if "whole-1epoch-s2" in kendall.index:
+        s2 = kendall.loc["whole-1epoch-s2"]
         stands = s2["value"] >= s2["band_lo"]
-        lines.append(f"1. **The confound.** whole-1epoch-s0 {s0['value']:.3f}, whole-1epoch-s2 {s2['value']:.3f} "
-                     f"(s0 minus s2: {s0['value'] - s2['value']:+.3f}; one run each, so the difference holds the "
-                     "shared seed and seed-to-seed noise together). The 400-step draws' 5-95% band is "
-                     f"[{s2['band_lo']:.4f}, {s2['band_hi']:.3f}] and s2 ({s2['value']:.4f}) sits at their "
+        s0 = (f"whole-1epoch-s0 {kendall.loc['whole-1epoch-s0', 'value']:.3f}, " if "whole-1epoch-s0" in kendall.index
+              else "")
+        gap = (f" (s0 minus s2: {kendall.loc['whole-1epoch-s0', 'value'] - s2['value']:+.3f}; one run each, so the "
+               "difference holds the shared seed and seed-to-seed noise together)" if s0 else "")
+        lines.append(f"1. **The confound.** {s0}whole-1epoch-s2 {s2['value']:.3f}{gap}. The 400-step draws' 5-95% "
+                     f"band is [{s2['band_lo']:.4f}, {s2['band_hi']:.3f}] and s2 ({s2['value']:.4f}) sits at their "
                      f"{s2['percentile']:.1f}th percentile, so it is "
                      + ("inside or above it: fmnist-ref's finding **stands**." if stands else
                         "below it: fmnist-ref's finding is **withdrawn**."))
-    if len(paired) == len(DRAWS_1200):
+    if len(paired) == study.draws_1200:
         change = paired["kendall_all_change"].round(9)  # equal changes tie exactly, not up to float noise
         # the exact sign-flip distribution (2^n flips), which handles tied changes
         p = (stats.wilcoxon(change, alternative="greater", method=stats.PermutationMethod()).pvalue
              if (change != 0).any() else 1.0)
         median_1200 = float(paired["kendall_all_after"].median())
-        hi_400 = float(kendall.loc[kendall.index.isin(AGAINST_400), "band_hi"].iloc[0])  # the 400-step draws' 95%
         helps = median_1200 > hi_400 and p < 0.05
         lines.append(f"2. **More steps for a random proxy.** The {len(paired)} draws at 1,200 steps have median "
                      f"Kendall {median_1200:.3f}, against a 400-step 95th percentile of {hi_400:.3f}. Paired with "
@@ -121,8 +172,8 @@ def verdicts(jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.DataFrame) -> l
                      f"({int((change > 0).sum())} up, {int((change < 0).sum())} down), and the one-sided Wilcoxon "
                      f"signed-rank p (exact over all sign flips) is {p:.3f}: more "
                      + ("steps **help**." if helps else "steps **do not help** by PLAN.md's rule."))
-    draws_1200 = [d for d in DRAWS_1200 if d in set(jobs["training_set"])]
-    if "whole-3epoch-s2" in kendall.index and len(draws_1200) == len(DRAWS_1200):
+    draws_1200 = [d for d in study.names_1200 if d in set(jobs["training_set"])]
+    if "whole-3epoch-s2" in kendall.index and len(draws_1200) == study.draws_1200:
         w3 = kendall.loc["whole-3epoch-s2"]
         room = w3["draws_as_good"] == 0
         lines.append(f"3. **Room for image choice at about 1,200 steps.** whole-3epoch-s2 {w3['value']:.3f}: "
@@ -130,7 +181,7 @@ def verdicts(jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.DataFrame) -> l
                      f"band [{w3['band_lo']:.3f}, {w3['band_hi']:.3f}]), so "
                      + ("there **is** room: it beats every draw." if room
                         else "there is **no** room by PLAN.md's rule: a draw matches it."))
-    for name in (n for n in REUSED_PROXIES if n in kendall.index):
+    for name in (n for n in study.reused_proxies if n in kendall.index):
         e = kendall.loc[name]
         lines.append(f"4. **Selection at 1,200 steps (descriptive).** {name} {e['value']:.3f}, percentile "
                      f"{e['percentile']:.0f} among {int(e['draws'])} draws. No claim either way: that would need 20 "
@@ -138,19 +189,25 @@ def verdicts(jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.DataFrame) -> l
     return lines
 
 
-def analyse(config: PipelineConfig, directory: Path, dev: Path, n_boot: int) -> list[str]:
+LABELS = [("kendall_all", "Kendall (all)", ".3f"), ("ndcg_top{k}", "NDCG@{k} (top quartile)", ".3f"),
+          ("regret", "regret (points)", ".2f")]
+
+
+def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     """Write budget.csv, paired.csv and budget.png; return the README's body."""
-    jobs = study_jobs(directory, dev)
+    directory = study.directory
+    jobs = study_jobs(study)
     jobs.to_csv(directory / "jobs.csv", index=False)
     k = top_quartile_k(jobs.loc[jobs["training_set"] == "whole", "candidate"].nunique())
-    table = budget_rows(jobs, config, k, n_boot)
+    labels = [(m.format(k=k), label.format(k=k), f) for m, label, f in LABELS]
+    table = budget_rows(study, jobs, config, k, n_boot)
     table.to_csv(directory / "budget.csv", index=False)
-    done = [(b, a) for b, a in zip(DRAWS_400, DRAWS_1200) if a in set(jobs["training_set"])]
+    present = set(jobs["training_set"])
+    done = [(b, a) for b, a in zip(study.names_400, study.names_1200) if a in present and b in present]
+    same_images(study, done)
     paired = paired_draws(jobs, done, k=k) if done else pd.DataFrame()
     paired.to_csv(directory / "paired.csv", index=False)
     ceiling = noise_ceiling(jobs, k=k, n_boot=n_boot)
-    labels = [("kendall_all", "Kendall (all)", ".3f"), (f"ndcg_top{k}", f"NDCG@{k} (top quartile)", ".3f"),
-              ("regret", "regret (points)", ".2f")]
     rows = []
     for proxy, group in table.groupby("proxy", sort=False):
         g = group.set_index("metric")
@@ -159,16 +216,17 @@ def analyse(config: PipelineConfig, directory: Path, dev: Path, n_boot: int) -> 
                      *(f"{g.loc[m, 'value']:{f}} [{g.loc[m, 'lo']:{f}}, {g.loc[m, 'hi']:{f}}], "
                        f"{g.loc[m, 'percentile']:.0f}" for m, _, f in labels)])
     cost = costs(jobs)["fraction_of_whole"]
-    present = [d for d in DRAWS_400 + DRAWS_1200 if d in set(jobs["training_set"])]
-    draw_steps = dict(zip(present, steps_of(jobs, config, present)))
-    for against, draws in ((AGAINST_400, DRAWS_400), (AGAINST_1200, DRAWS_1200)):
-        read = [p for p in against if p in set(table["proxy"])]
-        g = table[table["proxy"] == read[0]].set_index("metric") if read else pd.DataFrame()
-        if len(g):
-            rows.append([f"random 100 per class ({int(g['draws'].iloc[0])} draws): median [5%, 95%]",
-                         draw_steps[draws[0]],
+    drawn = [d for draws, _ in budgets(study, jobs) for d in draws]
+    draw_steps = dict(zip(drawn, steps_of(jobs, config, drawn)))
+    metrics = draw_metrics(jobs, drawn, k=k) if drawn else pd.DataFrame()
+    hi_400 = float("nan")
+    for draws, _ in budgets(study, jobs):
+        if draws:
+            spread = {m: place_among(metrics.loc[draws, m], float("nan")) for m, _, _ in labels}
+            hi_400 = spread["kendall_all"]["band_hi"] if draws[0] in study.names_400 else hi_400
+            rows.append([f"random 100 per class ({len(draws)} draws): median [5%, 95%]", draw_steps[draws[0]],
                          f"{cost.reindex(draws).median():.1%}",
-                         *(f"{g.loc[m, 'draw_median']:{f}} [{g.loc[m, 'band_lo']:{f}}, {g.loc[m, 'band_hi']:{f}}]"
+                         *(f"{spread[m]['draw_median']:{f}} [{spread[m]['band_lo']:{f}}, {spread[m]['band_hi']:{f}}]"
                            for m, _, f in labels)])
     whole_steps = config.search.whole_train.steps(int(jobs.loc[jobs["training_set"] == "whole", "images"].iloc[0]))
     rows.append(["noise ceiling: whole set, seed vs seed", whole_steps, "100%",
@@ -178,22 +236,23 @@ def analyse(config: PipelineConfig, directory: Path, dev: Path, n_boot: int) -> 
         points["steps"] = points["proxy"].map(table.groupby("proxy")["steps"].first())
         points["label"] = points["proxy"].str.replace("-e150", "").str.replace("-pc100", " 100/class")
         points["pair"] = np.nan
-    draws = draw_metrics(jobs, present, k=k).reset_index(names="label")
+    draws = metrics.reset_index(names="label")
     draws["steps"] = draws["label"].map(draw_steps)
     draws["pair"] = [int(d.rsplit("-d", 1)[1]) for d in draws["label"]]
     plot_budget(pd.concat([points, draws], ignore_index=True), directory / "budget.png",
                 [(m, label) for m, label, _ in labels[:2]], ceiling=ceiling,
-                title=f"development pool, {len(candidate_means(jobs, 'whole'))} candidates")
+                title=f"{study.pool}, {len(candidate_means(jobs, 'whole'))} candidates")
     return ["Plan, predictions and decision rules, fixed before the data: [PLAN.md](PLAN.md). Config: "
-            "[config.yaml](config.yaml). The whole set's 10-epoch jobs (the ground truth) and the 400-step proxies "
-            "are the development pool's ([../proxy-benchmark/](../proxy-benchmark/README.md)).", "",
-            "## PLAN.md's rules applied", "", *verdicts(jobs, table, paired), "",
+            f"[config.yaml](config.yaml). The whole set's 10-epoch jobs (the ground truth) and the 400-step proxies "
+            f"are the {study.pool}'s ([../{study.source.name}/](../{study.source.name}/README.md)).", "",
+            "## PLAN.md's rules applied", "", *verdicts(study, jobs, table, paired, hi_400), "",
             "## Every set against the random draws of its budget", "",
             "Each cell: value [95% bootstrap CI over candidates], percentile among the random draws of the same "
             "budget (400 or 1,200 steps). Cost: the set's search (its jobs' seconds, one training seed) plus "
             "building its proxy (the scoring run and selection; none for random) as a fraction of the whole set's "
-            "10-epoch search at one seed. The entropy proxy was built once, for the development pool, and reused "
-            "here: its building is counted in both of its rows but was spent once.", "",
+            "10-epoch search at one seed."
+            + (" The entropy proxy was built once, for the development pool, and reused here: its building is "
+               "counted in both of its rows but was spent once." if study.reused_proxies else ""), "",
             *markdown_table(["training set", "SGD steps", "cost", *(label for _, label, _ in labels)], rows), "",
             "![budget](budget.png)", "",
             "## Each random draw at 400 and at 1,200 steps (the same images)", "",
@@ -204,28 +263,31 @@ def analyse(config: PipelineConfig, directory: Path, dev: Path, n_boot: int) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", choices=sorted(STUDIES), default="dev", help="which budget study (default: dev)")
     ap.add_argument("--analyse", action="store_true", help="only analyse the jobs finished so far")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--n-boot", type=int, default=1000)
     args = ap.parse_args()
     start = time.perf_counter()
-    config = PipelineConfig.load(DIR / "config.yaml")
+    study = STUDIES[args.study]
+    config = PipelineConfig.load(study.directory / "config.yaml")
     if not args.analyse:
-        reuse_development_pool(config, DIR, DEV)
+        reuse_source_pool(config, study)
         with exit_on_interrupt("scripts/budget_study.py"):
-            run_pipeline(config, DIR, workers=args.workers, report=False)
-    if "whole" not in JobStore.open(DIR).study_ids:
-        ap.error(f"{DIR} has no ground truth yet: run without --analyse first")
-    body = analyse(config, DIR, DEV, args.n_boot)
-    jobs = pd.read_csv(DIR / "jobs.csv")
+            run_pipeline(config, study.directory, workers=args.workers, report=False)
+    if "whole" not in JobStore.open(study.directory).study_ids:
+        ap.error(f"{study.directory} has no ground truth yet: run without --analyse first")
+    body = analyse(study, config, args.n_boot)
+    jobs = pd.read_csv(study.directory / "jobs.csv")
     exp = config.experiment()
     own = jobs["training_set"].isin(exp.training_sets) & (jobs["training_set"] != "whole")
     prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds), analyse_only=args.analyse,
-                      train_seeds={s.name: exp.seeds_of(s.names()[0]) for s in config.proxies.entries()},
+                      study=args.study, train_seeds={s.name: exp.seeds_of(s.names()[0]) for s in config.proxies.entries()},
                       study_jobs=int(own.sum()), study_jobs_seconds=round(float(jobs.loc[own, "seconds"].sum()), 1),
                       jobs_wall_seconds_all_read=round(float(jobs["wall_seconds"].sum()), 1))
-    write_readme(DIR / "README.md", "Budget study: what more SGD steps buy a proxy", body, prov)
-    print(f"{len(jobs)} jobs read; {DIR / 'README.md'} written")
+    write_readme(study.directory / "README.md", f"Budget study, {study.pool}: what more SGD steps buy a proxy", body,
+                 prov)
+    print(f"{len(jobs)} jobs read; {study.directory / 'README.md'} written")
 
 
 if __name__ == "__main__":

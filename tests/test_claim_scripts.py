@@ -313,12 +313,11 @@ def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, mo
         (directory / "config.yaml").write_text(yaml.safe_dump({**base, "proxies": {"sets": sets}}))
     monkeypatch.setattr(sys, "argv", ["budget_study.py", "--n-boot", "20"])
     run_pipeline(PipelineConfig.load(dev / "config.yaml"), dev, progress=False, report=False, log=lambda *_: None)
-    for name, value in (("DIR", study), ("DEV", dev), ("REUSED_PROXIES", {"herding-pc2-e6": "herding-pc2"}),
-                        ("DRAWS_400", [f"random-pc2-d{d}" for d in range(3)]),
-                        ("DRAWS_1200", [f"random-pc2-e6-d{d}" for d in range(3)]),
-                        ("AGAINST_400", ["whole-1epoch-s2", "whole-1epoch-s0", "herding-pc2"]),
-                        ("AGAINST_1200", ["whole-3epoch-s2", "herding-pc2-e6"])):
-        monkeypatch.setattr(budget_study, name, value)
+    monkeypatch.setitem(budget_study.STUDIES, "dev", budget_study.Study(
+        study, dev, "tiny pool", draws_1200=3, draws_400=3,
+        against_400=("whole-1epoch-s2", "whole-1epoch-s0", "herding-pc2"),
+        against_1200=("whole-3epoch-s2", "herding-pc2-e6"), reused_proxies={"herding-pc2-e6": "herding-pc2"},
+        random_400="random-pc2", random_1200="random-pc2-e6"))
     budget_study.main()
     assert not (study / "scoring.pt").exists()  # the herding proxy was reused, not selected again
     theirs, ours = load_jobs(dev), load_jobs(study)
@@ -342,6 +341,8 @@ def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, mo
     assert ("there **is** room" in readme) == (w3["draws_as_good"] == 0)
     assert readme.count("\n1. **") == readme.count("\n2. **") == readme.count("\n3. **") == 1
     assert (study / "budget.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="cannot be paired"):  # different images are refused as a pair
+        budget_study.same_images(budget_study.STUDIES["dev"], [("random-pc2-d0", "random-pc2-e6-d1")])
 
 
 @pytest.mark.parametrize("side", ["below", "above"])
@@ -358,8 +359,9 @@ def test_budget_study_rules_flip_at_their_thresholds(side):
     after = [0.80 + eps] * 8  # the median just above or below the 400-step draws' 95th percentile (0.800)
     change = [0.05] * 8 if up else [0.05, -0.05] * 4  # all up: exact one-sided p = 1/256; balanced: p > 0.5
     paired = pd.DataFrame({"kendall_all_after": after, "kendall_all_change": change})
-    jobs = pd.DataFrame({"training_set": budget_study.DRAWS_1200})
-    text = "\n".join(budget_study.verdicts(jobs, table, paired))
+    study = budget_study.STUDIES["dev"]
+    jobs = pd.DataFrame({"training_set": study.names_1200})
+    text = "\n".join(budget_study.verdicts(study, jobs, table, paired, hi_400=0.800))
     assert ("finding **stands**" in text) == up and ("**withdrawn**" in text) == (not up)
     assert ("steps **help**" in text) == up and ("**do not help**" in text) == (not up)
     assert ("there **is** room" in text) == up and ("there is **no** room" in text) == (not up)
