@@ -79,7 +79,7 @@ STUDIES = {
                  against_1200=("whole-3epoch-s2", "entropy-pc100-e150"),
                  reused_proxies={"entropy-pc100-e150": "entropy-pc100"}),
     "comp": Study(Path("results/proxy-benchmark-budget-comp"), Path("results/proxy-benchmark-comp"),
-                  "competitive pool (held out)", draws_1200=6, against_400=("whole-1epoch-s2",)),
+                  "competitive pool", draws_1200=6, against_400=("whole-1epoch-s2",)),
 }
 
 
@@ -99,7 +99,8 @@ def study_jobs(study: Study) -> pd.DataFrame:
     """This study's finished jobs with the source pool's 400-step sets it reads, complete sets only."""
     own = load_jobs(study.directory)
     theirs = load_jobs(study.source)
-    read = study.names_400 + list(study.against_400) + list(study.reused_proxies.values())
+    read = set(study.names_400 + list(study.against_400) + list(study.reused_proxies.values()))
+    read -= set(own["training_set"])  # a set of the study's own is never mixed with a namesake of the source
     jobs = pd.concat([own, theirs[theirs["training_set"].isin(read)]], ignore_index=True)
     return jobs[jobs["training_set"].isin(complete_sets(jobs))]
 
@@ -109,7 +110,8 @@ def same_images(study: Study, pairs) -> None:
     for before, after in pairs:
         a, b = (ProxySet.load(d / "proxies" / f"{n}.json") for d, n in ((study.source, before),
                                                                           (study.directory, after)))
-        if not np.array_equal(a.source_indices, b.source_indices):
+        if (a.source_indices is None or a.fingerprint != b.fingerprint
+                or not np.array_equal(a.source_indices, b.source_indices)):
             raise SystemExit(f"{after} does not hold the images of {study.source}'s {before}: they cannot be paired")
 
 
@@ -126,11 +128,11 @@ def budgets(study: Study, jobs: pd.DataFrame) -> list[tuple[list[str], list[str]
             for draws, against in ((study.names_400, study.against_400), (study.names_1200, study.against_1200))]
 
 
-def budget_rows(study: Study, jobs: pd.DataFrame, config: PipelineConfig, k: int, n_boot: int) -> pd.DataFrame:
-    """Per set, against the random draws of its budget (:func:`nasprune.metrics.random_null`), with its SGD
-    steps and its cost as a fraction of the whole-set search."""
+def budget_rows(by_budget, jobs: pd.DataFrame, config: PipelineConfig, k: int, n_boot: int) -> pd.DataFrame:
+    """Per set, against the random draws of its budget (``by_budget``: :func:`budgets`;
+    :func:`nasprune.metrics.random_null`), with its SGD steps and its cost as a fraction of the whole-set search."""
     frames = []
-    for draws, against in budgets(study, jobs):
+    for draws, against in by_budget:
         if draws and against:
             null = random_null(jobs, draws, against, k=k, n_boot=n_boot)
             frames.append(null[null["metric"].isin(["kendall_all", f"ndcg_top{k}", "regret"])])
@@ -157,9 +159,14 @@ def verdicts(study: Study, jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.D
         lines.append(f"1. **The confound.** {s0}whole-1epoch-s2 {s2['value']:.3f}{gap}. The 400-step draws' 5-95% "
                      f"band is [{s2['band_lo']:.4f}, {s2['band_hi']:.3f}] and s2 ({s2['value']:.4f}) sits at their "
                      f"{s2['percentile']:.1f}th percentile, so it is "
-                     + ("inside or above it: fmnist-ref's finding **stands**." if stands else
-                        "below it: fmnist-ref's finding is **withdrawn**."))
-    if len(paired) == study.draws_1200:
+                     + (f"inside or above it: fmnist-ref's finding **stands** on the {study.pool}." if stands else
+                        f"below it: fmnist-ref's finding is **withdrawn** on the {study.pool}."))
+    elif "whole-1epoch-s2" in study.against_400:
+        lines.append("1. **The confound.** Pending: whole-1epoch-s2 has not finished.")
+    if len(paired) < study.draws_1200:
+        lines.append(f"2. **More steps for a random proxy.** Pending: {len(paired)} of {study.draws_1200} draws "
+                     "at 1,200 steps have finished; PLAN.md's rule is applied once all have.")
+    else:
         change = paired["kendall_all_change"].round(9)  # equal changes tie exactly, not up to float noise
         # the exact sign-flip distribution (2^n flips), which handles tied changes
         p = (stats.wilcoxon(change, alternative="greater", method=stats.PermutationMethod()).pvalue
@@ -200,13 +207,17 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     jobs.to_csv(directory / "jobs.csv", index=False)
     k = top_quartile_k(jobs.loc[jobs["training_set"] == "whole", "candidate"].nunique())
     labels = [(m.format(k=k), label.format(k=k), f) for m, label, f in LABELS]
-    table = budget_rows(study, jobs, config, k, n_boot)
+    by_budget = budgets(study, jobs)
+    table = budget_rows(by_budget, jobs, config, k, n_boot)
     table.to_csv(directory / "budget.csv", index=False)
     present = set(jobs["training_set"])
     done = [(b, a) for b, a in zip(study.names_400, study.names_1200) if a in present and b in present]
     same_images(study, done)
     paired = paired_draws(jobs, done, k=k) if done else pd.DataFrame()
     paired.to_csv(directory / "paired.csv", index=False)
+    draws_400 = by_budget[0][0]  # the 400-step draws' 95th percentile of Kendall: rule 2's bar
+    hi_400 = (place_among(draw_metrics(jobs, draws_400, k=k)["kendall_all"], float("nan"))["band_hi"]
+              if draws_400 else float("nan"))
     ceiling = noise_ceiling(jobs, k=k, n_boot=n_boot)
     rows = []
     for proxy, group in table.groupby("proxy", sort=False):
@@ -216,14 +227,12 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
                      *(f"{g.loc[m, 'value']:{f}} [{g.loc[m, 'lo']:{f}}, {g.loc[m, 'hi']:{f}}], "
                        f"{g.loc[m, 'percentile']:.0f}" for m, _, f in labels)])
     cost = costs(jobs)["fraction_of_whole"]
-    drawn = [d for draws, _ in budgets(study, jobs) for d in draws]
+    drawn = [d for draws, _ in by_budget for d in draws]
     draw_steps = dict(zip(drawn, steps_of(jobs, config, drawn)))
     metrics = draw_metrics(jobs, drawn, k=k) if drawn else pd.DataFrame()
-    hi_400 = float("nan")
-    for draws, _ in budgets(study, jobs):
+    for draws, _ in by_budget:
         if draws:
             spread = {m: place_among(metrics.loc[draws, m], float("nan")) for m, _, _ in labels}
-            hi_400 = spread["kendall_all"]["band_hi"] if draws[0] in study.names_400 else hi_400
             rows.append([f"random 100 per class ({len(draws)} draws): median [5%, 95%]", draw_steps[draws[0]],
                          f"{cost.reindex(draws).median():.1%}",
                          *(f"{spread[m]['draw_median']:{f}} [{spread[m]['band_lo']:{f}}, {spread[m]['band_hi']:{f}}]"
@@ -256,9 +265,11 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
             *markdown_table(["training set", "SGD steps", "cost", *(label for _, label, _ in labels)], rows), "",
             "![budget](budget.png)", "",
             "## Each random draw at 400 and at 1,200 steps (the same images)", "",
-            *markdown_table(["400 steps", "1,200 steps", "Kendall at 400", "Kendall at 1,200", "change"],
-                            [[r.before, r.after, f"{r.kendall_all_before:.3f}", f"{r.kendall_all_after:.3f}",
-                              f"{r.kendall_all_change:+.3f}"] for r in paired.itertuples()]), ""]
+            *(markdown_table(["400 steps", "1,200 steps", "Kendall at 400", "Kendall at 1,200", "change"],
+                             [[r.before, r.after, f"{r.kendall_all_before:.3f}", f"{r.kendall_all_after:.3f}",
+                               f"{r.kendall_all_change:+.3f}"] for r in paired.itertuples()])
+              if len(paired) == study.draws_1200 else
+              [f"Shown once all {study.draws_1200} draws have finished ({len(paired)} so far)."]), ""]
 
 
 def main() -> None:
@@ -271,6 +282,9 @@ def main() -> None:
     start = time.perf_counter()
     study = STUDIES[args.study]
     config = PipelineConfig.load(study.directory / "config.yaml")
+    drawn = [n for e in config.proxies.entries() if e.name == study.random_1200 for n in e.names()]
+    if drawn != study.names_1200:
+        ap.error(f"{study.directory}/config.yaml draws {drawn}, but the study pairs {study.names_1200}")
     if not args.analyse:
         reuse_source_pool(config, study)
         with exit_on_interrupt("scripts/budget_study.py"):
@@ -282,7 +296,8 @@ def main() -> None:
     exp = config.experiment()
     own = jobs["training_set"].isin(exp.training_sets) & (jobs["training_set"] != "whole")
     prov = provenance(time.perf_counter() - start, seeds=list(config.search.seeds), analyse_only=args.analyse,
-                      study=args.study, train_seeds={s.name: exp.seeds_of(s.names()[0]) for s in config.proxies.entries()},
+                      study=args.study,
+                      train_seeds={s.name: exp.seeds_of(s.names()[0]) for s in config.proxies.entries()},
                       study_jobs=int(own.sum()), study_jobs_seconds=round(float(jobs.loc[own, "seconds"].sum()), 1),
                       jobs_wall_seconds_all_read=round(float(jobs["wall_seconds"].sum()), 1))
     write_readme(study.directory / "README.md", f"Budget study, {study.pool}: what more SGD steps buy a proxy", body,

@@ -339,6 +339,8 @@ def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, mo
     w3 = budget[(budget.proxy == "whole-3epoch-s2") & (budget.metric == "kendall_all")].iloc[0]
     assert f"whole-3epoch-s2 {w3['value']:.3f}" in readme
     assert ("there **is** room" in readme) == (w3["draws_as_good"] == 0)
+    h = budget[(budget.proxy == "herding-pc2") & (budget.metric == "kendall_all")].iloc[0]  # a 400-step row
+    assert f"400-step 95th percentile of {h['band_hi']:.3f}" in readme  # rule 2's bar: the 400-step draws'
     assert readme.count("\n1. **") == readme.count("\n2. **") == readme.count("\n3. **") == 1
     assert (study / "budget.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="cannot be paired"):  # different images are refused as a pair
@@ -352,7 +354,8 @@ def test_budget_study_rules_flip_at_their_thresholds(side):
 
     up = side == "above"
     eps = 1e-3 if up else -1e-3
-    k = [("whole-1epoch-s2", 0.716 + eps, 0.716, 0.800, 0.0), ("whole-1epoch-s0", 0.77, 0.716, 0.800, 0.0),
+    # the 400-step rows' band_hi (0.9) is not rule 2's bar: that is hi_400, computed from the draws by analyse()
+    k = [("whole-1epoch-s2", 0.716 + eps, 0.716, 0.9, 0.0), ("whole-1epoch-s0", 0.77, 0.716, 0.9, 0.0),
          ("whole-3epoch-s2", 0.80, 0.75, 0.87, 0.0 if up else 0.125)]
     table = pd.DataFrame([{"proxy": p, "metric": "kendall_all", "value": v, "band_lo": lo, "band_hi": hi,
                            "draws_as_good": good, "percentile": 50.0, "draws": 8} for p, v, lo, hi, good in k])
@@ -365,3 +368,28 @@ def test_budget_study_rules_flip_at_their_thresholds(side):
     assert ("finding **stands**" in text) == up and ("**withdrawn**" in text) == (not up)
     assert ("steps **help**" in text) == up and ("**do not help**" in text) == (not up)
     assert ("there **is** room" in text) == up and ("there is **no** room" in text) == (not up)
+
+
+@pytest.mark.parametrize("down_rank, helps", [(2, True), (3, False)])
+def test_budget_study_comp_rule_2_with_six_pairs(down_rank, helps):
+    """The held-out study's rule 2 (results/proxy-benchmark-budget-comp/PLAN.md): with 6 pairs, one draw down
+    passes only while its change is among the two smallest in size (exact p = 3/64 at rank 2, 5/64 at rank 3);
+    before all 6 draws and whole-1epoch-s2 have finished, both rules say they are pending."""
+    from scipy import stats
+
+    import budget_study
+
+    study = budget_study.STUDIES["comp"]
+    assert study.draws_1200 == 6 and study.against_400 == ("whole-1epoch-s2",)
+    sizes = [0.01 * r for r in range(1, 7)]  # ranks 1..6
+    change = [-x if r == down_rank else x for r, x in enumerate(sizes, start=1)]
+    paired = pd.DataFrame({"kendall_all_after": [0.60] * 6, "kendall_all_change": change})
+    table = pd.DataFrame(columns=["proxy", "metric", "value"])
+    jobs = pd.DataFrame({"training_set": study.names_1200})
+    text = "\n".join(budget_study.verdicts(study, jobs, table, paired, hi_400=0.579))
+    p = stats.wilcoxon(change, alternative="greater").pvalue  # exact for n = 6 without ties
+    assert p == pytest.approx(3 / 64 if helps else 5 / 64) and f"is {p:.3f}:" in text
+    assert ("steps **help**" in text) == helps and ("**do not help**" in text) == (not helps)
+    assert "1. **The confound.** Pending" in text
+    early = "\n".join(budget_study.verdicts(study, jobs, table, paired.iloc[:5], hi_400=0.579))
+    assert "Pending: 5 of 6 draws" in early and "steps **" not in early
