@@ -79,7 +79,8 @@ STUDIES = {
                  against_1200=("whole-3epoch-s2", "entropy-pc100-e150"),
                  reused_proxies={"entropy-pc100-e150": "entropy-pc100"}),
     "comp": Study(Path("results/proxy-benchmark-budget-comp"), Path("results/proxy-benchmark-comp"),
-                  "competitive pool", draws_1200=6, against_400=("whole-1epoch-s2",)),
+                  "competitive pool", draws_1200=6, against_400=("whole-1epoch-s2",),
+                  against_1200=("whole-3epoch-s2",)),
 }
 
 
