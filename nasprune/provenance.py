@@ -22,15 +22,30 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+def _library_changed() -> bool:
+    return bool(_git("status", "--porcelain", "--", "../nasprune", "../search_spaces"))
+
+
+#: The commit (and whether the library differed from it) when this process first imported this module: the code
+#: a long run loaded. A commit made while the run goes on does not change what it runs, so it must not be
+#: recorded as the run's.
+_STARTED = (_git("rev-parse", "HEAD") or None, _library_changed())
+
+
 def provenance(wall_seconds: float | None = None, **extra) -> dict:
     """A JSON-able record for a results folder; ``extra`` adds seeds, configs or timings.
 
-    ``uncommitted_library_changes`` is true when ``nasprune``/``search_spaces`` differ from the commit,
-    so a reader knows the commit alone does not reproduce the numbers.
+    ``git_commit`` is the commit when the process started (see :data:`_STARTED`); if HEAD has moved since,
+    ``git_commit_at_write`` says where. ``uncommitted_library_changes`` is true when ``nasprune``/
+    ``search_spaces`` differed from the commit at the start or differ now, so a reader knows the commit alone
+    does not reproduce the numbers.
     """
+    head = _git("rev-parse", "HEAD") or None
+    commit, changed = _STARTED
     return {
-        "git_commit": _git("rev-parse", "HEAD") or None,
-        "uncommitted_library_changes": bool(_git("status", "--porcelain", "--", "../nasprune", "../search_spaces")),
+        "git_commit": commit,
+        **({"git_commit_at_write": head} if head != commit else {}),
+        "uncommitted_library_changes": changed or _library_changed(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
