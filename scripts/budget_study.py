@@ -180,7 +180,8 @@ def verdicts(study: Study, jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.D
                      f"({int((change > 0).sum())} up, {int((change < 0).sum())} down), and the one-sided Wilcoxon "
                      f"signed-rank p (exact over all sign flips) is {p:.3f}: more "
                      + ("steps **help**." if helps else "steps **do not help** by PLAN.md's rule."))
-    draws_1200 = [d for d in study.names_1200 if d in set(jobs["training_set"])]
+    present = set(jobs["training_set"])
+    draws_1200 = [d for d in study.names_1200 if d in present]
     if "whole-3epoch-s2" in kendall.index and len(draws_1200) == study.draws_1200:
         w3 = kendall.loc["whole-3epoch-s2"]
         room = w3["draws_as_good"] == 0
@@ -216,9 +217,12 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     same_images(study, done)
     paired = paired_draws(jobs, done, k=k) if done else pd.DataFrame()
     paired.to_csv(directory / "paired.csv", index=False)
-    draws_400 = by_budget[0][0]  # the 400-step draws' 95th percentile of Kendall: rule 2's bar
-    hi_400 = (place_among(draw_metrics(jobs, draws_400, k=k)["kendall_all"], float("nan"))["band_hi"]
-              if draws_400 else float("nan"))
+    drawn = [d for draws, _ in by_budget for d in draws]
+    metrics = draw_metrics(jobs, drawn, k=k) if drawn else pd.DataFrame()
+    # per budget, each metric's median and 5-95% band over its draws (None for a budget without draws)
+    spreads = [{m: place_among(metrics.loc[draws, m], float("nan")) for m, _, _ in labels} if draws else None
+               for draws, _ in by_budget]
+    hi_400 = spreads[0]["kendall_all"]["band_hi"] if spreads[0] else float("nan")  # rule 2's bar
     ceiling = noise_ceiling(jobs, k=k, n_boot=n_boot)
     rows = []
     for proxy, group in table.groupby("proxy", sort=False):
@@ -228,12 +232,9 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
                      *(f"{g.loc[m, 'value']:{f}} [{g.loc[m, 'lo']:{f}}, {g.loc[m, 'hi']:{f}}], "
                        f"{g.loc[m, 'percentile']:.0f}" for m, _, f in labels)])
     cost = costs(jobs)["fraction_of_whole"]
-    drawn = [d for draws, _ in by_budget for d in draws]
     draw_steps = dict(zip(drawn, steps_of(jobs, config, drawn)))
-    metrics = draw_metrics(jobs, drawn, k=k) if drawn else pd.DataFrame()
-    for draws, _ in by_budget:
+    for (draws, _), spread in zip(by_budget, spreads):
         if draws:
-            spread = {m: place_among(metrics.loc[draws, m], float("nan")) for m, _, _ in labels}
             rows.append([f"random 100 per class ({len(draws)} draws): median [5%, 95%]", draw_steps[draws[0]],
                          f"{cost.reindex(draws).median():.1%}",
                          *(f"{spread[m]['draw_median']:{f}} [{spread[m]['band_lo']:{f}}, {spread[m]['band_hi']:{f}}]"
