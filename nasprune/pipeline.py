@@ -55,11 +55,13 @@ class ProxySpec:
     optimised over it).
 
     ``per_class`` None is ``proxies.per_class``; ``epochs`` None trains it with ``search.proxy_train.epochs``
-    (set it to give every proxy size the same number of optimiser steps, say). ``draws`` N > 1 makes N sets
-    of a stochastic method, ``<name>-d0`` .. ``<name>-d<N-1>`` with seeds ``seed`` .. ``seed + N - 1``: random
-    as a distribution rather than one draw. ``seed`` seeds the selection; ``train_seeds`` (None:
-    ``search.proxy_seeds``) are the training seeds, e.g. one the whole set's ground truth was not trained with,
-    so that a proxy shares neither initial weights nor batch order with it. In YAML, ``influence`` and
+    (set it to give every proxy size the same number of optimiser steps, say), and ``batch_size`` None with
+    ``search.proxy_train.batch_size`` (a smaller batch buys more steps for the same images seen, and on a CPU
+    costs about as much per image). ``draws`` N > 1 makes N sets of a stochastic method, ``<name>-d0`` ..
+    ``<name>-d<N-1>`` with seeds ``seed`` .. ``seed + N - 1``: random as a distribution rather than one draw.
+    ``seed`` seeds the selection; ``train_seeds`` (None: ``search.proxy_seeds``) are the training seeds, e.g. one
+    the whole set's ground truth was not trained with, so that a proxy shares neither initial weights nor batch
+    order with it. In YAML, ``influence`` and
     ``objective`` list only the settings that differ from ``proxies.influence`` and ``proxies.objective``
     (which list those that differ from :class:`InfluenceConfig`'s and :class:`ObjectiveConfig`'s defaults);
     after :meth:`ProxiesConfig.resolved` they hold all of them and seed and per_class are filled in. Configs
@@ -76,6 +78,7 @@ class ProxySpec:
     seed: int | None = None  # None: proxies.seed
     per_class: int | None = None  # None: proxies.per_class
     epochs: int | None = None  # None: search.proxy_train.epochs
+    batch_size: int | None = None  # None: search.proxy_train.batch_size
     draws: int = 1
     train_seeds: tuple[int, ...] | None = None  # None: search.proxy_seeds
     influence: dict = field(default_factory=dict)
@@ -88,7 +91,7 @@ class ProxySpec:
                               "name")
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}", "method")
-        for key in ("per_class", "epochs", "draws"):
+        for key in ("per_class", "epochs", "batch_size", "draws"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"must be an int >= 1, got {value!r}", key)
@@ -295,9 +298,8 @@ class PipelineConfig:
         sets = {"whole": TrainingSet(None, self.search.whole_train)}
         seeds = None if self.search.proxy_seeds is None else list(self.search.proxy_seeds)
         for s in self.proxies.resolved():
-            train = self.search.proxy_train
-            if s.epochs is not None:
-                train = dataclasses.replace(train, epochs=s.epochs)
+            own_train = {k: getattr(s, k) for k in ("epochs", "batch_size") if getattr(s, k) is not None}
+            train = dataclasses.replace(self.search.proxy_train, **own_train)
             own = seeds if s.train_seeds is None else list(s.train_seeds)
             sets[s.name] = TrainingSet(f"proxies/{s.name}.json", train, own)
         try:
