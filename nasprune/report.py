@@ -646,35 +646,46 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
 
 
 def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence[tuple[str, str]], *,
-                ceiling: Mapping | None = None, title: str = "") -> Path:
-    """One panel per ``(metric, label)``: proxies' value against their SGD steps.
+                ceiling: Mapping | None = None, title: str = "", x: tuple[str, str] = ("steps", "SGD steps"),
+                x_percent: bool = False, x_goal: tuple[float, str] | None = None) -> Path:
+    """One panel per ``(metric, label)``: proxies' value against the column ``x[0]`` (axis label ``x[1]``; a
+    fraction shown as a percentage with ``x_percent``), SGD steps or cost, say.
 
-    ``points`` has one row per training set: ``label``, ``steps``, ``pair`` (a random draw's index, NaN for
-    any other set) and one column per metric. Draws are grey dots, a draw trained at two budgets joined by a
-    thin line, their median per budget a grey bar; other sets are coloured markers, one per label.
-    ``ceiling`` is :func:`nasprune.metrics.noise_ceiling`, a dashed line."""
+    ``points`` has one row per training set: ``label``, ``budget`` (which of the random draws' budgets a draw
+    belongs to), ``pair`` (a random draw's index, NaN for any other set), the ``x`` column and one column per
+    metric. Draws are grey dots, a draw trained at several budgets joined by a thin line, their median per
+    budget a grey bar; other sets are coloured markers, one per label. ``ceiling`` is
+    :func:`nasprune.metrics.noise_ceiling`, a dashed line; ``x_goal`` (value, label) a dotted vertical line,
+    such as a cost goal."""
     plt = _pyplot()
+    from matplotlib.ticker import PercentFormatter
+
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.6), squeeze=False, sharex=True,
                              layout="constrained")
     handles: dict[str, object] = {}
+    column, x_label = x
     draws, sets = points[points["pair"].notna()], points[points["pair"].isna()]
     for ax, (metric, label) in zip(axes.flat, metrics):
         for _, pair in draws.groupby("pair"):
-            pair = pair.sort_values("steps")
-            ax.plot(pair["steps"], pair[metric], color="0.75", lw=0.7, zorder=1)
+            pair = pair.sort_values(column)
+            ax.plot(pair[column], pair[metric], color="0.75", lw=0.7, zorder=1)
         handles["random draws (a line joins one draw's images)"] = ax.scatter(
-            draws["steps"], draws[metric], s=14, color="0.55", zorder=2)
-        median = draws.groupby("steps")[metric].median()
-        handles["random: median draw"] = ax.scatter(median.index, median, marker="_", s=500, lw=3, color="0.3",
-                                                    zorder=3)
+            draws[column], draws[metric], s=14, color="0.55", zorder=2)
+        median = draws.groupby("budget")[[column, metric]].median()
+        handles["random: median draw per budget"] = ax.scatter(median[column], median[metric], marker="_", s=500,
+                                                               lw=3, color="0.3", zorder=3)
         for j, (name, row) in enumerate(sets.groupby("label", sort=False)):
-            handles[name] = ax.scatter(row["steps"], row[metric], s=46, color=f"C{j + 1}", zorder=4,
+            handles[name] = ax.scatter(row[column], row[metric], s=46, color=f"C{j + 1}", zorder=4,
                                        marker="osD^v<>"[j % 7], edgecolor="k", lw=0.5)
         c = float(ceiling.get(metric, np.nan)) if ceiling is not None else np.nan
         if np.isfinite(c):
             handles["noise ceiling (whole vs itself)"] = ax.axhline(c, color="C0", ls="--", lw=1.2, zorder=1)
-        ax.set_xlim(0, points["steps"].max() * 1.15)
-        ax.set_xlabel("SGD steps")
+        if x_goal is not None:
+            handles[x_goal[1]] = ax.axvline(x_goal[0], color="C3", ls=":", lw=1.4, zorder=1)
+        ax.set_xlim(0, points[column].max() * 1.15)
+        if x_percent:
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_xlabel(x_label)
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title + chr(10) if title else ''}ranking quality against the training budget", fontsize=11)

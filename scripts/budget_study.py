@@ -6,6 +6,10 @@ rules in its PLAN.md, fixed before its data:
                                                 ground truth does not share
     comp   results/proxy-benchmark-budget-comp/  the competitive pool (24 candidates, held out): the replication
 
+Both also ask whether cheaper steps keep the gain within 10% of the whole-set search: the same draws trained
+about 1,200 steps of batch 32 (a quarter of the images a batch of 128 sees; on a CPU a step costs about a
+quarter as much).
+
 Runs (or resumes) the study's ``config.yaml``. Before its first job, it copies from its source pool (the pool
 whose proxy benchmark it extends) the whole set's finished jobs (the same ground truth, not trained again) and
 the proxy files it reuses. It then writes from the finished jobs alone:
@@ -14,8 +18,8 @@ the proxy files it reuses. It then writes from the finished jobs alone:
                     400-step sets it compares with
     budget.csv      per training set: SGD steps, each metric against the ground truth, percentile among the
                     random draws of its budget, cost against the whole-set search
-    paired.csv      each random draw at 400 and at 1,200 steps (the same images, checked)
-    budget.png      Kendall against SGD steps
+    paired.csv      each random draw at 400 steps against itself at each other budget (the same images, checked)
+    budget.png      Kendall and the top-quartile measure against cost
     README.md       the tables, PLAN.md's rules applied, provenance
 
     python scripts/budget_study.py [--study comp]              # run what is missing, then analyse
@@ -35,6 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from nasprune.benchmark import complete_sets, costs, paired_draws, top_quartile_k
+from nasprune.experiment import Experiment
 from nasprune.jobs import JobStore, copy_training_set, load_jobs
 from nasprune.metrics import candidate_means, draw_metrics, noise_ceiling, place_among, random_null
 from nasprune.pipeline import PipelineConfig, run_pipeline
@@ -49,9 +54,11 @@ class Study:
     """One budget study: where it lives, the pool it extends, and its PLAN.md's comparisons.
 
     The random draws at 400 steps are the source pool's ``{random_400}-d*``; those at 1,200 steps are this
-    study's ``{random_1200}-d*``, the same images draw by draw (checked on the proxy files). ``against_*``
-    are the sets read against each budget's draws; ``reused_proxies`` maps a set of this study to the source's
-    proxy file it reuses (the pipeline checks that their settings match, nasprune.prune.check_reuse)."""
+    study's ``{random_1200}-d*`` and those at about 1,200 cheaper steps (batch 32) its ``{random_cheap}-d*``,
+    the same images draw by draw (checked on the proxy files). ``against_*`` are the sets read against each
+    budget's draws; ``reused_proxies`` maps a set of this study to the source's proxy file it reuses (the
+    pipeline checks that their settings match, nasprune.prune.check_reuse). ``cheap_question``: the number of
+    the cheap-steps question in PLAN.md."""
 
     directory: Path
     source: Path
@@ -63,6 +70,9 @@ class Study:
     draws_400: int = 20
     random_400: str = "random-pc100"
     random_1200: str = "random-pc100-e150"
+    draws_cheap: int = 0
+    random_cheap: str = "random-pc100-b32"
+    cheap_question: int = 4
 
     @property
     def names_400(self) -> list[str]:
@@ -72,15 +82,19 @@ class Study:
     def names_1200(self) -> list[str]:
         return [f"{self.random_1200}-d{d}" for d in range(self.draws_1200)]
 
+    @property
+    def names_cheap(self) -> list[str]:
+        return [f"{self.random_cheap}-d{d}" for d in range(self.draws_cheap)]
+
 
 STUDIES = {
     "dev": Study(Path("results/proxy-benchmark-budget"), Path("results/proxy-benchmark"), "development pool",
                  draws_1200=8, against_400=("whole-1epoch-s2", "whole-1epoch-s0", "entropy-pc100"),
                  against_1200=("whole-3epoch-s2", "entropy-pc100-e150"),
-                 reused_proxies={"entropy-pc100-e150": "entropy-pc100"}),
+                 reused_proxies={"entropy-pc100-e150": "entropy-pc100"}, draws_cheap=8, cheap_question=5),
     "comp": Study(Path("results/proxy-benchmark-budget-comp"), Path("results/proxy-benchmark-comp"),
                   "competitive pool", draws_1200=6, against_400=("whole-1epoch-s2",),
-                  against_1200=("whole-3epoch-s2",)),
+                  against_1200=("whole-3epoch-s2",), draws_cheap=6, cheap_question=4),
 }
 
 
@@ -116,20 +130,37 @@ def same_images(study: Study, pairs) -> None:
             raise SystemExit(f"{after} does not hold the images of {study.source}'s {before}: they cannot be paired")
 
 
-def steps_of(jobs: pd.DataFrame, config: PipelineConfig, names) -> list[int]:
-    """SGD steps of each proxy training set in ``names``, from its jobs' images and epochs."""
-    info = jobs.groupby("training_set")[["images", "epochs"]].first()
-    return [config.search.proxy_train.steps(int(info.loc[n, "images"]), int(info.loc[n, "epochs"])) for n in names]
+def train_configs(study: Study) -> dict:
+    """Each training set's :class:`~nasprune.train.TrainConfig`, the study's own over the source pool's."""
+    sets = {**Experiment.load(study.source).training_sets, **Experiment.load(study.directory).training_sets}
+    return {name: s.train for name, s in sets.items()}
+
+
+def steps_of(jobs: pd.DataFrame, trains: dict, names) -> list[int]:
+    """SGD steps of each training set in ``names``: its images under its own training config (``trains``:
+    :func:`train_configs`)."""
+    images = jobs.groupby("training_set")["images"].first()
+    return [trains[n].steps(int(images[n])) for n in names]
 
 
 def budgets(study: Study, jobs: pd.DataFrame) -> list[tuple[list[str], list[str]]]:
-    """Per budget (400, then 1,200 steps): its finished random draws and the finished sets read against them."""
+    """Per budget (400 steps, 1,200 steps, about 1,200 steps of batch 32): its finished random draws and the
+    finished sets read against them."""
     present = set(jobs["training_set"])
     return [([d for d in draws if d in present], [a for a in against if a in present])
-            for draws, against in ((study.names_400, study.against_400), (study.names_1200, study.against_1200))]
+            for draws, against in ((study.names_400, study.against_400), (study.names_1200, study.against_1200),
+                                   (study.names_cheap, ()))]
 
 
-def budget_rows(by_budget, jobs: pd.DataFrame, config: PipelineConfig, k: int, n_boot: int) -> pd.DataFrame:
+def one_sided_p(change: pd.Series) -> float:
+    """Wilcoxon signed-rank p that the paired changes are above zero, exact over all 2^n sign flips (which
+    handles tied changes); equal changes tie exactly, not up to float noise."""
+    change = change.round(9)
+    return (stats.wilcoxon(change, alternative="greater", method=stats.PermutationMethod()).pvalue
+            if (change != 0).any() else 1.0)
+
+
+def budget_rows(by_budget, jobs: pd.DataFrame, trains: dict, k: int, n_boot: int) -> pd.DataFrame:
     """Per set, against the random draws of its budget (``by_budget``: :func:`budgets`;
     :func:`nasprune.metrics.random_null`), with its SGD steps and its cost as a fraction of the whole-set search."""
     frames = []
@@ -139,7 +170,7 @@ def budget_rows(by_budget, jobs: pd.DataFrame, config: PipelineConfig, k: int, n
             frames.append(null[null["metric"].isin(["kendall_all", f"ndcg_top{k}", "regret"])])
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["proxy", "metric", "value"])
     if len(table):
-        table["steps"] = steps_of(jobs, config, table["proxy"])
+        table["steps"] = steps_of(jobs, trains, table["proxy"])
         table["fraction_of_whole"] = table["proxy"].map(costs(jobs)["fraction_of_whole"])
     return table
 
@@ -168,10 +199,8 @@ def verdicts(study: Study, jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.D
         lines.append(f"2. **More steps for a random proxy.** Pending: {len(paired)} of {study.draws_1200} draws "
                      "at 1,200 steps have finished; PLAN.md's rule is applied once all have.")
     else:
-        change = paired["kendall_all_change"].round(9)  # equal changes tie exactly, not up to float noise
-        # the exact sign-flip distribution (2^n flips), which handles tied changes
-        p = (stats.wilcoxon(change, alternative="greater", method=stats.PermutationMethod()).pvalue
-             if (change != 0).any() else 1.0)
+        change = paired["kendall_all_change"]
+        p = one_sided_p(change)
         median_1200 = float(paired["kendall_all_after"].median())
         helps = median_1200 > hi_400 and p < 0.05
         lines.append(f"2. **More steps for a random proxy.** The {len(paired)} draws at 1,200 steps have median "
@@ -198,8 +227,51 @@ def verdicts(study: Study, jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.D
     return lines
 
 
+def cheap_verdict(study: Study, cheap: pd.DataFrame, versus_1200: pd.DataFrame, cost: float,
+                  hi_400: float) -> str:
+    """PLAN.md's cheap-steps rule on Kendall over all candidates: ``cheap`` pairs each draw at 400 steps with
+    itself at batch 32, ``versus_1200`` with itself at 1,200 steps of batch 128 (descriptive); ``cost`` is the
+    batch-32 draws' median cost as a fraction of the whole-set search; ``hi_400`` rule 2's bar."""
+    head = f"{study.cheap_question}. **Cheaper steps within 10%.**"
+    if len(cheap) < study.draws_cheap:
+        return (f"{head} Pending: {len(cheap)} of {study.draws_cheap} draws at batch 32 have finished; PLAN.md's "
+                "rule is applied once all have.")
+    change = cheap["kendall_all_change"]
+    p = one_sided_p(change)
+    median = float(cheap["kendall_all_after"].median())
+    keeps = median > hi_400 and p < 0.05 and cost <= 0.10
+    text = (f"{head} The {len(cheap)} draws at batch 32 have median Kendall {median:.3f}, against a 400-step 95th "
+            f"percentile of {hi_400:.3f}. Paired with themselves at 400 steps, their median change is "
+            f"{change.median():+.3f} ({int((change > 0).sum())} up, {int((change < 0).sum())} down; one-sided p "
+            f"{p:.3f}). Their median cost is {cost:.1%} of the whole-set search. So cheaper steps "
+            + ("**keep the gain within 10%**." if keeps else "**do not** keep the gain within 10% by PLAN.md's rule."))
+    if len(versus_1200) == len(cheap):
+        c = versus_1200["kendall_all_change"].round(9)
+        p2 = stats.wilcoxon(c, method=stats.PermutationMethod()).pvalue if (c != 0).any() else 1.0
+        text += (f" Beside it, with no rule: against the same draws at 1,200 steps of batch 128, the median change "
+                 f"is {c.median():+.3f} ({int((c > 0).sum())} up, {int((c < 0).sum())} down; two-sided p {p2:.3f}).")
+    return text
+
+
 LABELS = [("kendall_all", "Kendall (all)", ".3f"), ("ndcg_top{k}", "NDCG@{k} (top quartile)", ".3f"),
           ("regret", "regret (points)", ".2f")]
+
+
+def paired_markdown(study: Study, paired: pd.DataFrame, cheap: pd.DataFrame) -> list[str]:
+    """Each draw's Kendall at every budget it has finished, once all of a budget's draws have."""
+    rows = paired.set_index("before") if len(paired) == study.draws_1200 else None
+    cheap = cheap.set_index("before") if study.draws_cheap and len(cheap) == study.draws_cheap else None
+    if rows is None and cheap is None:
+        return [f"Shown once all {study.draws_1200} draws at 1,200 steps have finished ({len(paired)} so far)."]
+    names = (rows if rows is not None else cheap).index
+    head = ["400 steps", "Kendall at 400"]
+    columns = [names, [f"{(rows if rows is not None else cheap).loc[n, 'kendall_all_before']:.3f}" for n in names]]
+    for label, frame in (("1,200 steps", rows), ("1,216 steps of batch 32", cheap)):
+        if frame is not None:
+            head += [f"Kendall at {label}", "change"]
+            columns += [[f"{frame.loc[n, 'kendall_all_after']:.3f}" for n in names],
+                        [f"{frame.loc[n, 'kendall_all_change']:+.3f}" for n in names]]
+    return markdown_table(head, [list(r) for r in zip(*columns)])
 
 
 def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
@@ -209,20 +281,27 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     jobs.to_csv(directory / "jobs.csv", index=False)
     k = top_quartile_k(jobs.loc[jobs["training_set"] == "whole", "candidate"].nunique())
     labels = [(m.format(k=k), label.format(k=k), f) for m, label, f in LABELS]
+    trains = train_configs(study)
     by_budget = budgets(study, jobs)
-    table = budget_rows(by_budget, jobs, config, k, n_boot)
+    table = budget_rows(by_budget, jobs, trains, k, n_boot)
     table.to_csv(directory / "budget.csv", index=False)
     present = set(jobs["training_set"])
-    done = [(b, a) for b, a in zip(study.names_400, study.names_1200) if a in present and b in present]
-    same_images(study, done)
-    paired = paired_draws(jobs, done, k=k) if done else pd.DataFrame()
-    paired.to_csv(directory / "paired.csv", index=False)
+
+    def pairs(before, after):
+        return [(b, a) for b, a in zip(before, after) if a in present and b in present]
+
+    same_images(study, pairs(study.names_400, study.names_1200) + pairs(study.names_400, study.names_cheap))
+    paired, cheap, versus_1200 = (
+        paired_draws(jobs, done, k=k) if done else pd.DataFrame(columns=["before", "after"])
+        for done in (pairs(study.names_400, study.names_1200), pairs(study.names_400, study.names_cheap),
+                     pairs(study.names_1200, study.names_cheap)))
+    pd.concat([paired, cheap, versus_1200], ignore_index=True).to_csv(directory / "paired.csv", index=False)
     drawn = [d for draws, _ in by_budget for d in draws]
     metrics = draw_metrics(jobs, drawn, k=k) if drawn else pd.DataFrame()
     # per budget, each metric's median and 5-95% band over its draws (None for a budget without draws)
     spreads = [{m: place_among(metrics.loc[draws, m], float("nan")) for m, _, _ in labels} if draws else None
                for draws, _ in by_budget]
-    hi_400 = spreads[0]["kendall_all"]["band_hi"] if spreads[0] else float("nan")  # rule 2's bar
+    hi_400 = spreads[0]["kendall_all"]["band_hi"] if spreads[0] else float("nan")  # rules 2 and 4's bar
     ceiling = noise_ceiling(jobs, k=k, n_boot=n_boot)
     rows = []
     for proxy, group in table.groupby("proxy", sort=False):
@@ -232,31 +311,36 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
                      *(f"{g.loc[m, 'value']:{f}} [{g.loc[m, 'lo']:{f}}, {g.loc[m, 'hi']:{f}}], "
                        f"{g.loc[m, 'percentile']:.0f}" for m, _, f in labels)])
     cost = costs(jobs)["fraction_of_whole"]
-    draw_steps = dict(zip(drawn, steps_of(jobs, config, drawn)))
+    draw_steps = dict(zip(drawn, steps_of(jobs, trains, drawn)))
     for (draws, _), spread in zip(by_budget, spreads):
         if draws:
-            rows.append([f"random 100 per class ({len(draws)} draws): median [5%, 95%]", draw_steps[draws[0]],
-                         f"{cost.reindex(draws).median():.1%}",
+            rows.append([f"random 100 per class, batch {trains[draws[0]].batch_size} ({len(draws)} draws): median "
+                         "[5%, 95%]", draw_steps[draws[0]], f"{cost.reindex(draws).median():.1%}",
                          *(f"{spread[m]['draw_median']:{f}} [{spread[m]['band_lo']:{f}}, {spread[m]['band_hi']:{f}}]"
                            for m, _, f in labels)])
-    whole_steps = config.search.whole_train.steps(int(jobs.loc[jobs["training_set"] == "whole", "images"].iloc[0]))
+    whole_steps = trains["whole"].steps(int(jobs.loc[jobs["training_set"] == "whole", "images"].iloc[0]))
     rows.append(["noise ceiling: whole set, seed vs seed", whole_steps, "100%",
                  *(f"{ceiling[m]:{f}}" for m, _, f in labels)])
-    points = table.pivot(index="proxy", columns="metric", values="value").reset_index()
-    if len(points):
-        points["steps"] = points["proxy"].map(table.groupby("proxy")["steps"].first())
-        points["label"] = points["proxy"].str.replace("-e150", "").str.replace("-pc100", " 100/class")
-        points["pair"] = np.nan
-    draws = metrics.reset_index(names="label")
-    draws["steps"] = draws["label"].map(draw_steps)
-    draws["pair"] = [int(d.rsplit("-d", 1)[1]) for d in draws["label"]]
-    plot_budget(pd.concat([points, draws], ignore_index=True), directory / "budget.png",
-                [(m, label) for m, label, _ in labels[:2]], ceiling=ceiling,
-                title=f"{study.pool}, {len(candidate_means(jobs, 'whole'))} candidates")
+    points = table.pivot(index="proxy", columns="metric", values="value").reset_index(names="name")
+    points["label"] = points["name"].str.replace("-e150", "").str.replace("-pc100", " 100/class")
+    points["pair"] = np.nan
+    draws = metrics.reset_index(names="name")
+    draws["budget"] = [next(j for j, (names, _) in enumerate(by_budget) if d in names) for d in draws["name"]]
+    draws["pair"] = [int(d.rsplit("-d", 1)[1]) for d in draws["name"]]
+    points = pd.concat([points, draws], ignore_index=True)
+    points["cost"] = points["name"].map(cost)
+    plot_budget(points, directory / "budget.png", [(m, label) for m, label, _ in labels[:2]], ceiling=ceiling,
+                title=f"{study.pool}, {len(candidate_means(jobs, 'whole'))} candidates",
+                x=("cost", "cost: fraction of the whole-set search"), x_percent=True,
+                x_goal=(0.10, "the issue's cost goal (10%)"))
+    verdict = verdicts(study, jobs, table, paired, hi_400)
+    if study.draws_cheap:
+        verdict.append(cheap_verdict(study, cheap, versus_1200, float(cost.reindex(by_budget[2][0]).median()),
+                                     hi_400))
     return ["Plan, predictions and decision rules, fixed before the data: [PLAN.md](PLAN.md). Config: "
             f"[config.yaml](config.yaml). The whole set's 10-epoch jobs (the ground truth) and the 400-step proxies "
             f"are the {study.pool}'s ([../{study.source.name}/](../{study.source.name}/README.md)).", "",
-            "## PLAN.md's rules applied", "", *verdicts(study, jobs, table, paired, hi_400), "",
+            "## PLAN.md's rules applied", "", *verdict, "",
             "## Every set against the random draws of its budget", "",
             "Each cell: value [95% bootstrap CI over candidates], percentile among the random draws of the same "
             "budget (400 or 1,200 steps). Cost: the set's search (its jobs' seconds, one training seed) plus "
@@ -266,12 +350,8 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
                "counted in both of its rows but was spent once." if study.reused_proxies else ""), "",
             *markdown_table(["training set", "SGD steps", "cost", *(label for _, label, _ in labels)], rows), "",
             "![budget](budget.png)", "",
-            "## Each random draw at 400 and at 1,200 steps (the same images)", "",
-            *(markdown_table(["400 steps", "1,200 steps", "Kendall at 400", "Kendall at 1,200", "change"],
-                             [[r.before, r.after, f"{r.kendall_all_before:.3f}", f"{r.kendall_all_after:.3f}",
-                               f"{r.kendall_all_change:+.3f}"] for r in paired.itertuples()])
-              if len(paired) == study.draws_1200 else
-              [f"Shown once all {study.draws_1200} draws have finished ({len(paired)} so far)."]), ""]
+            "## Each random draw at every budget (the same images)", "",
+            *paired_markdown(study, paired, cheap), ""]
 
 
 def main() -> None:
@@ -284,9 +364,10 @@ def main() -> None:
     start = time.perf_counter()
     study = STUDIES[args.study]
     config = PipelineConfig.load(study.directory / "config.yaml")
-    drawn = [n for e in config.proxies.entries() if e.name == study.random_1200 for n in e.names()]
-    if drawn != study.names_1200:
-        ap.error(f"{study.directory}/config.yaml draws {drawn}, but the study pairs {study.names_1200}")
+    for prefix, names in ((study.random_1200, study.names_1200), (study.random_cheap, study.names_cheap)):
+        drawn = [n for e in config.proxies.entries() if e.name == prefix for n in e.names()]
+        if drawn != names:
+            ap.error(f"{study.directory}/config.yaml draws {drawn} as {prefix}, but the study pairs {names}")
     if not args.analyse:
         reuse_source_pool(config, study)
         with exit_on_interrupt("scripts/budget_study.py"):

@@ -308,6 +308,8 @@ def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, mo
                      {"name": "whole-3epoch-s2", "method": "random", "per_class": 100, "epochs": 3,
                       "train_seeds": [2]},
                      {"name": "random-pc2-e6", "method": "random", "per_class": 2, "epochs": 6, "draws": 3},
+                     {"name": "random-pc2-b4", "method": "random", "per_class": 2, "epochs": 1, "batch_size": 4,
+                      "draws": 3},
                      {"name": "herding-pc2-e6", "method": "herding", "per_class": 2, "epochs": 6}])):
         directory.mkdir()
         (directory / "config.yaml").write_text(yaml.safe_dump({**base, "proxies": {"sets": sets}}))
@@ -317,7 +319,8 @@ def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, mo
         study, dev, "tiny pool", draws_1200=3, draws_400=3,
         against_400=("whole-1epoch-s2", "whole-1epoch-s0", "herding-pc2"),
         against_1200=("whole-3epoch-s2", "herding-pc2-e6"), reused_proxies={"herding-pc2-e6": "herding-pc2"},
-        random_400="random-pc2", random_1200="random-pc2-e6"))
+        random_400="random-pc2", random_1200="random-pc2-e6", draws_cheap=3, random_cheap="random-pc2-b4",
+        cheap_question=5))
     budget_study.main()
     assert not (study / "scoring.pt").exists()  # the herding proxy was reused, not selected again
     theirs, ours = load_jobs(dev), load_jobs(study)
@@ -342,6 +345,13 @@ def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, mo
     h = budget[(budget.proxy == "herding-pc2") & (budget.metric == "kendall_all")].iloc[0]  # a 400-step row
     assert f"400-step 95th percentile of {h['band_hi']:.3f}" in readme  # rule 2's bar: the 400-step draws'
     assert readme.count("\n1. **") == readme.count("\n2. **") == readme.count("\n3. **") == 1
+    # the cheap draws: 20 images in batches of 4 for one epoch, their own batch size and steps in the table
+    assert "| random 100 per class, batch 4 (3 draws): median [5%, 95%] | 5 |" in readme
+    cheap = paired[paired.before.str.startswith("random-pc2-d") & paired.after.str.startswith("random-pc2-b4")]
+    assert len(cheap) == 3 and readme.count("\n5. **Cheaper steps within 10%.**") == 1
+    p = stats.wilcoxon(cheap["kendall_all_change"].round(9), alternative="greater",
+                       method=stats.PermutationMethod()).pvalue if cheap["kendall_all_change"].any() else 1.0
+    assert f"one-sided p {p:.3f})" in readme and "**do not** keep the gain" in readme  # 3 pairs: p >= 1/8
     assert (study / "budget.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="cannot be paired"):  # different images are refused as a pair
         budget_study.same_images(budget_study.STUDIES["dev"], [("random-pc2-d0", "random-pc2-e6-d1")])
@@ -368,6 +378,26 @@ def test_budget_study_rules_flip_at_their_thresholds(side):
     assert ("finding **stands**" in text) == up and ("**withdrawn**" in text) == (not up)
     assert ("steps **help**" in text) == up and ("**do not help**" in text) == (not up)
     assert ("there **is** room" in text) == up and ("there is **no** room" in text) == (not up)
+
+
+@pytest.mark.parametrize("median, down, cost, keeps", [
+    (0.58, 0, 0.099, True), (0.578, 0, 0.099, False), (0.58, 0, 0.101, False), (0.58, 3, 0.099, False)])
+def test_budget_study_cheap_rule_needs_all_three(median, down, cost, keeps):
+    """PLAN.md's cheap-steps rule: the batch-32 draws' median above the 400-step bar (0.579), the paired
+    one-sided p below 0.05 (6 up: 1/64; the 3 smallest down: 14/64) and a median cost of at most 10%."""
+    import budget_study
+
+    study = budget_study.STUDIES["comp"]
+    assert study.draws_cheap == 6 and study.names_cheap[-1] == "random-pc100-b32-d5"
+    change = pd.Series([-0.01 * r if r <= down else 0.01 * r for r in range(1, 7)])
+    cheap = pd.DataFrame({"kendall_all_after": [median] * 6, "kendall_all_change": change})
+    versus = pd.DataFrame({"kendall_all_change": [-0.02, -0.01, 0.0, 0.01, 0.03, 0.04]})
+    text = budget_study.cheap_verdict(study, cheap, versus, cost, hi_400=0.579)
+    assert text.startswith("4. **Cheaper steps within 10%.**")
+    assert ("**keep the gain within 10%**" in text) == keeps and ("**do not**" in text) == (not keeps)
+    assert f"({6 - down} up, {down} down; one-sided p {1 / 64 if not down else 14 / 64:.3f})" in text
+    assert "median change is +0.005 (3 up, 2 down" in text  # the descriptive comparison, one tie left out
+    assert "Pending: 5 of 6" in budget_study.cheap_verdict(study, cheap.iloc[:5], versus, cost, hi_400=0.579)
 
 
 @pytest.mark.parametrize("down_rank, helps", [(2, True), (3, False)])
