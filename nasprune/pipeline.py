@@ -55,9 +55,8 @@ class ProxySpec:
     optimised over it).
 
     ``per_class`` None is ``proxies.per_class``; ``epochs`` None trains it with ``search.proxy_train.epochs``
-    (set it to give every proxy size the same number of optimiser steps, say), and ``batch_size`` None with
-    ``search.proxy_train.batch_size`` (a smaller batch buys more steps for the same images seen, and on a CPU
-    costs about as much per image). ``draws`` N > 1 makes N sets of a stochastic method, ``<name>-d0`` ..
+    (set it to give every proxy size the same number of optimiser steps, say); ``batch_size`` and ``lr`` None
+    likewise train it with ``search.proxy_train``'s. ``draws`` N > 1 makes N sets of a stochastic method, ``<name>-d0`` ..
     ``<name>-d<N-1>`` with seeds ``seed`` .. ``seed + N - 1``: random as a distribution rather than one draw.
     ``seed`` seeds the selection; ``train_seeds`` (None: ``search.proxy_seeds``) are the training seeds, e.g. one
     the whole set's ground truth was not trained with, so that a proxy shares neither initial weights nor batch
@@ -79,6 +78,7 @@ class ProxySpec:
     per_class: int | None = None  # None: proxies.per_class
     epochs: int | None = None  # None: search.proxy_train.epochs
     batch_size: int | None = None  # None: search.proxy_train.batch_size
+    lr: float | None = None  # None: search.proxy_train.lr
     draws: int = 1
     train_seeds: tuple[int, ...] | None = None  # None: search.proxy_seeds
     influence: dict = field(default_factory=dict)
@@ -95,6 +95,8 @@ class ProxySpec:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"must be an int >= 1, got {value!r}", key)
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"must be a number > 0, got {self.lr!r}", "lr")
         if self.train_seeds is not None:
             check_seeds(self.train_seeds, "train_seeds")
 
@@ -298,7 +300,7 @@ class PipelineConfig:
         sets = {"whole": TrainingSet(None, self.search.whole_train)}
         seeds = None if self.search.proxy_seeds is None else list(self.search.proxy_seeds)
         for s in self.proxies.resolved():
-            own_train = {k: getattr(s, k) for k in ("epochs", "batch_size") if getattr(s, k) is not None}
+            own_train = {k: getattr(s, k) for k in ("epochs", "batch_size", "lr") if getattr(s, k) is not None}
             train = dataclasses.replace(self.search.proxy_train, **own_train)
             own = seeds if s.train_seeds is None else list(s.train_seeds)
             sets[s.name] = TrainingSet(f"proxies/{s.name}.json", train, own)

@@ -131,7 +131,7 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
     ``search.proxy_seeds`` while the whole set keeps ``search.seeds``, and an entry's ``train_seeds`` its own."""
     doc = {**TINY, "proxies": {"per_class": 10, "seed": 5, "sets": [
                {"name": "r", "method": "random", "draws": 3},
-               {"name": "small", "method": "random", "per_class": 2, "epochs": 4, "batch_size": 3,
+               {"name": "small", "method": "random", "per_class": 2, "epochs": 4, "batch_size": 3, "lr": 0.2,
                 "train_seeds": [3]}]},
            "search": {**TINY["search"], "candidates": TINY["search"]["candidates"][:2], "seeds": [0, 1],
                       "proxy_seeds": [1], "first": ["small", "r-d1", "whole", "r"]}}
@@ -141,9 +141,10 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
     assert config.first_sets() == ["small", "r-d1", "whole", "r-d0", "r-d2"]  # 'r': its draws, each once
     assert exp.seeds_of("whole") == [0, 1] and exp.seeds_of("r-d1") == [1] and exp.seeds_of("small") == [3]
     small_train, draw_train = exp.training_sets["small"].train, exp.training_sets["r-d0"].train
-    assert (small_train.epochs, small_train.batch_size) == (4, 3)
-    assert (draw_train.epochs, draw_train.batch_size) == (2, config.search.proxy_train.batch_size)
-    assert small_train.lr == draw_train.lr == config.search.proxy_train.lr  # the rest is search.proxy_train's
+    assert (small_train.epochs, small_train.batch_size, small_train.lr) == (4, 3, 0.2)
+    proxy_train = config.search.proxy_train
+    assert (draw_train.epochs, draw_train.batch_size, draw_train.lr) == (2, proxy_train.batch_size, proxy_train.lr)
+    assert small_train.momentum == proxy_train.momentum  # the rest is search.proxy_train's
     result = run_pipeline(config, tmp_path / "run", progress=False, log=lambda *_: None, report=False)
     assert (result.summary["total"], result.summary["complete"]) == (2 * 2 + 4 * 2, 12)
     draws = [ProxySet.load(tmp_path / "run" / "proxies" / f"r-d{k}.json") for k in range(3)]
@@ -166,6 +167,8 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
     ({"name": "r", "method": "random", "per_class": 0}, "per_class: must be an int >= 1"),
     ({"name": "r", "method": "random", "epochs": "ten"}, "epochs: expected"),
     ({"name": "r", "method": "random", "batch_size": 0}, "batch_size: must be an int >= 1"),
+    ({"name": "r", "method": "random", "lr": 0}, r"sets\[0\]\.lr: must be a number > 0"),
+    ({"name": "r", "method": "random", "lr": "fast"}, "lr: expected a number"),
     ({"name": "r", "method": "random", "train_seeds": [2, 2]}, r"sets\[0\]\.train_seeds: must be distinct"),
 ])
 def test_bad_proxy_entries_are_refused(tmp_path, entry, message):
