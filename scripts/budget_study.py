@@ -6,9 +6,9 @@ rules in its PLAN.md, fixed before its data:
                                                 ground truth does not share
     comp   results/proxy-benchmark-budget-comp/  the competitive pool (24 candidates, held out): the replication
 
-Both also ask whether cheaper steps keep the gain within 10% of the whole-set search: the same draws trained
-about 1,200 steps of batch 32 (a quarter of the images a batch of 128 sees; on a CPU a step costs about a
-quarter as much).
+Both also ask whether a variant of the 400-step training keeps that gain within 10% of the whole-set search:
+the same draws trained about 1,200 steps of batch 32 (on a CPU a step costs about a quarter as much), or 400
+steps at three times the learning rate (as far along the learning-rate schedule as 1,200 steps at the first).
 
 Runs (or resumes) the study's ``config.yaml``. Before its first job, it copies from its source pool (the pool
 whose proxy benchmark it extends) the whole set's finished jobs (the same ground truth, not trained again) and
@@ -54,11 +54,10 @@ class Study:
     """One budget study: where it lives, the pool it extends, and its PLAN.md's comparisons.
 
     The random draws at 400 steps are the source pool's ``{random_400}-d*``; those at 1,200 steps are this
-    study's ``{random_1200}-d*`` and those at about 1,200 cheaper steps (batch 32) its ``{random_cheap}-d*``,
-    the same images draw by draw (checked on the proxy files). ``against_*`` are the sets read against each
-    budget's draws; ``reused_proxies`` maps a set of this study to the source's proxy file it reuses (the
-    pipeline checks that their settings match, nasprune.prune.check_reuse). ``cheap_question``: the number of
-    the cheap-steps question in PLAN.md."""
+    study's ``{random_1200}-d*``, and each of ``variants`` trains its own, the same images draw by draw
+    (checked on the proxy files). ``against_*`` are the sets read against each budget's draws;
+    ``reused_proxies`` maps a set of this study to the source's proxy file it reuses (the pipeline checks that
+    their settings match, nasprune.prune.check_reuse)."""
 
     directory: Path
     source: Path
@@ -70,9 +69,7 @@ class Study:
     draws_400: int = 20
     random_400: str = "random-pc100"
     random_1200: str = "random-pc100-e150"
-    draws_cheap: int = 0
-    random_cheap: str = "random-pc100-b32"
-    cheap_question: int = 4
+    variants: tuple["Variant", ...] = ()
 
     @property
     def names_400(self) -> list[str]:
@@ -82,19 +79,39 @@ class Study:
     def names_1200(self) -> list[str]:
         return [f"{self.random_1200}-d{d}" for d in range(self.draws_1200)]
 
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The first ``draws`` random draws trained another way at about the 400-step cost (``prefix``-d*, a set of
+    the study's config), and PLAN.md's question ``question``: does it keep rule 2's gain within 10%?"""
+
+    prefix: str
+    draws: int
+    question: int
+    title: str  # the question's title in the README
+    label: str  # the training, as the tables name it
+
     @property
-    def names_cheap(self) -> list[str]:
-        return [f"{self.random_cheap}-d{d}" for d in range(self.draws_cheap)]
+    def names(self) -> list[str]:
+        return [f"{self.prefix}-d{d}" for d in range(self.draws)]
+
+
+def study_variants(draws: int, first: int) -> tuple[Variant, ...]:
+    """The two variants both studies ask about, numbered from PLAN.md's question ``first``."""
+    return (Variant("random-pc100-b32", draws, first, "Cheaper steps within 10%", "1,216 steps of batch 32"),
+            Variant("random-pc100-lr3", draws, first + 1, "A larger learning rate within 10%",
+                    "400 steps at lr 0.03"))
 
 
 STUDIES = {
     "dev": Study(Path("results/proxy-benchmark-budget"), Path("results/proxy-benchmark"), "development pool",
                  draws_1200=8, against_400=("whole-1epoch-s2", "whole-1epoch-s0", "entropy-pc100"),
                  against_1200=("whole-3epoch-s2", "entropy-pc100-e150"),
-                 reused_proxies={"entropy-pc100-e150": "entropy-pc100"}, draws_cheap=8, cheap_question=5),
+                 reused_proxies={"entropy-pc100-e150": "entropy-pc100"}, variants=study_variants(8, first=5)),
     "comp": Study(Path("results/proxy-benchmark-budget-comp"), Path("results/proxy-benchmark-comp"),
                   "competitive pool", draws_1200=6, against_400=("whole-1epoch-s2",),
-                  against_1200=("whole-3epoch-s2",), draws_cheap=6, cheap_question=4),
+                  against_1200=("whole-3epoch-s2",), variants=study_variants(6, first=4)),
 }
 
 
@@ -144,12 +161,12 @@ def steps_of(jobs: pd.DataFrame, trains: dict, names) -> list[int]:
 
 
 def budgets(study: Study, jobs: pd.DataFrame) -> list[tuple[list[str], list[str]]]:
-    """Per budget (400 steps, 1,200 steps, about 1,200 steps of batch 32): its finished random draws and the
-    finished sets read against them."""
+    """Per budget (400 steps, 1,200 steps, then each variant's): its finished random draws and the finished sets
+    read against them."""
     present = set(jobs["training_set"])
     return [([d for d in draws if d in present], [a for a in against if a in present])
             for draws, against in ((study.names_400, study.against_400), (study.names_1200, study.against_1200),
-                                   (study.names_cheap, ()))]
+                                   *((v.names, ()) for v in study.variants))]
 
 
 def one_sided_p(change: pd.Series) -> float:
@@ -227,25 +244,26 @@ def verdicts(study: Study, jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.D
     return lines
 
 
-def cheap_verdict(study: Study, cheap: pd.DataFrame, versus_1200: pd.DataFrame, cost: float,
-                  hi_400: float) -> str:
-    """PLAN.md's cheap-steps rule on Kendall over all candidates: ``cheap`` pairs each draw at 400 steps with
-    itself at batch 32, ``versus_1200`` with itself at 1,200 steps of batch 128 (descriptive); ``cost`` is the
-    batch-32 draws' median cost as a fraction of the whole-set search; ``hi_400`` rule 2's bar."""
-    head = f"{study.cheap_question}. **Cheaper steps within 10%.**"
-    if len(cheap) < study.draws_cheap:
-        return (f"{head} Pending: {len(cheap)} of {study.draws_cheap} draws at batch 32 have finished; PLAN.md's "
+def variant_verdict(variant: Variant, paired: pd.DataFrame, versus_1200: pd.DataFrame, cost: float,
+                    hi_400: float) -> str:
+    """PLAN.md's rule for a variant, on Kendall over all candidates: ``paired`` pairs each draw at 400 steps with
+    itself trained the variant's way, ``versus_1200`` with itself at 1,200 steps (descriptive); ``cost`` is the
+    variant's median cost as a fraction of the whole-set search; ``hi_400`` rule 2's bar."""
+    head = f"{variant.question}. **{variant.title}.**"
+    if len(paired) < variant.draws:
+        return (f"{head} Pending: {len(paired)} of {variant.draws} draws at {variant.label} have finished; PLAN.md's "
                 "rule is applied once all have.")
-    change = cheap["kendall_all_change"]
+    change = paired["kendall_all_change"]
     p = one_sided_p(change)
-    median = float(cheap["kendall_all_after"].median())
+    median = float(paired["kendall_all_after"].median())
     keeps = median > hi_400 and p < 0.05 and cost <= 0.10
-    text = (f"{head} The {len(cheap)} draws at batch 32 have median Kendall {median:.3f}, against a 400-step 95th "
-            f"percentile of {hi_400:.3f}. Paired with themselves at 400 steps, their median change is "
+    text = (f"{head} The {len(paired)} draws at {variant.label} have median Kendall {median:.3f}, against a 400-step "
+            f"95th percentile of {hi_400:.3f}. Paired with themselves at 400 steps, their median change is "
             f"{change.median():+.3f} ({int((change > 0).sum())} up, {int((change < 0).sum())} down; one-sided p "
-            f"{p:.3f}). Their median cost is {cost:.1%} of the whole-set search. So cheaper steps "
-            + ("**keep the gain within 10%**." if keeps else "**do not** keep the gain within 10% by PLAN.md's rule."))
-    if len(versus_1200) == len(cheap):
+            f"{p:.3f}). Their median cost is {cost:.1%} of the whole-set search. So it "
+            + ("**keeps the gain within 10%**." if keeps
+               else "**does not** keep the gain within 10% by PLAN.md's rule."))
+    if len(versus_1200) == len(paired):
         c = versus_1200["kendall_all_change"].round(9)
         p2 = stats.wilcoxon(c, method=stats.PermutationMethod()).pvalue if (c != 0).any() else 1.0
         text += (f" Beside it, with no rule: against the same draws at 1,200 steps of batch 128, the median change "
@@ -257,20 +275,20 @@ LABELS = [("kendall_all", "Kendall (all)", ".3f"), ("ndcg_top{k}", "NDCG@{k} (to
           ("regret", "regret (points)", ".2f")]
 
 
-def paired_markdown(study: Study, paired: pd.DataFrame, cheap: pd.DataFrame) -> list[str]:
-    """Each draw's Kendall at every budget it has finished, once all of a budget's draws have."""
-    rows = paired.set_index("before") if len(paired) == study.draws_1200 else None
-    cheap = cheap.set_index("before") if study.draws_cheap and len(cheap) == study.draws_cheap else None
-    if rows is None and cheap is None:
+def paired_markdown(study: Study, paired: pd.DataFrame, by_variant: list[pd.DataFrame]) -> list[str]:
+    """Each draw's Kendall at every budget whose draws have all finished."""
+    frames = [(label, frame.set_index("before")) for label, frame, n in
+              (("1,200 steps", paired, study.draws_1200),
+               *((v.label, f, v.draws) for v, f in zip(study.variants, by_variant))) if n and len(frame) == n]
+    if not frames:
         return [f"Shown once all {study.draws_1200} draws at 1,200 steps have finished ({len(paired)} so far)."]
-    names = (rows if rows is not None else cheap).index
+    names = [n for n in study.names_400 if all(n in f.index for _, f in frames)]
     head = ["400 steps", "Kendall at 400"]
-    columns = [names, [f"{(rows if rows is not None else cheap).loc[n, 'kendall_all_before']:.3f}" for n in names]]
-    for label, frame in (("1,200 steps", rows), ("1,216 steps of batch 32", cheap)):
-        if frame is not None:
-            head += [f"Kendall at {label}", "change"]
-            columns += [[f"{frame.loc[n, 'kendall_all_after']:.3f}" for n in names],
-                        [f"{frame.loc[n, 'kendall_all_change']:+.3f}" for n in names]]
+    columns = [names, [f"{frames[0][1].loc[n, 'kendall_all_before']:.3f}" for n in names]]
+    for label, frame in frames:
+        head += [f"Kendall at {label}", "change"]
+        columns += [[f"{frame.loc[n, 'kendall_all_after']:.3f}" for n in names],
+                    [f"{frame.loc[n, 'kendall_all_change']:+.3f}" for n in names]]
     return markdown_table(head, [list(r) for r in zip(*columns)])
 
 
@@ -290,12 +308,16 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     def pairs(before, after):
         return [(b, a) for b, a in zip(before, after) if a in present and b in present]
 
-    same_images(study, pairs(study.names_400, study.names_1200) + pairs(study.names_400, study.names_cheap))
-    paired, cheap, versus_1200 = (
-        paired_draws(jobs, done, k=k) if done else pd.DataFrame(columns=["before", "after"])
-        for done in (pairs(study.names_400, study.names_1200), pairs(study.names_400, study.names_cheap),
-                     pairs(study.names_1200, study.names_cheap)))
-    pd.concat([paired, cheap, versus_1200], ignore_index=True).to_csv(directory / "paired.csv", index=False)
+    same_images(study, [pair for names in [study.names_1200, *(v.names for v in study.variants)]
+                        for pair in pairs(study.names_400, names)])
+
+    def paired_of(done):
+        return paired_draws(jobs, done, k=k) if done else pd.DataFrame(columns=["before", "after"])
+
+    paired = paired_of(pairs(study.names_400, study.names_1200))
+    by_variant = [paired_of(pairs(study.names_400, v.names)) for v in study.variants]
+    versus_1200 = [paired_of(pairs(study.names_1200, v.names)) for v in study.variants]
+    pd.concat([paired, *by_variant, *versus_1200], ignore_index=True).to_csv(directory / "paired.csv", index=False)
     drawn = [d for draws, _ in by_budget for d in draws]
     metrics = draw_metrics(jobs, drawn, k=k) if drawn else pd.DataFrame()
     # per budget, each metric's median and 5-95% band over its draws (None for a budget without draws)
@@ -314,8 +336,9 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     draw_steps = dict(zip(drawn, steps_of(jobs, trains, drawn)))
     for (draws, _), spread in zip(by_budget, spreads):
         if draws:
-            rows.append([f"random 100 per class, batch {trains[draws[0]].batch_size} ({len(draws)} draws): median "
-                         "[5%, 95%]", draw_steps[draws[0]], f"{cost.reindex(draws).median():.1%}",
+            train = trains[draws[0]]
+            rows.append([f"random 100 per class, batch {train.batch_size}, lr {train.lr:g} ({len(draws)} draws): "
+                         "median [5%, 95%]", draw_steps[draws[0]], f"{cost.reindex(draws).median():.1%}",
                          *(f"{spread[m]['draw_median']:{f}} [{spread[m]['band_lo']:{f}}, {spread[m]['band_hi']:{f}}]"
                            for m, _, f in labels)])
     whole_steps = trains["whole"].steps(int(jobs.loc[jobs["training_set"] == "whole", "images"].iloc[0]))
@@ -334,9 +357,8 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
                 x=("cost", "cost: fraction of the whole-set search"), x_percent=True,
                 x_goal=(0.10, "the issue's cost goal (10%)"))
     verdict = verdicts(study, jobs, table, paired, hi_400)
-    if study.draws_cheap:
-        verdict.append(cheap_verdict(study, cheap, versus_1200, float(cost.reindex(by_budget[2][0]).median()),
-                                     hi_400))
+    verdict += [variant_verdict(v, p, p_1200, float(cost.reindex(v.names).median()), hi_400)
+                for v, p, p_1200 in zip(study.variants, by_variant, versus_1200)]
     return ["Plan, predictions and decision rules, fixed before the data: [PLAN.md](PLAN.md). Config: "
             f"[config.yaml](config.yaml). The whole set's 10-epoch jobs (the ground truth) and the 400-step proxies "
             f"are the {study.pool}'s ([../{study.source.name}/](../{study.source.name}/README.md)).", "",
@@ -351,7 +373,7 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
             *markdown_table(["training set", "SGD steps", "cost", *(label for _, label, _ in labels)], rows), "",
             "![budget](budget.png)", "",
             "## Each random draw at every budget (the same images)", "",
-            *paired_markdown(study, paired, cheap), ""]
+            *paired_markdown(study, paired, by_variant), ""]
 
 
 def main() -> None:
@@ -364,7 +386,7 @@ def main() -> None:
     start = time.perf_counter()
     study = STUDIES[args.study]
     config = PipelineConfig.load(study.directory / "config.yaml")
-    for prefix, names in ((study.random_1200, study.names_1200), (study.random_cheap, study.names_cheap)):
+    for prefix, names in ((study.random_1200, study.names_1200), *((v.prefix, v.names) for v in study.variants)):
         drawn = [n for e in config.proxies.entries() if e.name == prefix for n in e.names()]
         if drawn != names:
             ap.error(f"{study.directory}/config.yaml draws {drawn} as {prefix}, but the study pairs {names}")

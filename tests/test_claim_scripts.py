@@ -319,8 +319,8 @@ def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, mo
         study, dev, "tiny pool", draws_1200=3, draws_400=3,
         against_400=("whole-1epoch-s2", "whole-1epoch-s0", "herding-pc2"),
         against_1200=("whole-3epoch-s2", "herding-pc2-e6"), reused_proxies={"herding-pc2-e6": "herding-pc2"},
-        random_400="random-pc2", random_1200="random-pc2-e6", draws_cheap=3, random_cheap="random-pc2-b4",
-        cheap_question=5))
+        random_400="random-pc2", random_1200="random-pc2-e6",
+        variants=(budget_study.Variant("random-pc2-b4", 3, 5, "Cheaper steps within 10%", "5 steps of batch 4"),)))
     budget_study.main()
     assert not (study / "scoring.pt").exists()  # the herding proxy was reused, not selected again
     theirs, ours = load_jobs(dev), load_jobs(study)
@@ -346,12 +346,12 @@ def test_budget_study_reuses_the_ground_truth_and_applies_its_rules(tmp_path, mo
     assert f"400-step 95th percentile of {h['band_hi']:.3f}" in readme  # rule 2's bar: the 400-step draws'
     assert readme.count("\n1. **") == readme.count("\n2. **") == readme.count("\n3. **") == 1
     # the cheap draws: 20 images in batches of 4 for one epoch, their own batch size and steps in the table
-    assert "| random 100 per class, batch 4 (3 draws): median [5%, 95%] | 5 |" in readme
+    assert "| random 100 per class, batch 4, lr 0.01 (3 draws): median [5%, 95%] | 5 |" in readme
     cheap = paired[paired.before.str.startswith("random-pc2-d") & paired.after.str.startswith("random-pc2-b4")]
     assert len(cheap) == 3 and readme.count("\n5. **Cheaper steps within 10%.**") == 1
     p = stats.wilcoxon(cheap["kendall_all_change"].round(9), alternative="greater",
                        method=stats.PermutationMethod()).pvalue if cheap["kendall_all_change"].any() else 1.0
-    assert f"one-sided p {p:.3f})" in readme and "**do not** keep the gain" in readme  # 3 pairs: p >= 1/8
+    assert f"one-sided p {p:.3f})" in readme and "**does not** keep the gain" in readme  # 3 pairs: p >= 1/8
     assert (study / "budget.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="cannot be paired"):  # different images are refused as a pair
         budget_study.same_images(budget_study.STUDIES["dev"], [("random-pc2-d0", "random-pc2-e6-d1")])
@@ -382,22 +382,22 @@ def test_budget_study_rules_flip_at_their_thresholds(side):
 
 @pytest.mark.parametrize("median, down, cost, keeps", [
     (0.58, 0, 0.099, True), (0.578, 0, 0.099, False), (0.58, 0, 0.101, False), (0.58, 3, 0.099, False)])
-def test_budget_study_cheap_rule_needs_all_three(median, down, cost, keeps):
-    """PLAN.md's cheap-steps rule: the batch-32 draws' median above the 400-step bar (0.579), the paired
+def test_budget_study_variant_rule_needs_all_three(median, down, cost, keeps):
+    """PLAN.md's rule for a variant (batch 32, say): its draws' median above the 400-step bar (0.579), the paired
     one-sided p below 0.05 (6 up: 1/64; the 3 smallest down: 14/64) and a median cost of at most 10%."""
     import budget_study
 
-    study = budget_study.STUDIES["comp"]
-    assert study.draws_cheap == 6 and study.names_cheap[-1] == "random-pc100-b32-d5"
+    cheap, lr = budget_study.STUDIES["comp"].variants
+    assert (cheap.question, lr.question) == (4, 5) and cheap.names[-1] == "random-pc100-b32-d5" and lr.draws == 6
     change = pd.Series([-0.01 * r if r <= down else 0.01 * r for r in range(1, 7)])
-    cheap = pd.DataFrame({"kendall_all_after": [median] * 6, "kendall_all_change": change})
+    paired = pd.DataFrame({"kendall_all_after": [median] * 6, "kendall_all_change": change})
     versus = pd.DataFrame({"kendall_all_change": [-0.02, -0.01, 0.0, 0.01, 0.03, 0.04]})
-    text = budget_study.cheap_verdict(study, cheap, versus, cost, hi_400=0.579)
-    assert text.startswith("4. **Cheaper steps within 10%.**")
-    assert ("**keep the gain within 10%**" in text) == keeps and ("**do not**" in text) == (not keeps)
+    text = budget_study.variant_verdict(cheap, paired, versus, cost, hi_400=0.579)
+    assert text.startswith("4. **Cheaper steps within 10%.** The 6 draws at 1,216 steps of batch 32 have")
+    assert ("**keeps the gain within 10%**" in text) == keeps and ("**does not**" in text) == (not keeps)
     assert f"({6 - down} up, {down} down; one-sided p {1 / 64 if not down else 14 / 64:.3f})" in text
     assert "median change is +0.005 (3 up, 2 down" in text  # the descriptive comparison, one tie left out
-    assert "Pending: 5 of 6" in budget_study.cheap_verdict(study, cheap.iloc[:5], versus, cost, hi_400=0.579)
+    assert "Pending: 5 of 6" in budget_study.variant_verdict(lr, paired.iloc[:5], versus, cost, hi_400=0.579)
 
 
 @pytest.mark.parametrize("down_rank, helps", [(2, True), (3, False)])
