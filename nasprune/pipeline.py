@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -54,23 +55,24 @@ class ProxySpec:
     epochs, and the influence method's settings (``influence``: how S is computed; ``objective``: what is
     optimised over it).
 
-    ``per_class`` None is ``proxies.per_class``; ``epochs`` None trains it with ``search.proxy_train.epochs``
-    (set it to give every proxy size the same number of optimiser steps, say); ``batch_size`` and ``lr`` None
-    likewise train it with ``search.proxy_train``'s. ``draws`` N > 1 makes N sets of a stochastic method, ``<name>-d0`` ..
-    ``<name>-d<N-1>`` with seeds ``seed`` .. ``seed + N - 1``: random as a distribution rather than one draw.
-    ``seed`` seeds the selection; ``train_seeds`` (None: ``search.proxy_seeds``) are the training seeds, e.g. one
-    the whole set's ground truth was not trained with, so that a proxy shares neither initial weights nor batch
-    order with it. In YAML, ``influence`` and
-    ``objective`` list only the settings that differ from ``proxies.influence`` and ``proxies.objective``
-    (which list those that differ from :class:`InfluenceConfig`'s and :class:`ObjectiveConfig`'s defaults);
-    after :meth:`ProxiesConfig.resolved` they hold all of them and seed and per_class are filled in. Configs
-    from before ``objective`` (its settings under ``influence``) still load, with a FutureWarning.
+    ``per_class`` None is ``proxies.per_class``; ``epochs`` None trains it with ``search.proxy_train.epochs`` (set
+    it to give every proxy size the same number of optimiser steps, say); ``batch_size`` and ``lr`` None likewise
+    (:attr:`TRAIN_KEYS`: the settings an entry may override). ``draws`` N > 1 makes N sets of a stochastic method,
+    ``<name>-d0`` .. ``<name>-d<N-1>`` with seeds ``seed`` .. ``seed + N - 1``: random as a distribution rather
+    than one draw. ``seed`` seeds the selection; ``train_seeds`` (None: ``search.proxy_seeds``) are the training
+    seeds, e.g. one the whole set's ground truth was not trained with, so that a proxy shares neither initial
+    weights nor batch order with it. In YAML, ``influence`` and ``objective`` list only the settings that differ
+    from ``proxies.influence`` and ``proxies.objective`` (which list those that differ from
+    :class:`InfluenceConfig`'s and :class:`ObjectiveConfig`'s defaults); after :meth:`ProxiesConfig.resolved` they
+    hold all of them and seed and per_class are filled in. Configs from before ``objective`` (its settings under
+    ``influence``) still load, with a FutureWarning.
     ``scoring`` lists the settings of its scoring run that differ from the run's ``scoring``
     (:meth:`PipelineConfig.scoring_of`); to select with a cheaper network, say:
     ``{spec: w16-d3-relu-instancenorm-avgpooling, train: {epochs: 2}}``.
     """
 
     MOVED: ClassVar[dict[str, str]] = ONE_SECTION_KEYS
+    TRAIN_KEYS: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "lr")  # overrides of search.proxy_train
 
     name: str
     method: str
@@ -95,8 +97,8 @@ class ProxySpec:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"must be an int >= 1, got {value!r}", key)
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"must be a number > 0, got {self.lr!r}", "lr")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"must be a finite number > 0, got {self.lr!r}", "lr")
         if self.train_seeds is not None:
             check_seeds(self.train_seeds, "train_seeds")
 
@@ -300,7 +302,7 @@ class PipelineConfig:
         sets = {"whole": TrainingSet(None, self.search.whole_train)}
         seeds = None if self.search.proxy_seeds is None else list(self.search.proxy_seeds)
         for s in self.proxies.resolved():
-            own_train = {k: getattr(s, k) for k in ("epochs", "batch_size", "lr") if getattr(s, k) is not None}
+            own_train = {k: getattr(s, k) for k in s.TRAIN_KEYS if getattr(s, k) is not None}
             train = dataclasses.replace(self.search.proxy_train, **own_train)
             own = seeds if s.train_seeds is None else list(s.train_seeds)
             sets[s.name] = TrainingSet(f"proxies/{s.name}.json", train, own)

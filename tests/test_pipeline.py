@@ -127,8 +127,9 @@ def test_random_proxies_need_no_scoring_run(tmp_path):
 
 
 def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
-    """A proxy entry sets its own size, epochs and batch size; ``draws`` expands into seeded draws; proxies train with
-    ``search.proxy_seeds`` while the whole set keeps ``search.seeds``, and an entry's ``train_seeds`` its own."""
+    """A proxy entry sets its own size, epochs, batch size and lr; ``draws`` expands into seeded draws; proxies
+    train with ``search.proxy_seeds`` while the whole set keeps ``search.seeds``, and an entry's ``train_seeds``
+    its own."""
     doc = {**TINY, "proxies": {"per_class": 10, "seed": 5, "sets": [
                {"name": "r", "method": "random", "draws": 3},
                {"name": "small", "method": "random", "per_class": 2, "epochs": 4, "batch_size": 3, "lr": 0.2,
@@ -167,7 +168,8 @@ def test_size_sweep_with_random_draws_and_per_set_seeds(tmp_path):
     ({"name": "r", "method": "random", "per_class": 0}, "per_class: must be an int >= 1"),
     ({"name": "r", "method": "random", "epochs": "ten"}, "epochs: expected"),
     ({"name": "r", "method": "random", "batch_size": 0}, "batch_size: must be an int >= 1"),
-    ({"name": "r", "method": "random", "lr": 0}, r"sets\[0\]\.lr: must be a number > 0"),
+    ({"name": "r", "method": "random", "lr": 0}, r"sets\[0\]\.lr: must be a finite number > 0"),
+    ({"name": "r", "method": "random", "lr": float("inf")}, "lr: must be a finite number > 0"),
     ({"name": "r", "method": "random", "lr": "fast"}, "lr: expected a number"),
     ({"name": "r", "method": "random", "train_seeds": [2, 2]}, r"sets\[0\]\.train_seeds: must be distinct"),
 ])
