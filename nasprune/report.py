@@ -645,16 +645,20 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
     return _save(fig, path, handles, columns=5)
 
 
+_BUDGET_COLOURS = ("0.55", "0.2", "tab:purple", "tab:olive", "tab:cyan", "tab:brown")  # plot_budget's draws
+
+
 def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence[tuple[str, str]], *,
                 ceiling: Mapping | None = None, title: str = "", x: tuple[str, str] = ("steps", "SGD steps"),
                 x_percent: bool = False, x_goal: tuple[float, str] | None = None) -> Path:
     """One panel per ``(metric, label)``: proxies' value against the column ``x[0]`` (axis label ``x[1]``; a
     fraction shown as a percentage with ``x_percent``), SGD steps or cost, say.
 
-    ``points`` has one row per training set: ``label``, ``budget`` (which of the random draws' budgets a draw
-    belongs to), ``pair`` (a random draw's index, NaN for any other set), the ``x`` column and one column per
-    metric. Draws are grey dots, a draw trained at several budgets joined by a thin line, their median per
-    budget a grey bar; other sets are coloured markers, one per label. ``ceiling`` is
+    ``points`` has one row per training set: ``label``, ``budget`` (the name of a random draw's budget, NaN for
+    any other set), ``pair`` (a random draw's index, NaN for any other set), the ``x`` column and one column per
+    metric. Draws are dots coloured by budget (shades of grey and muted colours), a draw trained at several
+    budgets joined by a thin grey line, their median per budget a bar of the same colour; other sets are
+    coloured markers, one per label. ``ceiling`` is
     :func:`nasprune.metrics.noise_ceiling`, a dashed line; ``x_goal`` (value, label) a dotted vertical line,
     such as a cost goal."""
     plt = _pyplot()
@@ -669,11 +673,12 @@ def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence
         for _, pair in draws.groupby("pair"):
             pair = pair.sort_values(column)
             ax.plot(pair[column], pair[metric], color="0.75", lw=0.7, zorder=1)
-        handles["random draws (a line joins one draw's images)"] = ax.scatter(
-            draws[column], draws[metric], s=14, color="0.55", zorder=2)
-        median = draws.groupby("budget")[[column, metric]].median()
-        handles["random: median draw per budget"] = ax.scatter(median[column], median[metric], marker="_", s=500,
-                                                               lw=3, color="0.3", zorder=3)
+        for j, (budget, group) in enumerate(draws.groupby("budget", sort=False)):
+            colour = _BUDGET_COLOURS[j % len(_BUDGET_COLOURS)]
+            handles[f"random draws, {budget}: each and median"] = ax.scatter(
+                group[column], group[metric], s=14, color=colour, alpha=0.8, zorder=2)
+            ax.scatter(group[column].median(), group[metric].median(), marker="_", s=500, lw=3, color=colour,
+                       zorder=3)
         for j, (name, row) in enumerate(sets.groupby("label", sort=False)):
             handles[name] = ax.scatter(row[column], row[metric], s=46, color=f"C{j + 1}", zorder=4,
                                        marker="osD^v<>"[j % 7], edgecolor="k", lw=0.5)
@@ -688,8 +693,9 @@ def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence
         ax.set_xlabel(x_label)
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{title + chr(10) if title else ''}ranking quality against the training budget", fontsize=11)
-    return _save(fig, path, handles, columns=3)
+    fig.suptitle(f"{title + chr(10) if title else ''}ranking quality against {x_label.split(':')[0]}", fontsize=11)
+    handles["a grey line joins one draw's images"] = plt.Line2D([], [], color="0.75", lw=0.7)
+    return _save(fig, path, handles, columns=2)
 
 
 def size_sweep_markdown(sweep: pd.DataFrame, metrics: Sequence[tuple[str, str, str]]) -> list[str]:

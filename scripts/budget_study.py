@@ -6,7 +6,8 @@ rules in its PLAN.md, fixed before its data:
                                                 ground truth does not share
     comp   results/proxy-benchmark-budget-comp/  the competitive pool (24 candidates, held out): the replication
 
-Both also ask whether a variant of the 400-step training keeps that gain within 10% of the whole-set search:
+Both also ask whether a variant of the 400-step training keeps the 1,200-step gain within 10% of the whole-set
+search:
 the same draws trained about 1,200 steps of batch 32 (on a CPU a step costs about a quarter as much), or 400
 steps at three times the learning rate (as far along the learning-rate schedule as 1,200 steps at the first).
 
@@ -18,7 +19,8 @@ the proxy files it reuses. It then writes from the finished jobs alone:
                     400-step sets it compares with
     budget.csv      per training set: SGD steps, each metric against the ground truth, percentile among the
                     random draws of its budget, cost against the whole-set search
-    paired.csv      each random draw at 400 steps against itself at each other budget (the same images, checked)
+    paired.csv      each random draw against itself at another budget (the same images, checked): 400 steps
+                    against 1,200 and against each variant, and 1,200 steps against each variant (``comparison``)
     budget.png      Kendall and the top-quartile measure against cost
     README.md       the tables, PLAN.md's rules applied, provenance
 
@@ -78,7 +80,6 @@ class Study:
     @property
     def names_1200(self) -> list[str]:
         return [f"{self.random_1200}-d{d}" for d in range(self.draws_1200)]
-
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,10 @@ def same_images(study: Study, pairs) -> None:
             raise SystemExit(f"{after} does not hold the images of {study.source}'s {before}: they cannot be paired")
 
 
-def train_configs(study: Study) -> dict:
-    """Each training set's :class:`~nasprune.train.TrainConfig`, the study's own over the source pool's."""
-    sets = {**Experiment.load(study.source).training_sets, **Experiment.load(study.directory).training_sets}
+def train_configs(study: Study, config: PipelineConfig) -> dict:
+    """Each training set's :class:`~nasprune.train.TrainConfig`: the study's own (its config) over the source
+    pool's (its experiment.json)."""
+    sets = {**Experiment.load(study.source).training_sets, **config.experiment().training_sets}
     return {name: s.train for name, s in sets.items()}
 
 
@@ -169,17 +171,28 @@ def budgets(study: Study, jobs: pd.DataFrame) -> list[tuple[list[str], list[str]
                                    *((v.names, ()) for v in study.variants))]
 
 
-def one_sided_p(change: pd.Series) -> float:
-    """Wilcoxon signed-rank p that the paired changes are above zero, exact over all 2^n sign flips (which
-    handles tied changes); equal changes tie exactly, not up to float noise."""
-    change = change.round(9)
-    return (stats.wilcoxon(change, alternative="greater", method=stats.PermutationMethod()).pvalue
+def signed_rank_p(change: pd.Series, alternative: str = "greater") -> float:
+    """Wilcoxon signed-rank p of the paired changes (``alternative``: "greater" that they are above zero, or
+    "two-sided"), exact over all 2^n sign flips (which handles tied changes); ``change`` rounded to 9 decimals,
+    so that equal changes tie exactly, not up to float noise (:func:`rounded`)."""
+    change = rounded(change)
+    return (stats.wilcoxon(change, alternative=alternative, method=stats.PermutationMethod(n_resamples=np.inf)).pvalue
             if (change != 0).any() else 1.0)
 
 
-def budget_rows(by_budget, jobs: pd.DataFrame, trains: dict, k: int, n_boot: int) -> pd.DataFrame:
+def rounded(change: pd.Series) -> pd.Series:
+    return change.round(9)
+
+
+def ups_and_downs(change: pd.Series) -> str:
+    change = rounded(change)
+    return f"{int((change > 0).sum())} up, {int((change < 0).sum())} down"
+
+
+def budget_rows(by_budget, jobs: pd.DataFrame, trains: dict, cost: pd.Series, k: int, n_boot: int) -> pd.DataFrame:
     """Per set, against the random draws of its budget (``by_budget``: :func:`budgets`;
-    :func:`nasprune.metrics.random_null`), with its SGD steps and its cost as a fraction of the whole-set search."""
+    :func:`nasprune.metrics.random_null`), with its SGD steps and its cost as a fraction of the whole-set search
+    (``cost``: :func:`nasprune.benchmark.costs`' ``fraction_of_whole``)."""
     frames = []
     for draws, against in by_budget:
         if draws and against:
@@ -188,7 +201,7 @@ def budget_rows(by_budget, jobs: pd.DataFrame, trains: dict, k: int, n_boot: int
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["proxy", "metric", "value"])
     if len(table):
         table["steps"] = steps_of(jobs, trains, table["proxy"])
-        table["fraction_of_whole"] = table["proxy"].map(costs(jobs)["fraction_of_whole"])
+        table["fraction_of_whole"] = table["proxy"].map(cost)
     return table
 
 
@@ -217,13 +230,13 @@ def verdicts(study: Study, jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.D
                      "at 1,200 steps have finished; PLAN.md's rule is applied once all have.")
     else:
         change = paired["kendall_all_change"]
-        p = one_sided_p(change)
+        p = signed_rank_p(change)
         median_1200 = float(paired["kendall_all_after"].median())
         helps = median_1200 > hi_400 and p < 0.05
         lines.append(f"2. **More steps for a random proxy.** The {len(paired)} draws at 1,200 steps have median "
                      f"Kendall {median_1200:.3f}, against a 400-step 95th percentile of {hi_400:.3f}. Paired with "
                      f"themselves at 400 steps, their median change is {change.median():+.3f} "
-                     f"({int((change > 0).sum())} up, {int((change < 0).sum())} down), and the one-sided Wilcoxon "
+                     f"({ups_and_downs(change)}), and the one-sided Wilcoxon "
                      f"signed-rank p (exact over all sign flips) is {p:.3f}: more "
                      + ("steps **help**." if helps else "steps **do not help** by PLAN.md's rule."))
     present = set(jobs["training_set"])
@@ -236,7 +249,13 @@ def verdicts(study: Study, jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.D
                      f"band [{w3['band_lo']:.3f}, {w3['band_hi']:.3f}]), so "
                      + ("there **is** room: it beats every draw." if room
                         else "there is **no** room by PLAN.md's rule: a draw matches it."))
-    for name in (n for n in study.reused_proxies if n in kendall.index):
+    elif "whole-3epoch-s2" in study.against_1200:  # a line either way, so that the list keeps PLAN.md's numbers
+        lines.append("3. **Room for image choice at about 1,200 steps.** Pending: whole-3epoch-s2 and all "
+                     f"{study.draws_1200} draws at 1,200 steps have not finished.")
+    for name in study.reused_proxies:
+        if name not in kendall.index:
+            lines.append(f"4. **Selection at 1,200 steps (descriptive).** Pending: {name} has not finished.")
+            continue
         e = kendall.loc[name]
         lines.append(f"4. **Selection at 1,200 steps (descriptive).** {name} {e['value']:.3f}, percentile "
                      f"{e['percentile']:.0f} among {int(e['draws'])} draws. No claim either way: that would need 20 "
@@ -245,29 +264,37 @@ def verdicts(study: Study, jobs: pd.DataFrame, table: pd.DataFrame, paired: pd.D
 
 
 def variant_verdict(variant: Variant, paired: pd.DataFrame, versus_1200: pd.DataFrame, cost: float,
-                    hi_400: float) -> str:
+                    hi_400: float, diverged: int = 0) -> str:
     """PLAN.md's rule for a variant, on Kendall over all candidates: ``paired`` pairs each draw at 400 steps with
     itself trained the variant's way, ``versus_1200`` with itself at 1,200 steps (descriptive); ``cost`` is the
-    variant's median cost as a fraction of the whole-set search; ``hi_400`` rule 2's bar."""
+    variant's median cost as a fraction of the whole-set search; ``hi_400`` rule 2's bar; ``diverged`` how many
+    of the variant's jobs diverged (reported, not judged)."""
     head = f"{variant.question}. **{variant.title}.**"
     if len(paired) < variant.draws:
         return (f"{head} Pending: {len(paired)} of {variant.draws} draws at {variant.label} have finished; PLAN.md's "
                 "rule is applied once all have.")
-    change = paired["kendall_all_change"]
-    p = one_sided_p(change)
-    median = float(paired["kendall_all_after"].median())
-    keeps = median > hi_400 and p < 0.05 and cost <= 0.10
+    after, change = paired["kendall_all_after"], paired["kendall_all_change"]
+    missing = [what for what, bad in (("the 400-step bar", not np.isfinite(hi_400)),
+                                      ("the cost", not np.isfinite(cost)),
+                                      ("a draw's Kendall", bool(after.isna().any() or change.isna().any()))) if bad]
+    if missing:
+        return f"{head} Cannot be applied: {' and '.join(missing)} is not a number."
+    p = signed_rank_p(change)
+    median = float(after.median())
+    a, b, c = median > hi_400, p < 0.05, cost <= 0.10
     text = (f"{head} The {len(paired)} draws at {variant.label} have median Kendall {median:.3f}, against a 400-step "
-            f"95th percentile of {hi_400:.3f}. Paired with themselves at 400 steps, their median change is "
-            f"{change.median():+.3f} ({int((change > 0).sum())} up, {int((change < 0).sum())} down; one-sided p "
-            f"{p:.3f}). Their median cost is {cost:.1%} of the whole-set search. So it "
-            + ("**keeps the gain within 10%**." if keeps
+            f"95th percentile of {hi_400:.3f} (a: {'passes' if a else 'fails'}). Paired with themselves at 400 steps, "
+            f"their median change is {change.median():+.3f} ({ups_and_downs(change)}; one-sided p {p:.3f}; b: "
+            f"{'passes' if b else 'fails'}). Their median cost is {cost:.2%} of the whole-set search (c: "
+            f"{'passes' if c else 'fails'}). So it "
+            + ("**keeps the gain within 10%**." if a and b and c
                else "**does not** keep the gain within 10% by PLAN.md's rule."))
+    if diverged:
+        text += f" {diverged} of its jobs diverged."
     if len(versus_1200) == len(paired):
-        c = versus_1200["kendall_all_change"].round(9)
-        p2 = stats.wilcoxon(c, method=stats.PermutationMethod()).pvalue if (c != 0).any() else 1.0
+        c = versus_1200["kendall_all_change"]
         text += (f" Beside it, with no rule: against the same draws at 1,200 steps of batch 128, the median change "
-                 f"is {c.median():+.3f} ({int((c > 0).sum())} up, {int((c < 0).sum())} down; two-sided p {p2:.3f}).")
+                 f"is {c.median():+.3f} ({ups_and_downs(c)}; two-sided p {signed_rank_p(c, 'two-sided'):.3f}).")
     return text
 
 
@@ -276,20 +303,23 @@ LABELS = [("kendall_all", "Kendall (all)", ".3f"), ("ndcg_top{k}", "NDCG@{k} (to
 
 
 def paired_markdown(study: Study, paired: pd.DataFrame, by_variant: list[pd.DataFrame]) -> list[str]:
-    """Each draw's Kendall at every budget whose draws have all finished."""
-    frames = [(label, frame.set_index("before")) for label, frame, n in
-              (("1,200 steps", paired, study.draws_1200),
-               *((v.label, f, v.draws) for v, f in zip(study.variants, by_variant))) if n and len(frame) == n]
+    """Each draw's Kendall at 400 steps and at every other budget whose draws have all finished, with the change
+    from 400 steps; a line for each budget still under way."""
+    budgets = [("1,200 steps", paired, study.draws_1200),
+               *((v.label, f, v.draws) for v, f in zip(study.variants, by_variant))]
+    frames = [(label, frame.set_index("before")) for label, frame, n in budgets if n and len(frame) == n]
+    pending = [f"{label}: shown once all {n} draws have finished ({len(frame)} so far)." for label, frame, n in budgets
+               if n and len(frame) < n]
     if not frames:
-        return [f"Shown once all {study.draws_1200} draws at 1,200 steps have finished ({len(paired)} so far)."]
+        return pending
     names = [n for n in study.names_400 if all(n in f.index for _, f in frames)]
     head = ["400 steps", "Kendall at 400"]
     columns = [names, [f"{frames[0][1].loc[n, 'kendall_all_before']:.3f}" for n in names]]
     for label, frame in frames:
-        head += [f"Kendall at {label}", "change"]
+        head += [f"Kendall at {label}", "change from 400"]
         columns += [[f"{frame.loc[n, 'kendall_all_after']:.3f}" for n in names],
                     [f"{frame.loc[n, 'kendall_all_change']:+.3f}" for n in names]]
-    return markdown_table(head, [list(r) for r in zip(*columns)])
+    return [*markdown_table(head, [list(r) for r in zip(*columns)]), *([""] + pending if pending else [])]
 
 
 def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
@@ -299,9 +329,10 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     jobs.to_csv(directory / "jobs.csv", index=False)
     k = top_quartile_k(jobs.loc[jobs["training_set"] == "whole", "candidate"].nunique())
     labels = [(m.format(k=k), label.format(k=k), f) for m, label, f in LABELS]
-    trains = train_configs(study)
+    trains = train_configs(study, config)
+    cost = costs(jobs)["fraction_of_whole"]
     by_budget = budgets(study, jobs)
-    table = budget_rows(by_budget, jobs, trains, k, n_boot)
+    table = budget_rows(by_budget, jobs, trains, cost, k, n_boot)
     table.to_csv(directory / "budget.csv", index=False)
     present = set(jobs["training_set"])
 
@@ -311,19 +342,21 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     same_images(study, [pair for names in [study.names_1200, *(v.names for v in study.variants)]
                         for pair in pairs(study.names_400, names)])
 
-    def paired_of(done):
-        return paired_draws(jobs, done, k=k) if done else pd.DataFrame(columns=["before", "after"])
+    def paired_of(done, comparison):
+        frame = paired_draws(jobs, done, k=k) if done else pd.DataFrame(columns=["before", "after"])
+        return frame.assign(comparison=comparison)
 
-    paired = paired_of(pairs(study.names_400, study.names_1200))
-    by_variant = [paired_of(pairs(study.names_400, v.names)) for v in study.variants]
-    versus_1200 = [paired_of(pairs(study.names_1200, v.names)) for v in study.variants]
+    paired = paired_of(pairs(study.names_400, study.names_1200), "400 against 1,200 steps")
+    by_variant = [paired_of(pairs(study.names_400, v.names), f"400 steps against {v.label}") for v in study.variants]
+    versus_1200 = [paired_of(pairs(study.names_1200, v.names), f"1,200 steps against {v.label}")
+                   for v in study.variants]
     pd.concat([paired, *by_variant, *versus_1200], ignore_index=True).to_csv(directory / "paired.csv", index=False)
     drawn = [d for draws, _ in by_budget for d in draws]
     metrics = draw_metrics(jobs, drawn, k=k) if drawn else pd.DataFrame()
     # per budget, each metric's median and 5-95% band over its draws (None for a budget without draws)
     spreads = [{m: place_among(metrics.loc[draws, m], float("nan")) for m, _, _ in labels} if draws else None
                for draws, _ in by_budget]
-    hi_400 = spreads[0]["kendall_all"]["band_hi"] if spreads[0] else float("nan")  # rules 2 and 4's bar
+    hi_400 = spreads[0]["kendall_all"]["band_hi"] if spreads[0] else float("nan")  # rule 2's and the variants' bar
     ceiling = noise_ceiling(jobs, k=k, n_boot=n_boot)
     rows = []
     for proxy, group in table.groupby("proxy", sort=False):
@@ -332,7 +365,6 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
         rows.append([proxy, int(first["steps"]), f"{first['fraction_of_whole']:.1%}",
                      *(f"{g.loc[m, 'value']:{f}} [{g.loc[m, 'lo']:{f}}, {g.loc[m, 'hi']:{f}}], "
                        f"{g.loc[m, 'percentile']:.0f}" for m, _, f in labels)])
-    cost = costs(jobs)["fraction_of_whole"]
     draw_steps = dict(zip(drawn, steps_of(jobs, trains, drawn)))
     for (draws, _), spread in zip(by_budget, spreads):
         if draws:
@@ -348,7 +380,9 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     points["label"] = points["name"].str.replace("-e150", "").str.replace("-pc100", " 100/class")
     points["pair"] = np.nan
     draws = metrics.reset_index(names="name")
-    draws["budget"] = [next(j for j, (names, _) in enumerate(by_budget) if d in names) for d in draws["name"]]
+    budget_labels = ["400 steps of batch 128", "1,200 steps of batch 128", *(v.label for v in study.variants)]
+    draws["budget"] = [next(label for label, (names, _) in zip(budget_labels, by_budget) if d in names)
+                       for d in draws["name"]]
     draws["pair"] = [int(d.rsplit("-d", 1)[1]) for d in draws["name"]]
     points = pd.concat([points, draws], ignore_index=True)
     points["cost"] = points["name"].map(cost)
@@ -357,7 +391,9 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
                 x=("cost", "cost: fraction of the whole-set search"), x_percent=True,
                 x_goal=(0.10, "the issue's cost goal (10%)"))
     verdict = verdicts(study, jobs, table, paired, hi_400)
-    verdict += [variant_verdict(v, p, p_1200, float(cost.reindex(v.names).median()), hi_400)
+    diverged = jobs.groupby("training_set")["diverged"].sum()
+    verdict += [variant_verdict(v, p, p_1200, float(cost.reindex(v.names).median()), hi_400,
+                                int(diverged.reindex(v.names).fillna(0).sum()))
                 for v, p, p_1200 in zip(study.variants, by_variant, versus_1200)]
     return ["Plan, predictions and decision rules, fixed before the data: [PLAN.md](PLAN.md). Config: "
             f"[config.yaml](config.yaml). The whole set's 10-epoch jobs (the ground truth) and the 400-step proxies "
