@@ -645,7 +645,8 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
     return _save(fig, path, handles, columns=5)
 
 
-_BUDGET_COLOURS = ("0.55", "0.2", "tab:purple", "tab:olive", "tab:cyan", "tab:brown")  # plot_budget's draws
+# plot_budget's random draws, one per budget: greys and colours outside matplotlib's C0-C9, which the other sets use
+_BUDGET_COLOURS = ("0.6", "0.2", "orchid", "goldenrod", "teal", "sienna")
 
 
 def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence[tuple[str, str]], *,
@@ -656,11 +657,10 @@ def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence
 
     ``points`` has one row per training set: ``label``, ``budget`` (the name of a random draw's budget, NaN for
     any other set), ``pair`` (a random draw's index, NaN for any other set), the ``x`` column and one column per
-    metric. Draws are dots coloured by budget (shades of grey and muted colours), a draw trained at several
-    budgets joined by a thin grey line, their median per budget a bar of the same colour; other sets are
-    coloured markers, one per label. ``ceiling`` is
-    :func:`nasprune.metrics.noise_ceiling`, a dashed line; ``x_goal`` (value, label) a dotted vertical line,
-    such as a cost goal."""
+    metric. Draws are dots coloured by budget, their median per budget a bar of the same colour; a thin grey line
+    joins a draw at the first budget to the same draw at each other budget (the paired comparisons). Other sets
+    are coloured markers, one per label. ``ceiling`` is :func:`nasprune.metrics.noise_ceiling`, a dashed line;
+    ``x_goal`` (value, label) a dotted vertical line, such as a cost goal."""
     plt = _pyplot()
     from matplotlib.ticker import PercentFormatter
 
@@ -669,10 +669,14 @@ def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence
     handles: dict[str, object] = {}
     column, x_label = x
     draws, sets = points[points["pair"].notna()], points[points["pair"].isna()]
+    first = draws["budget"].iloc[0] if len(draws) else None
     for ax, (metric, label) in zip(axes.flat, metrics):
         for _, pair in draws.groupby("pair"):
-            pair = pair.sort_values(column)
-            ax.plot(pair[column], pair[metric], color="0.75", lw=0.7, zorder=1)
+            base = pair[pair["budget"] == first]
+            for _, other in pair[pair["budget"] != first].iterrows() if len(base) else ():
+                handles["a grey line joins a draw to itself at another budget"] = ax.plot(
+                    [base[column].iloc[0], other[column]], [base[metric].iloc[0], other[metric]], color="0.75",
+                    lw=0.7, zorder=1)[0]
         for j, (budget, group) in enumerate(draws.groupby("budget", sort=False)):
             colour = _BUDGET_COLOURS[j % len(_BUDGET_COLOURS)]
             handles[f"random draws, {budget}: each and median"] = ax.scatter(
@@ -687,14 +691,13 @@ def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence
             handles["noise ceiling (whole vs itself)"] = ax.axhline(c, color="C0", ls="--", lw=1.2, zorder=1)
         if x_goal is not None:
             handles[x_goal[1]] = ax.axvline(x_goal[0], color="C3", ls=":", lw=1.4, zorder=1)
-        ax.set_xlim(0, points[column].max() * 1.15)
+        ax.set_xlim(0, max(points[column].max(), x_goal[0] if x_goal else 0) * 1.15)
         if x_percent:
             ax.xaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_xlabel(x_label)
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{title + chr(10) if title else ''}ranking quality against {x_label.split(':')[0]}", fontsize=11)
-    handles["a grey line joins one draw's images"] = plt.Line2D([], [], color="0.75", lw=0.7)
+    fig.suptitle(f"{title + chr(10) if title else ''}ranking quality against {column}", fontsize=11)
     return _save(fig, path, handles, columns=2)
 
 

@@ -7,9 +7,8 @@ rules in its PLAN.md, fixed before its data:
     comp   results/proxy-benchmark-budget-comp/  the competitive pool (24 candidates, held out): the replication
 
 Both also ask whether a variant of the 400-step training keeps the 1,200-step gain within 10% of the whole-set
-search:
-the same draws trained about 1,200 steps of batch 32 (on a CPU a step costs about a quarter as much), or 400
-steps at three times the learning rate (as far along the learning-rate schedule as 1,200 steps at the first).
+search: the same draws trained about 1,200 steps of batch 32 (on a CPU a step costs about a quarter as much), or
+400 steps at lr 0.03 (as far along the learning-rate schedule as 1,200 steps at lr 0.01).
 
 Runs (or resumes) the study's ``config.yaml``. Before its first job, it copies from its source pool (the pool
 whose proxy benchmark it extends) the whole set's finished jobs (the same ground truth, not trained again) and
@@ -278,7 +277,7 @@ def variant_verdict(variant: Variant, paired: pd.DataFrame, versus_1200: pd.Data
                                       ("the cost", not np.isfinite(cost)),
                                       ("a draw's Kendall", bool(after.isna().any() or change.isna().any()))) if bad]
     if missing:
-        return f"{head} Cannot be applied: {' and '.join(missing)} is not a number."
+        return f"{head} Cannot be applied: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a number."
     p = signed_rank_p(change)
     median = float(after.median())
     a, b, c = median > hi_400, p < 0.05, cost <= 0.10
@@ -292,9 +291,10 @@ def variant_verdict(variant: Variant, paired: pd.DataFrame, versus_1200: pd.Data
     if diverged:
         text += f" {diverged} of its jobs diverged."
     if len(versus_1200) == len(paired):
-        c = versus_1200["kendall_all_change"]
+        vs_1200 = versus_1200["kendall_all_change"]
         text += (f" Beside it, with no rule: against the same draws at 1,200 steps of batch 128, the median change "
-                 f"is {c.median():+.3f} ({ups_and_downs(c)}; two-sided p {signed_rank_p(c, 'two-sided'):.3f}).")
+                 f"is {vs_1200.median():+.3f} ({ups_and_downs(vs_1200)}; two-sided p "
+                 f"{signed_rank_p(vs_1200, 'two-sided'):.3f}).")
     return text
 
 
@@ -305,10 +305,10 @@ LABELS = [("kendall_all", "Kendall (all)", ".3f"), ("ndcg_top{k}", "NDCG@{k} (to
 def paired_markdown(study: Study, paired: pd.DataFrame, by_variant: list[pd.DataFrame]) -> list[str]:
     """Each draw's Kendall at 400 steps and at every other budget whose draws have all finished, with the change
     from 400 steps; a line for each budget still under way."""
-    budgets = [("1,200 steps", paired, study.draws_1200),
-               *((v.label, f, v.draws) for v, f in zip(study.variants, by_variant))]
-    frames = [(label, frame.set_index("before")) for label, frame, n in budgets if n and len(frame) == n]
-    pending = [f"{label}: shown once all {n} draws have finished ({len(frame)} so far)." for label, frame, n in budgets
+    others = [("1,200 steps", paired, study.draws_1200),
+              *((v.label, f, v.draws) for v, f in zip(study.variants, by_variant))]
+    frames = [(label, frame.set_index("before")) for label, frame, n in others if n and len(frame) == n]
+    pending = [f"{label}: shown once all {n} draws have finished ({len(frame)} so far)." for label, frame, n in others
                if n and len(frame) < n]
     if not frames:
         return pending
@@ -377,7 +377,7 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     rows.append(["noise ceiling: whole set, seed vs seed", whole_steps, "100%",
                  *(f"{ceiling[m]:{f}}" for m, _, f in labels)])
     points = table.pivot(index="proxy", columns="metric", values="value").reset_index(names="name")
-    points["label"] = points["name"].str.replace("-e150", "").str.replace("-pc100", " 100/class")
+    points["label"] = points["name"].str.replace("-e150", ", 1,200 steps").str.replace("-pc100", " 100/class")
     points["pair"] = np.nan
     draws = metrics.reset_index(names="name")
     budget_labels = ["400 steps of batch 128", "1,200 steps of batch 128", *(v.label for v in study.variants)]
