@@ -161,13 +161,14 @@ def steps_of(jobs: pd.DataFrame, trains: dict, names) -> list[int]:
     return [trains[n].steps(int(images[n])) for n in names]
 
 
-def budgets(study: Study, jobs: pd.DataFrame) -> list[tuple[list[str], list[str]]]:
-    """Per budget (400 steps, 1,200 steps, then each variant's): its finished random draws and the finished sets
-    read against them."""
+def budgets(study: Study, jobs: pd.DataFrame) -> list[tuple[str, list[str], list[str]]]:
+    """Per budget (400 steps, 1,200 steps, then each variant's): its name, its finished random draws and the
+    finished sets read against them."""
     present = set(jobs["training_set"])
-    return [([d for d in draws if d in present], [a for a in against if a in present])
-            for draws, against in ((study.names_400, study.against_400), (study.names_1200, study.against_1200),
-                                   *((v.names, ()) for v in study.variants))]
+    return [(label, [d for d in draws if d in present], [a for a in against if a in present])
+            for label, draws, against in (("400 steps of batch 128", study.names_400, study.against_400),
+                                          ("1,200 steps of batch 128", study.names_1200, study.against_1200),
+                                          *((v.label, v.names, ()) for v in study.variants))]
 
 
 def signed_rank_p(change: pd.Series, alternative: str = "greater") -> float:
@@ -193,7 +194,7 @@ def budget_rows(by_budget, jobs: pd.DataFrame, trains: dict, cost: pd.Series, k:
     :func:`nasprune.metrics.random_null`), with its SGD steps and its cost as a fraction of the whole-set search
     (``cost``: :func:`nasprune.benchmark.costs`' ``fraction_of_whole``)."""
     frames = []
-    for draws, against in by_budget:
+    for _, draws, against in by_budget:
         if draws and against:
             null = random_null(jobs, draws, against, k=k, n_boot=n_boot)
             frames.append(null[null["metric"].isin(["kendall_all", f"ndcg_top{k}", "regret"])])
@@ -339,23 +340,23 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     def pairs(before, after):
         return [(b, a) for b, a in zip(before, after) if a in present and b in present]
 
-    same_images(study, [pair for names in [study.names_1200, *(v.names for v in study.variants)]
-                        for pair in pairs(study.names_400, names)])
-
     def paired_of(done, comparison):
         frame = paired_draws(jobs, done, k=k) if done else pd.DataFrame(columns=["before", "after"])
         return frame.assign(comparison=comparison)
 
-    paired = paired_of(pairs(study.names_400, study.names_1200), "400 against 1,200 steps")
-    by_variant = [paired_of(pairs(study.names_400, v.names), f"400 steps against {v.label}") for v in study.variants]
+    pairs_1200 = pairs(study.names_400, study.names_1200)
+    pairs_variant = [pairs(study.names_400, v.names) for v in study.variants]
+    same_images(study, pairs_1200 + [pair for done in pairs_variant for pair in done])
+    paired = paired_of(pairs_1200, "400 against 1,200 steps")
+    by_variant = [paired_of(done, f"400 steps against {v.label}") for v, done in zip(study.variants, pairs_variant)]
     versus_1200 = [paired_of(pairs(study.names_1200, v.names), f"1,200 steps against {v.label}")
                    for v in study.variants]
     pd.concat([paired, *by_variant, *versus_1200], ignore_index=True).to_csv(directory / "paired.csv", index=False)
-    drawn = [d for draws, _ in by_budget for d in draws]
+    drawn = [d for _, draws, _ in by_budget for d in draws]
     metrics = draw_metrics(jobs, drawn, k=k) if drawn else pd.DataFrame()
     # per budget, each metric's median and 5-95% band over its draws (None for a budget without draws)
     spreads = [{m: place_among(metrics.loc[draws, m], float("nan")) for m, _, _ in labels} if draws else None
-               for draws, _ in by_budget]
+               for _, draws, _ in by_budget]
     hi_400 = spreads[0]["kendall_all"]["band_hi"] if spreads[0] else float("nan")  # rule 2's and the variants' bar
     ceiling = noise_ceiling(jobs, k=k, n_boot=n_boot)
     rows = []
@@ -366,7 +367,7 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
                      *(f"{g.loc[m, 'value']:{f}} [{g.loc[m, 'lo']:{f}}, {g.loc[m, 'hi']:{f}}], "
                        f"{g.loc[m, 'percentile']:.0f}" for m, _, f in labels)])
     draw_steps = dict(zip(drawn, steps_of(jobs, trains, drawn)))
-    for (draws, _), spread in zip(by_budget, spreads):
+    for (_, draws, _), spread in zip(by_budget, spreads):
         if draws:
             train = trains[draws[0]]
             rows.append([f"random 100 per class, batch {train.batch_size}, lr {train.lr:g} ({len(draws)} draws): "
@@ -380,9 +381,7 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
     points["label"] = points["name"].str.replace("-e150", ", 1,200 steps").str.replace("-pc100", " 100/class")
     points["pair"] = np.nan
     draws = metrics.reset_index(names="name")
-    budget_labels = ["400 steps of batch 128", "1,200 steps of batch 128", *(v.label for v in study.variants)]
-    draws["budget"] = [next(label for label, (names, _) in zip(budget_labels, by_budget) if d in names)
-                       for d in draws["name"]]
+    draws["budget"] = draws["name"].map({d: label for label, names, _ in by_budget for d in names})
     draws["pair"] = [int(d.rsplit("-d", 1)[1]) for d in draws["name"]]
     points = pd.concat([points, draws], ignore_index=True)
     points["cost"] = points["name"].map(cost)
@@ -391,9 +390,8 @@ def analyse(study: Study, config: PipelineConfig, n_boot: int) -> list[str]:
                 x=("cost", "cost: fraction of the whole-set search"), x_percent=True,
                 x_goal=(0.10, "the issue's cost goal (10%)"))
     verdict = verdicts(study, jobs, table, paired, hi_400)
-    diverged = jobs.groupby("training_set")["diverged"].sum()
     verdict += [variant_verdict(v, p, p_1200, float(cost.reindex(v.names).median()), hi_400,
-                                int(diverged.reindex(v.names).fillna(0).sum()))
+                                int(jobs.loc[jobs["training_set"].isin(v.names), "diverged"].sum()))
                 for v, p, p_1200 in zip(study.variants, by_variant, versus_1200)]
     return ["Plan, predictions and decision rules, fixed before the data: [PLAN.md](PLAN.md). Config: "
             f"[config.yaml](config.yaml). The whole set's 10-epoch jobs (the ground truth) and the 400-step proxies "
