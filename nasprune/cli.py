@@ -256,11 +256,11 @@ def _add_status(sub, common) -> None:
         sub, common, "status", help="jobs per training set (done, running, failed, waiting) and the time left",
         description="Count the jobs of the experiment in DIR by state, per training set, and estimate the "
                     "time left: each unfinished job (waiting or running) is taken to last as long as the "
-                    "mean wall time of the finished jobs of its training set (of all finished jobs when its "
-                    "set has none yet), and their sum is divided by the number of worker processes running "
-                    "jobs now (a fused group is one worker; with none running: the work left for one). Safe to "
-                    "run while a search runs, on "
-                    "any machine with the same --storage.")
+                    "mean wall time of the finished jobs of its training set; when its set has none yet, its "
+                    "SGD steps times the seconds per step of the finished proxy jobs (or, for the whole set, "
+                    "the mean of all finished jobs). Their sum is divided by the number of worker processes "
+                    "running jobs now (a fused group is one worker; with none running: the work left for one). "
+                    "Safe to run while a search runs, on any machine with the same --storage.")
     _experiment_argument(p)
     _storage_argument(p)
     p.set_defaults(func=_status)
@@ -270,17 +270,15 @@ def _status(args) -> int:
     directory = _experiment_dir(args.experiment, "status")
     if not _searched(directory, args.storage, "status"):
         return 2
-    from nasprune.report import experiment_name, progress
-    from nasprune.runner import Experiment, job_status, load_jobs
+    from nasprune.report import experiment_name
+    from nasprune.runner import job_status
 
     status = job_status(directory, args.storage)
     if status.empty:
         print(f"nasprune status: no search has run in {directory}; start one with "
               f"`nasprune search --experiment {directory}`", file=sys.stderr)
         return 2
-    exp = Experiment.load(directory)
-    planned = {ts: len(exp.candidates) * len(exp.seeds_of(ts)) for ts in exp.training_sets}
-    table = progress(status, load_jobs(directory, args.storage), planned)
+    table = _progress(directory, args.storage, status)
     total = table[["done", "running", "failed", "waiting"]].sum()
     print(f"{experiment_name(directory)} ({directory}): {int(total['done'])} of {int(total.sum())} jobs done, "
           f"{int(total['running'])} running, {int(total['failed'])} failed, {int(total['waiting'])} waiting")
@@ -296,6 +294,18 @@ def _status(args) -> int:
     return 0
 
 
+def _progress(directory: Path, storage: str | None, status):
+    """:func:`nasprune.report.progress` of the experiment in ``directory``, with the jobs it plans (a set added
+    since the last search has no study yet) and each set's SGD steps per job."""
+    from nasprune.report import progress
+    from nasprune.runner import Experiment, load_jobs
+
+    exp = Experiment.load(directory)
+    planned = {ts: len(exp.candidates) * len(exp.seeds_of(ts)) for ts in exp.training_sets}
+    steps = {ts: exp.steps_per_job(ts, directory) for ts in exp.training_sets}
+    return progress(status, load_jobs(directory, storage), planned, steps)
+
+
 def _time_left(table, workers: int, directory: Path) -> str:
     """The rule of ``nasprune status --help``, in words; ``workers``: the processes running jobs now."""
     remaining = int(table["running"].sum() + table["waiting"].sum())
@@ -304,8 +314,11 @@ def _time_left(table, workers: int, directory: Path) -> str:
         return "none, every job has finished or failed"
     if table["job_seconds"].isna().all():
         return f"unknown until a job finishes ({remaining} jobs to run)"
-    unmeasured = table["mean_job_seconds"].isna() & (table["running"] + table["waiting"] > 0)
-    guessed = " (sets with no finished job: the mean of all finished jobs)" if unmeasured.any() else ""
+    unfinished = table["running"] + table["waiting"] > 0
+    ways = {"steps": "their SGD steps times the seconds per step of the finished proxy jobs",
+            "mean": "the mean of all finished jobs"}
+    used = [text for way, text in ways.items() if (unfinished & (table["estimate"] == way)).any()]
+    guessed = f" (sets with no finished job: {'; or '.join(used)})" if used else ""
     if workers == 0:
         return (f"no worker is running; {_duration(work)} of work for one worker{guessed}; "
                 f"`nasprune search --experiment {directory}` continues")

@@ -20,7 +20,8 @@ from nasprune import __version__
 from nasprune.artifacts import changed_settings, show_changes
 from nasprune.config import ConfigError, check_fields, from_mapping, to_mapping
 from nasprune.data import DatasetSpec
-from nasprune.errors import ExperimentError
+from nasprune.errors import ExperimentError, ProxyError
+from nasprune.proxy import ProxySet
 from nasprune.train import TrainConfig
 from search_spaces.convnet import ConvNetSpec, SpecError
 
@@ -190,6 +191,16 @@ class Experiment:
     def proxy_path(self, training_set: str, directory: str | os.PathLike) -> Path | None:
         proxy = self.training_sets[training_set].proxy
         return None if proxy is None else Path(directory) / proxy  # an absolute path stays as it is
+
+    def steps_per_job(self, training_set: str, directory: str | os.PathLike) -> int | None:
+        """SGD steps of one job of ``training_set``: its training config on its proxy file's images. None for
+        the whole training split (its size needs the dataset) and for a proxy file not readable (yet)."""
+        path = self.proxy_path(training_set, directory)
+        try:
+            images = None if path is None else len(ProxySet.load(path))
+        except ProxyError:
+            return None
+        return None if images is None else self.training_sets[training_set].train.steps(images)
 
 
 def check_seeds(seeds, key: str) -> None:

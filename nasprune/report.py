@@ -102,7 +102,8 @@ def write_report(experiment_dir: str | os.PathLike, *, storage: str | None = Non
     return paths
 
 
-def progress(status: pd.DataFrame, jobs: pd.DataFrame, planned: dict[str, int] | None = None) -> pd.DataFrame:
+def progress(status: pd.DataFrame, jobs: pd.DataFrame, planned: dict[str, int] | None = None,
+             steps: Mapping[str, int | None] | None = None) -> pd.DataFrame:
     """Jobs per training set by state, with the work left, for ``nasprune status``.
 
     ``status`` is :func:`nasprune.runner.job_status`, ``jobs`` :func:`nasprune.runner.load_jobs`, and
@@ -110,8 +111,11 @@ def progress(status: pd.DataFrame, jobs: pd.DataFrame, planned: dict[str, int] |
     the last search have no study yet, so ``status`` lacks them: they count as waiting). Columns:
     ``done``, ``running``, ``failed`` (out of retries), ``waiting`` (queued or not yet queued),
     ``mean_job_seconds`` (mean wall time of the set's finished jobs; NaN when none has finished),
-    ``job_seconds`` (the time each unfinished job is expected to take: that mean, else the mean of all
-    finished jobs) and ``left_seconds`` (running and waiting jobs times ``job_seconds``).
+    ``job_seconds`` (the time each unfinished job is expected to take: that mean; else, where ``steps``
+    gives the SGD steps of one job of each set, its steps times the seconds per step of the finished jobs
+    whose steps are known, since a job's time goes with its steps; else the mean of all finished jobs),
+    ``estimate`` (which of the three: "measured", "steps", "mean") and ``left_seconds`` (running and waiting
+    jobs times ``job_seconds``).
     """
     order = list(dict.fromkeys([*(planned or {}), *status["training_set"]]))
     state = status["state"].replace({"complete": "done", "pending": "waiting"})
@@ -122,8 +126,15 @@ def progress(status: pd.DataFrame, jobs: pd.DataFrame, planned: dict[str, int] |
         counts["waiting"] += missing.clip(lower=0).astype(int)
     seconds = jobs["wall_seconds"].fillna(jobs["seconds"]) if "wall_seconds" in jobs else jobs["seconds"]
     mean = seconds.groupby(jobs["training_set"]).mean().reindex(order).astype(float)
-    per_job = mean.fillna(seconds.mean() if len(seconds) else np.nan)
-    return counts.assign(mean_job_seconds=mean, job_seconds=per_job,
+    estimate = pd.Series(np.where(mean.notna(), "measured", "mean"), index=order)
+    per_job = mean
+    done_steps = jobs["training_set"].map(dict(steps or {})).astype(float)
+    if done_steps.notna().any():
+        per_step = seconds[done_steps.notna()].sum() / done_steps.sum()
+        per_job = per_job.fillna(pd.Series(steps, dtype=float).reindex(order) * per_step)
+        estimate[mean.isna() & per_job.notna()] = "steps"
+    per_job = per_job.fillna(seconds.mean() if len(seconds) else np.nan)
+    return counts.assign(mean_job_seconds=mean, job_seconds=per_job, estimate=estimate,
                          left_seconds=(counts["running"] + counts["waiting"]) * per_job)
 
 

@@ -4,6 +4,7 @@ code 2, `status`, and commands that need no (or a finished) search."""
 import argparse
 import dataclasses
 import json
+import math
 import re
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import yaml
 from nasprune import cli
 from nasprune.cli import main
 from nasprune.proxy import ProxySet
+from nasprune.train import TrainConfig
 from nasprune.runner import JOURNAL_FILE, Experiment, job_status, load_jobs, prepare, run_search
 
 CANDIDATES = ["w8-d1-relu-none-avgpooling", "w8-d1-relu-instancenorm-maxpooling", "w8-d1-sigmoid-batchnorm-maxpooling"]
@@ -190,16 +192,22 @@ def test_status_counts_new_training_sets_and_estimates_time_left(tmp_path, searc
     assert "6 of 9 jobs done, 0 running, 0 failed, 3 waiting" in out
     row = next(re.split(r"\s{2,}", line) for line in out.splitlines() if line.startswith("random2"))
     assert row[1:6] == ["0", "0", "0", "3", "-"]
-    # independent check of the estimate: the wall seconds stored in the finished trials
+    # independent check of the estimate: the wall seconds stored in the finished trials, and the SGD steps
+    # counted by hand (200 images in batches of the default size, short last batch kept; 1 epoch, random2: 2)
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(directory / JOURNAL_FILE)))
-    walls = [t.user_attrs["wall_seconds"] for s in storage.get_all_studies()
-             for t in storage.get_all_trials(s._study_id) if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(walls) == 6
+    walls = {s.study_name.split(":")[1]: [t.user_attrs["wall_seconds"] for t in storage.get_all_trials(s._study_id)
+                                          if t.state == optuna.trial.TrialState.COMPLETE]
+             for s in storage.get_all_studies()}
+    assert sorted(map(len, walls.values())) == [3, 3]
+    steps = math.ceil(200 / TrainConfig().batch_size)
+    per_step = sum(walls["random"]) / (3 * steps)  # the whole set's steps are not known without its data
     table = cli_progress(directory)
-    assert table.loc["random2", "left_seconds"] == pytest.approx(3 * np.mean(walls))
+    assert table.loc["random2", "estimate"] == "steps"
+    assert table.loc["random2", "left_seconds"] == pytest.approx(3 * 2 * steps * per_step)
     assert table.loc["whole", "left_seconds"] == 0
     assert "time left: no worker is running; " in out and "of work for one worker (sets with no finished job: " \
-        "the mean of all finished jobs)" in out and f"`nasprune search --experiment {directory}` continues" in out
+        "their SGD steps times the seconds per step of the finished proxy jobs)" in out
+    assert f"`nasprune search --experiment {directory}` continues" in out
 
 
 def test_status_counts_a_process_running_several_jobs_as_one_worker(tmp_path, searched, capsys):
@@ -220,11 +228,7 @@ def test_status_counts_a_process_running_several_jobs_as_one_worker(tmp_path, se
 
 
 def cli_progress(directory: Path) -> pd.DataFrame:
-    from nasprune.report import progress
-
-    exp = Experiment.load(directory)
-    return progress(job_status(directory), load_jobs(directory),
-                    {ts: len(exp.candidates) * len(exp.seeds_of(ts)) for ts in exp.training_sets})
+    return cli._progress(directory, None, job_status(directory))
 
 
 def test_time_left_divides_by_running_workers(searched):

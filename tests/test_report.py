@@ -104,6 +104,13 @@ def test_progress_counts_states_and_work_left():
     assert t.loc["a", "mean_job_seconds"] == 15.0 and np.isnan(t.loc["b", "mean_job_seconds"])
     mean_all = (10 + 20 + 5) / 3  # a wall_seconds left empty falls back to seconds
     assert t.loc["a", "left_seconds"] == 2 * 15.0 and t.loc["c", "left_seconds"] == pytest.approx(3 * mean_all)
+    assert t["estimate"].tolist() == ["measured", "mean", "mean"]
+    # with each set's SGD steps per job, a set with no finished job costs its steps at the per-step rate of the
+    # finished jobs whose steps are known (a's two jobs: 30 s for 2 x 10 steps); c's steps are unknown
+    t = progress(status, jobs, {"a": 4, "b": 2, "c": 3}, {"a": 10, "b": 40, "c": None})
+    assert t["estimate"].tolist() == ["measured", "steps", "mean"]
+    assert t.loc["b", "job_seconds"] == pytest.approx(40 * 30 / 20) and t.loc["b", "left_seconds"] == 60.0
+    assert t.loc["a", "left_seconds"] == 2 * 15.0 and t.loc["c", "left_seconds"] == pytest.approx(3 * mean_all)
 
 
 def test_search_and_report_commands_end_to_end(tmp_path, synthetic, capsys):
