@@ -6,8 +6,9 @@ confirms it on held-out pools (``results/proxy-benchmark/PLAN.md``) and the reco
 Pure functions of the jobs table (:func:`nasprune.jobs.load_jobs`), like :mod:`nasprune.metrics`, whose
 :func:`~nasprune.metrics.random_null` and :func:`~nasprune.metrics.noise_ceiling` they apply size by size. A
 training set's size is its ``images`` and its method the jobs' ``method``; the random draws of a size are
-its training sets whose method is ``random``. Only training sets finished on every candidate the whole set
-has finished are read, so a partial run gives a smaller but consistent benchmark.
+its training sets whose method is ``random``, except those that hold every image of the whole set: they are the
+whole set trained another way (:func:`whole_variants`), not draws. Only training sets finished on every candidate
+the whole set has finished are read, so a partial run gives a smaller but consistent benchmark.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from nasprune.selection import get_method
 __all__ = ["CONFIRMATION_COLUMNS", "CONFIRM_MAX_REGRET", "CONFIRM_PERCENTILE", "PLAN_DRAWS", "SWEEP_COLUMNS",
            "chance_qualifications", "choose_defaults", "choose_network", "complete_sets", "confirm", "costs",
            "paired_draws", "paper_scale", "primary_metrics", "qualifies", "random_spread", "recommend", "settling",
-           "size_sweep", "top_quartile_k"]
+           "size_sweep", "top_quartile_k", "whole_variant_sweep", "whole_variants"]
 
 #: The columns of :func:`size_sweep`: the size, the proxy's method, then :data:`nasprune.metrics.NULL_COLUMNS`.
 SWEEP_COLUMNS = ["per_class", "images", "method", *NULL_COLUMNS]
@@ -59,9 +60,20 @@ def complete_sets(jobs: pd.DataFrame, whole: str = "whole") -> list[str]:
     return [whole] + [t for t in names if done and done <= set(candidate_means(jobs, t)["val_acc"].dropna().index)]
 
 
+def whole_variants(jobs: pd.DataFrame, whole: str = "whole") -> list[str]:
+    """Training sets other than ``whole`` that hold as many images as it does: the whole set trained another way
+    (one epoch, another seed), whatever method wrote their proxy file. A random "draw" of every image is no draw,
+    so the size-by-size functions leave these out and :func:`whole_variant_sweep` reads them."""
+    images = jobs.groupby("training_set", sort=False)["images"].first()
+    if whole not in images.index:
+        return []
+    return [t for t in images.index if t != whole and images[t] == images[whole]]
+
+
 def _sets_by_size(jobs: pd.DataFrame, whole: str):
     """(images, each training set's method, the random draws) for every size with at least one draw, ascending."""
-    info = jobs[jobs["training_set"] != whole].groupby("training_set", sort=False)[["method", "images"]].first()
+    info = jobs[~jobs["training_set"].isin([whole, *whole_variants(jobs, whole)])]
+    info = info.groupby("training_set", sort=False)[["method", "images"]].first()
     for images, group in info.groupby("images", sort=True):
         draws = list(group.index[group["method"] == "random"])
         if draws:
@@ -73,15 +85,33 @@ def size_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int
     """Every complete non-random proxy against the complete random draws of its size (:data:`SWEEP_COLUMNS`,
     one row per proxy and metric), sizes ascending. ``k`` of the NDCG defaults to :func:`top_quartile_k` of the
     whole set's finished candidates. Sizes with no finished draw, or no other proxy, are left out."""
+    return _against_draws(jobs, whole, lambda methods: list(methods.index[methods != "random"]), classes=classes,
+                          k=k, top=top, n_boot=n_boot, seed=seed)
+
+
+def whole_variant_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int | None = None,
+                        top: int = 10, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Each complete :func:`whole_variants` set placed among the complete random draws of every size, as
+    :func:`size_sweep` places a method among the draws of its own size (``per_class`` and ``images`` are the
+    draws' size, ``method`` is "whole"). Empty when there is no such set."""
+    variants = whole_variants(jobs[jobs["training_set"].isin(complete_sets(jobs, whole))], whole)
+    return _against_draws(jobs, whole, lambda methods: variants, classes=classes, k=k, top=top, n_boot=n_boot,
+                          seed=seed)
+
+
+def _against_draws(jobs: pd.DataFrame, whole: str, pick, *, classes: int, k: int | None, top: int, n_boot: int,
+                   seed: int) -> pd.DataFrame:
+    """:func:`~nasprune.metrics.random_null` of the sets ``pick(methods)`` names at each size (``methods``: the
+    size's training sets and their methods) against that size's draws, over complete sets only."""
     jobs = jobs[jobs["training_set"].isin(complete_sets(jobs, whole))]
     k = k or top_quartile_k(len(candidate_means(jobs, whole)["val_acc"].dropna()))
     frames = []
     for images, methods, draws in _sets_by_size(jobs, whole):
-        proxies = list(methods.index[methods != "random"])
+        proxies = pick(methods)
         if not proxies:  # random alone at this size: see random_spread
             continue
         null = random_null(jobs, draws, proxies, whole, top=top, k=k, n_boot=n_boot, seed=seed)
-        null.insert(0, "method", null["proxy"].map(methods))
+        null.insert(0, "method", null["proxy"].map(methods).fillna("whole"))
         null.insert(0, "images", int(images))
         null.insert(0, "per_class", int(images) // classes)
         frames.append(null)

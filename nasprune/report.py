@@ -712,9 +712,11 @@ def plot_budget(points: pd.DataFrame, path: str | os.PathLike, metrics: Sequence
     return _save(fig, path, handles, columns=2)
 
 
-def size_sweep_markdown(sweep: pd.DataFrame, metrics: Sequence[tuple[str, str, str]]) -> list[str]:
+def size_sweep_markdown(sweep: pd.DataFrame, metrics: Sequence[tuple[str, str, str]],
+                        heading: str = "{per_class} images per class ({candidates} candidates)") -> list[str]:
     """Per size, a table with one row per method: each metric's value [95% CI], its percentile among the draws
-    and how many draws are as good, with random's median [5%, 95%] as the first row."""
+    and how many draws are as good, with random's median [5%, 95%] as the first row. ``heading`` titles each
+    size's table (fields ``per_class`` and ``candidates``)."""
     lines: list[str] = []
     for per_class, group in sweep.groupby("per_class", sort=True):
         draws = int(group["draws"].max())
@@ -735,5 +737,6 @@ def size_sweep_markdown(sweep: pd.DataFrame, metrics: Sequence[tuple[str, str, s
                              f"{r['percentile']:.0f}, {r['draws_as_good'] * r['draws']:.0f}/{r['draws']}")
             rows.append([proxy, *cells])
         candidates = int(group["candidates"].iloc[0])
-        lines += [f"### {per_class} images per class ({candidates} candidates)", "", *markdown_table(header, rows), ""]
+        lines += [f"### {heading.format(per_class=per_class, candidates=candidates)}", "",
+                  *markdown_table(header, rows), ""]
     return lines

@@ -28,7 +28,8 @@ import pandas as pd
 
 from nasprune.benchmark import (CONFIRM_MAX_REGRET, CONFIRM_PERCENTILE, PLAN_DRAWS, chance_qualifications,
                                 choose_defaults, choose_network, complete_sets, confirm, costs, paper_scale,
-                                primary_metrics, random_spread, settling, size_sweep, top_quartile_k)
+                                primary_metrics, random_spread, settling, size_sweep, top_quartile_k,
+                                whole_variant_sweep, whole_variants)
 from nasprune.jobs import load_history, load_jobs
 from nasprune.metrics import candidate_means, noise_ceiling
 from nasprune.pipeline import PipelineConfig, run_pipeline
@@ -90,12 +91,17 @@ def spread_lines(exp, jobs: pd.DataFrame, ceiling: dict, classes: int, k: int) -
     if spread.empty:
         return []
     table = spread.set_index(["per_class", "metric"])
-    shown = metrics(k)[:3]
+    shown = metrics(k)
     draws = jobs[jobs["method"] == "random"].groupby("images")["training_set"].first()
+
+    def cell(per_class: int, metric: str, f: str) -> str:  # n/a: no draw has it (top-10 Spearman of 3 candidates)
+        if (per_class, metric) not in table.index:
+            return "n/a"
+        r = table.loc[(per_class, metric)]
+        return f"{r['median']:{f}} [{r['band_lo']:{f}}, {r['band_hi']:{f}}]"
+
     rows = [[per_class, _steps(exp, jobs, draws[per_class * classes]),
-             int(table.loc[(per_class, "kendall_all"), "draws"]),
-             *(f"{table.loc[(per_class, m), 'median']:{f}} [{table.loc[(per_class, m), 'band_lo']:{f}}, "
-               f"{table.loc[(per_class, m), 'band_hi']:{f}}]" for m, _, f in shown)]
+             int(table.loc[(per_class, "kendall_all"), "draws"]), *(cell(per_class, m, f) for m, _, f in shown)]
             for per_class in sorted(spread["per_class"].unique())]
     ceiling_row = [["ceiling", _steps(exp, jobs, "whole"), "",
                     *(_num(ceiling.get(m, float("nan"))) for m, _, _ in shown)]] if ceiling else []
@@ -104,6 +110,20 @@ def spread_lines(exp, jobs: pd.DataFrame, ceiling: dict, classes: int, k: int) -
             "steps each draw trains; the last row is the whole set against itself (the noise ceiling).", "",
             *markdown_table(["per class", "SGD steps", "draws",
                              *(f"{label}: median [5%, 95%]" for _, label, _ in shown)], rows + ceiling_row), ""]
+
+
+def variant_lines(exp, jobs: pd.DataFrame, variants: pd.DataFrame, k: int) -> list[str]:
+    """The whole set trained another way (`nasprune.benchmark.whole_variants`), placed among every size's draws."""
+    if variants.empty:
+        return []
+    steps = ", ".join(f"{name} {_steps(exp, jobs, name)}" for name in variants["proxy"].unique())
+    return ["## The whole set at other budgets", "",
+            "Training sets that hold every image of the whole set, trained another way (config.yaml says why each "
+            "was added and the rule it was added with). They are no random draws: each is placed among the random "
+            "draws of every size, as a method is among those of its own size. SGD steps per job: "
+            f"{steps}.", "",
+            *size_sweep_markdown(variants, metrics(k), heading="Against the random draws at {per_class} images "
+                                                               "per class ({candidates} candidates)")]
 
 
 def confirmation_lines(directory: Path, defaults_csv: Path, jobs: pd.DataFrame, sweep: pd.DataFrame, classes: int,
@@ -155,8 +175,9 @@ def cost_lines(jobs: pd.DataFrame, config: PipelineConfig) -> list[str]:
     c = costs(jobs)
     if len(c) < 2:
         return []
+    variants = whole_variants(jobs)  # the whole set trained another way: no proxy, so no proxy's cost
     scoring = {s.name: config.scoring_of(s) if needs_scoring_run(s.method) else (None, "none")
-               for s in config.proxies.resolved()}
+               for s in config.proxies.resolved() if s.name not in variants}
     rows = []
     for file in sorted({f for _, f in scoring.values()}):
         done = [n for n, (_, f) in scoring.items() if f == file and n in c.index]
@@ -259,6 +280,9 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int,
     classes = config.dataset.load().num_classes
     sweep = size_sweep(jobs, classes=classes, k=k, n_boot=n_boot) if len(whole_done) else pd.DataFrame()
     sweep.to_csv(directory / "sweep.csv", index=False)
+    variants = whole_variant_sweep(jobs, classes=classes, k=k, n_boot=n_boot) if len(whole_done) else pd.DataFrame()
+    if len(variants):
+        variants.to_csv(directory / "whole_variants.csv", index=False)
     body = [f"{len(jobs)} of {len(exp.jobs())} jobs finished; {len(complete_sets(jobs)) - 1 if len(jobs) else 0} "
             f"of {len(exp.training_sets) - 1} proxies finished on every candidate the whole set has finished "
             f"({len(whole_done)} of {len(exp.candidates)}). The plan, the metrics and the decision rule were fixed "
@@ -273,13 +297,14 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int,
                                    len(exp.candidates))
     if len(sweep):
         plot_size_sweep(sweep[~sweep["proxy"].isin(other_networks)], directory / "sweep.png",
-                        [(m, label) for m, label, _ in metrics(k)[:3]], ceiling=ceiling, title=config.name)
+                        [(m, label) for m, label, _ in metrics(k)], ceiling=ceiling, title=config.name)
         primary = primary_metrics(k)
         body += ["## Proxies against random, size by size", "",
                  "Each proxy's value with its 95% bootstrap interval over candidates, its percentile among the random "
                  "draws of its size (the share it beats, ties half) and how many draws are as good or better (the "
                  f"one-sided p-value of 'no better than random'). Primary metrics: {' and '.join(primary)}.", "",
                  "![sweep](sweep.png)", "", *size_sweep_markdown(sweep, metrics(k))]
+    body += variant_lines(exp, jobs, variants, k)
     if len(sweep) and not held_out:
         defaults = choose_defaults(sweep, k, exclude=other_networks)
         defaults.to_csv(directory / "defaults.csv", index=False)

@@ -7,7 +7,7 @@ from scipy import stats
 
 from nasprune.benchmark import (PLAN_DRAWS, chance_qualifications, choose_defaults, choose_network, complete_sets,
                                 confirm, costs, paired_draws, paper_scale, random_spread, recommend, settling,
-                                size_sweep, top_quartile_k)
+                                size_sweep, top_quartile_k, whole_variant_sweep, whole_variants)
 from nasprune.report import family_lines, plot_size_sweep, size_sweep_markdown
 
 CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
@@ -208,6 +208,32 @@ def test_settling_reads_the_whole_sets_history():
     table = settling(pd.DataFrame(rows)).set_index("epoch")
     assert list(table.index) == [1, 3, 5, 10]
     assert table.loc[1, "kendall_vs_last"] == pytest.approx(-1) and table.loc[5, "kendall_vs_last"] == pytest.approx(1)
+
+
+def test_a_random_set_of_every_image_is_the_whole_set_trained_otherwise_not_a_draw(jobs):
+    # the whole set trained one epoch: built by the random method, but it holds all 50,000 images
+    one_epoch = pd.DataFrame(_rows("whole-1epoch", "random", 50000, TRUTH))
+    single = pd.DataFrame(_rows("whole-1epoch-s2", "random", 50000, -TRUTH))
+    more = pd.concat([jobs, one_epoch, single], ignore_index=True)
+    assert whole_variants(more) == ["whole-1epoch", "whole-1epoch-s2"] and whole_variants(jobs) == []
+    # no size of 5,000 per class appears among the draws, and every other reading is unchanged
+    assert set(random_spread(more, classes=10, k=3)["per_class"]) == {10, 20}
+    assert set(chance_qualifications(more, classes=10, k=3)["per_class"]) == {10, 20}
+    pd.testing.assert_frame_equal(size_sweep(more, classes=10, n_boot=20), size_sweep(jobs, classes=10, n_boot=20))
+    # each variant is placed among the draws of every size; independent check with scipy
+    placed = whole_variant_sweep(more, classes=10, n_boot=20)
+    assert set(placed["per_class"]) == {10, 20} and set(placed["method"]) == {"whole"}
+    assert set(placed["proxy"]) == {"whole-1epoch", "whole-1epoch-s2"}
+    for images, per_class in ((100, 10), (200, 20)):
+        taus = [stats.kendalltau(jobs[jobs.training_set == f"random-{images}-d{d}"].val_acc, TRUTH)[0]
+                for d in range(10)]
+        row = placed[(placed.per_class == per_class) & (placed.proxy == "whole-1epoch-s2")
+                     & (placed.metric == "kendall_all")].iloc[0]
+        assert row["value"] == pytest.approx(-1.0) and row["percentile"] == 0
+        assert row["draw_median"] == pytest.approx(np.median(taus))
+    assert whole_variant_sweep(jobs, classes=10, n_boot=20).empty
+    text = "\n".join(size_sweep_markdown(placed, [("kendall_all", "Kendall", ".3f")], heading="at {per_class}"))
+    assert "### at 10" in text and "| whole-1epoch | 1.000 [1.000, 1.000], 100, 0/10 |" in text
 
 
 def test_sweep_plot_and_tables(jobs, tmp_path):

@@ -179,7 +179,9 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
                                                                                      else {})}
                   for n, e in ((2, 4), (5, 2)) for m in ("herding", "random")] + [
                   {"name": "herding-pc5-cheap", "method": "herding", "per_class": 5, "epochs": 2,
-                   "scoring": {"train": {"epochs": 1}}}]},
+                   "scoring": {"train": {"epochs": 1}}},
+                  # every image of the 1,000-image split: the whole set trained one epoch, not a random draw
+                  {"name": "whole-1epoch", "method": "random", "per_class": 100, "epochs": 1}]},
               "search": {"candidates": [NET, "w8-d1-sigmoid-none-avgpooling", "w8-d2-relu-batchnorm-maxpooling"],
                          "seeds": [0, 1], "proxy_seeds": [0], "workers": 0,
                          "whole_train": {"epochs": 2, "eval_every": 1}, "proxy_train": {"eval_test": False}}}
@@ -195,9 +197,16 @@ def test_proxy_benchmark_runs_a_tiny_sweep_and_writes_its_readme(tmp_path, monke
     history = pd.read_csv(tmp_path / "history.csv")
     assert len(history) == 3 * 2 * 2  # candidates x seeds x epochs, the whole set only
     readme = (tmp_path / "README.md").read_text()
-    assert "33 of 33 jobs finished" in readme and "**Noise ceiling** over 3 candidates" in readme
+    assert "36 of 36 jobs finished" in readme and "**Noise ceiling** over 3 candidates" in readme
     assert "## The pruning network (PLAN.md)" in readme and "## Cost" in readme
-    assert "| no scoring run (random) | 6 |" in readme
+    assert "| no scoring run (random) | 6 |" in readme  # the 6 draws; the whole set trained otherwise is no proxy
+    # the whole set at one epoch is placed among both sizes' draws, and is no size of its own
+    variants = pd.read_csv(tmp_path / "whole_variants.csv")
+    assert set(variants["proxy"]) == {"whole-1epoch"} and sorted(variants["per_class"].unique()) == [2, 5]
+    assert "## The whole set at other budgets" in readme and "whole-1epoch 8." in readme  # 1,000 images, 1 epoch
+    assert "### Against the random draws at 5 images per class (3 candidates)" in readme
+    assert "| 100 | 8 |" not in readme  # random's spread has no row of 100 per class (8 steps)
+    assert set(variants.loc[variants["metric"] == "kendall_all", "draws"]) == {3}
     assert "### 2 images per class (3 candidates)" in readme and "## The decision rule applied" in readme
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
     assert "## Random as a distribution" in readme and "| ceiling |" in readme
