@@ -85,8 +85,8 @@ def size_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int
     """Every complete non-random proxy against the complete random draws of its size (:data:`SWEEP_COLUMNS`,
     one row per proxy and metric), sizes ascending. ``k`` of the NDCG defaults to :func:`top_quartile_k` of the
     whole set's finished candidates. Sizes with no finished draw, or no other proxy, are left out."""
-    return _against_draws(jobs, whole, lambda methods: list(methods.index[methods != "random"]), classes=classes,
-                          k=k, top=top, n_boot=n_boot, seed=seed)
+    return _against_draws(jobs, whole, lambda complete, methods: list(methods.index[methods != "random"]),
+                          classes=classes, k=k, top=top, n_boot=n_boot, seed=seed)
 
 
 def whole_variant_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: int, k: int | None = None,
@@ -94,24 +94,25 @@ def whole_variant_sweep(jobs: pd.DataFrame, whole: str = "whole", *, classes: in
     """Each complete :func:`whole_variants` set placed among the complete random draws of every size, as
     :func:`size_sweep` places a method among the draws of its own size (``per_class`` and ``images`` are the
     draws' size, ``method`` is "whole"). Empty when there is no such set."""
-    variants = whole_variants(jobs[jobs["training_set"].isin(complete_sets(jobs, whole))], whole)
-    return _against_draws(jobs, whole, lambda methods: variants, classes=classes, k=k, top=top, n_boot=n_boot,
-                          seed=seed)
+    placed = _against_draws(jobs, whole, lambda complete, methods: whole_variants(complete, whole), classes=classes,
+                            k=k, top=top, n_boot=n_boot, seed=seed)
+    return placed.assign(method="whole")
 
 
 def _against_draws(jobs: pd.DataFrame, whole: str, pick, *, classes: int, k: int | None, top: int, n_boot: int,
                    seed: int) -> pd.DataFrame:
-    """:func:`~nasprune.metrics.random_null` of the sets ``pick(methods)`` names at each size (``methods``: the
-    size's training sets and their methods) against that size's draws, over complete sets only."""
+    """:func:`~nasprune.metrics.random_null` of the sets ``pick(complete, methods)`` names at each size against
+    that size's draws, over complete sets only (``complete``: their jobs; ``methods``: the size's training sets
+    and their methods)."""
     jobs = jobs[jobs["training_set"].isin(complete_sets(jobs, whole))]
     k = k or top_quartile_k(len(candidate_means(jobs, whole)["val_acc"].dropna()))
     frames = []
     for images, methods, draws in _sets_by_size(jobs, whole):
-        proxies = pick(methods)
+        proxies = pick(jobs, methods)
         if not proxies:  # random alone at this size: see random_spread
             continue
         null = random_null(jobs, draws, proxies, whole, top=top, k=k, n_boot=n_boot, seed=seed)
-        null.insert(0, "method", null["proxy"].map(methods).fillna("whole"))
+        null.insert(0, "method", null["proxy"].map(methods))
         null.insert(0, "images", int(images))
         null.insert(0, "per_class", int(images) // classes)
         frames.append(null)
