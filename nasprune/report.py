@@ -608,13 +608,26 @@ def family_lines(rows: pd.DataFrame) -> pd.DataFrame:
             .reindex(sorted(rows["per_class"].unique())))
 
 
+def random_band(rows: pd.DataFrame, spread: pd.DataFrame | None, metric: str) -> pd.DataFrame:
+    """Random's median and 5-95% band of ``metric`` per size (index ``per_class``; columns ``draw_median``,
+    ``band_lo``, ``band_hi``): from ``spread`` (:func:`nasprune.benchmark.random_spread`) when given, so that a size
+    where random ran alone is drawn too, else from the size-sweep ``rows``, which hold only sizes with a method."""
+    columns = ["draw_median", "band_lo", "band_hi"]
+    if spread is None:
+        return rows.groupby("per_class")[columns].first().sort_index()
+    own = spread[spread["metric"] == metric].rename(columns={"median": "draw_median"})
+    return own.set_index("per_class")[columns].sort_index()
+
+
 def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Sequence[tuple[str, str]], *,
-                    ceiling: Mapping | None = None, title: str = "") -> Path:
+                    ceiling: Mapping | None = None, title: str = "", spread: pd.DataFrame | None = None) -> Path:
     """One panel per ``(metric, label)``: each proxy family's value against the proxy size (images per class, log
     axis; see :func:`family_lines`), random's median and 5-95% band over its draws as a grey line and band, and the
     noise ceiling (the whole set against itself across seeds) as a dashed line with its 95% interval dotted.
 
-    ``sweep`` is :func:`nasprune.benchmark.size_sweep`; ``ceiling`` :func:`nasprune.metrics.noise_ceiling`.
+    ``sweep`` is :func:`nasprune.benchmark.size_sweep`; ``ceiling`` :func:`nasprune.metrics.noise_ceiling`;
+    ``spread`` :func:`nasprune.benchmark.random_spread`, which also covers the sizes where random ran alone (see
+    :func:`random_band`).
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.4), squeeze=False, layout="constrained")
@@ -623,7 +636,7 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
     colours = [f"C{i}" for i in (1, 2, 3, 4, 5, 6, 8, 9)] + ["k"]  # C0 is the ceiling's, C7 (grey) random's
     for ax, (metric, label) in zip(axes.flat, metrics):
         rows = sweep[sweep["metric"] == metric]
-        band = rows.groupby("per_class")[["draw_median", "band_lo", "band_hi", "draws"]].first().sort_index()
+        band = random_band(rows, spread, metric)
         if len(band):
             handles["random: 5-95% of draws"] = ax.fill_between(band.index, band["band_lo"], band["band_hi"],
                                                                 color="0.85", zorder=1)
@@ -646,7 +659,7 @@ def plot_size_sweep(sweep: pd.DataFrame, path: str | os.PathLike, metrics: Seque
                 ax.axhline(lo, color="C0", ls=":", lw=1.0, zorder=1)
                 ax.axhline(hi, color="C0", ls=":", lw=1.0, zorder=1)
         ax.set_xscale("log")
-        sizes = sorted(rows["per_class"].unique())
+        sizes = sorted({*rows["per_class"].unique(), *band.index})
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
         ax.set_xlabel("images per class")

@@ -85,9 +85,9 @@ def ground_truth_lines(exp, jobs: pd.DataFrame, history: pd.DataFrame, ceiling: 
     return lines
 
 
-def spread_lines(exp, jobs: pd.DataFrame, ceiling: dict, classes: int, k: int) -> list[str]:
-    """Random as a distribution at every size (with or without other proxies), beside the noise ceiling."""
-    spread = random_spread(jobs, classes=classes, k=k)
+def spread_lines(exp, jobs: pd.DataFrame, spread: pd.DataFrame, ceiling: dict, classes: int, k: int) -> list[str]:
+    """Random as a distribution at every size (with or without other proxies; ``spread`` is
+    `nasprune.benchmark.random_spread`), beside the noise ceiling."""
     if spread.empty:
         return []
     table = spread.set_index(["per_class", "metric"])
@@ -289,15 +289,16 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int,
             f"before the data: [PLAN.md]({plan}). Config: "
             "[config.yaml](config.yaml); jobs: jobs.csv, history.csv; per size and proxy: sweep.csv.", ""]
     body += ground_truth_lines(exp, jobs, history, ceiling, k)
-    if len(whole_done):
-        body += spread_lines(exp, jobs, ceiling, classes, k)
+    spread = random_spread(jobs, classes=classes, k=k) if len(whole_done) else None
+    if spread is not None:
+        body += spread_lines(exp, jobs, spread, ceiling, classes, k)
     other_networks = [s.name for s in config.proxies.resolved() if s.scoring]  # judged by the network rule only
     if held_out and len(whole_done):
         body += confirmation_lines(directory, confirm_from, jobs, sweep, classes, k, len(config.search.seeds),
                                    len(exp.candidates))
     if len(sweep):
         plot_size_sweep(sweep[~sweep["proxy"].isin(other_networks)], directory / "sweep.png",
-                        [(m, label) for m, label, _ in metrics(k)], ceiling=ceiling, title=config.name)
+                        [(m, label) for m, label, _ in metrics(k)], ceiling=ceiling, title=config.name, spread=spread)
         primary = primary_metrics(k)
         body += ["## Proxies against random, size by size", "",
                  "Each proxy's value with its 95% bootstrap interval over candidates, its percentile among the random "

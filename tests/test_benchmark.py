@@ -8,7 +8,7 @@ from scipy import stats
 from nasprune.benchmark import (PLAN_DRAWS, chance_qualifications, choose_defaults, choose_network, complete_sets,
                                 confirm, costs, paired_draws, paper_scale, random_spread, recommend, settling,
                                 size_sweep, top_quartile_k, whole_variant_sweep, whole_variants)
-from nasprune.report import family_lines, plot_size_sweep, size_sweep_markdown
+from nasprune.report import family_lines, plot_size_sweep, random_band, size_sweep_markdown
 
 CANDIDATES = [f"w8-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
              [f"w16-d{d}-relu-none-avgpooling" for d in (1, 2, 3, 4)] + \
@@ -246,6 +246,23 @@ def test_sweep_plot_and_tables(jobs, tmp_path):
     assert "### 10 images per class (12 candidates)" in text and "random (10 draws): median" in text
     assert "| herding-10 | 1.000 [1.000, 1.000], 100, 0/10 | 0.00 [" in text  # beats all 10 draws, none as good
     assert "| easy-10 | -1.000 [-1.000, -1.000], 0, 10/10 |" in text
+
+
+def test_the_sweep_plot_draws_random_at_a_size_where_it_ran_alone(jobs, tmp_path):
+    sweep = size_sweep(jobs, classes=10, n_boot=50)
+    alone = sweep[sweep["per_class"] == 10]  # as if only random had run at 20 per class
+    spread = random_spread(jobs, classes=10, k=3)
+    rows = alone[alone["metric"] == "kendall_all"]
+    assert list(random_band(rows, None, "kendall_all").index) == [10]  # the sweep alone knows no 20
+    band = random_band(rows, spread, "kendall_all")
+    assert list(band.index) == [10, 20]
+    taus = [stats.kendalltau(jobs[jobs.training_set == f"random-200-d{d}"].val_acc, TRUTH)[0] for d in range(10)]
+    assert band.loc[20, "draw_median"] == pytest.approx(np.median(taus))
+    assert band.loc[20, "band_lo"] == pytest.approx(np.percentile(taus, 5))
+    # where a method ran, the spread and the sweep describe the same draws
+    assert band.loc[10].tolist() == pytest.approx(random_band(rows, None, "kendall_all").loc[10].tolist())
+    path = plot_size_sweep(alone, tmp_path / "sweep.png", [("kendall_all", "Kendall")], spread=spread)
+    assert path.stat().st_size > 10_000
 
 
 def test_family_lines_leave_a_gap_where_a_method_did_not_run():
