@@ -735,9 +735,9 @@ def size_sweep_markdown(sweep: pd.DataFrame, metrics: Sequence[tuple[str, str, s
         draws = int(group["draws"].max())
         header = ["proxy", *(f"{label}: value [95% CI], pct, draws as good" for _, label, _ in metrics)]
         first = group.groupby("metric")[["draw_median", "band_lo", "band_hi"]].first()
+        first.columns = ["draw_median", "draw_median_lo", "draw_median_hi"]  # as ci_text reads an interval
         rows = [[f"random ({draws} draws): median [5%, 95%]",
-                 *(f"{format(first.loc[m, 'draw_median'], f)} [{format(first.loc[m, 'band_lo'], f)}, "
-                   f"{format(first.loc[m, 'band_hi'], f)}]" if m in first.index else "n/a" for m, _, f in metrics)]]
+                 *(ci_text(first.loc[m], "draw_median", f) if m in first.index else "n/a" for m, _, f in metrics)]]
         for proxy, p in group.groupby("proxy", sort=False):
             cells = []
             for m, _, f in metrics:

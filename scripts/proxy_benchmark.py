@@ -90,15 +90,12 @@ def spread_lines(exp, jobs: pd.DataFrame, spread: pd.DataFrame, ceiling: dict, c
     `nasprune.benchmark.random_spread`), beside the noise ceiling."""
     if spread.empty:
         return []
-    table = spread.set_index(["per_class", "metric"])
+    table = spread.rename(columns={"band_lo": "median_lo", "band_hi": "median_hi"}).set_index(["per_class", "metric"])
     shown = metrics(k)
     draws = jobs[jobs["method"] == "random"].groupby("images")["training_set"].first()
 
     def cell(per_class: int, metric: str, f: str) -> str:  # n/a: no draw has it (top-10 Spearman of 3 candidates)
-        if (per_class, metric) not in table.index:
-            return "n/a"
-        r = table.loc[(per_class, metric)]
-        return f"{r['median']:{f}} [{r['band_lo']:{f}}, {r['band_hi']:{f}}]"
+        return ci_text(table.loc[(per_class, metric)], "median", f) if (per_class, metric) in table.index else "n/a"
 
     rows = [[per_class, _steps(exp, jobs, draws[per_class * classes]),
              int(table.loc[(per_class, "kendall_all"), "draws"]), *(cell(per_class, m, f) for m, _, f in shown)]
