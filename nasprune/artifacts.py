@@ -1,8 +1,9 @@
 """What every artifact file shares: atomic writes, format headers, checksums, and the refusals of a file
 that is corrupted, of another format, built on other data or with other settings.
 
-The artifacts are the scoring run (``nasprune/scoring.py``), the proxy set (``nasprune/proxy.py``), the
-training checkpoint (``nasprune/train.py``) and the experiment (``nasprune/experiment.py``). Each file names
+The artifacts are the scoring run (``nasprune/proxies/_scoring.py``), the proxy set (``nasprune/proxies/
+_proxy_set.py``), the training checkpoint (``nasprune/training/_checkpoint.py``) and the experiment
+(``nasprune/search/_experiment.py``). Each file names
 its format as ``"nasprune.<kind>/<version>"`` and records the fingerprint of the data it was built on
 (``nasprune.data.fingerprint``); a mismatch is refused with a message that says what differs and how to fix
 it, never silently mixed.
@@ -17,10 +18,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from nasprune.errors import ArtifactError, ProxyError, ScoringError
 
-__all__ = ["ABSENT", "ArtifactError", "ProxyError", "ScoringError", "atomic_write", "changed", "changed_settings",
-           "check_data", "check_format", "checksum", "read_torch", "show_changes", "write_text", "write_torch"]
+__all__ = ["ABSENT", "atomic_write", "changed", "changed_settings", "check_data", "check_format", "checksum",
+           "jsonable", "read_torch", "show_changes", "write_text", "write_torch"]
 
 
 # --- writing -------------------------------------------------------------------------------------------------

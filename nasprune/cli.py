@@ -15,14 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from nasprune import __version__
+from nasprune.configs import shipped
 
-#: ``nasprune.selection.TARGETS``, spelled out so that the parser needs no torch (tests/test_cli.py checks it).
-#: Methods are not: the selection registry (``nasprune.prune.METHODS``) is open, so ``prune`` checks the
+#: ``nasprune.proxies.selection.TARGETS``, spelled out so that the parser needs no torch (tests/test_cli.py checks it).
+#: Methods are not: the selection registry (``nasprune.proxies.selection.METHODS``) is open, so ``prune`` checks the
 #: name when it runs, before loading any data.
 TARGET_NAMES = ("paper", "scaled", "classwise")
 #: ``nasprune.data.DATASETS``, likewise.
 DATASET_NAMES = ("fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic")
-EXPERIMENT_FILE = "experiment.json"
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -112,7 +112,7 @@ def _add_prune(sub, common) -> None:
     p.add_argument("--train-size", type=_at_least(1), default=None,
                    help="keep a stratified subset of the training split (default: all of it)")
     p.add_argument("--method", default="influence", metavar="METHOD",
-                   help="a selection method of nasprune.selection: influence (ours), random, herding, kcenter, "
+                   help="a selection method of nasprune.proxies.selection: influence (ours), random, herding, kcenter, "
                         "forgetting, grand, el2n, ... (an unknown name is answered with the full list)")
     p.add_argument("--per-class", type=_at_least(1), default=100, metavar="K", help="images kept per class")
     p.add_argument("--seed", type=int, default=0, help="seed of the selection")
@@ -143,7 +143,8 @@ def _run_prune(args) -> int:
     from dataclasses import replace
 
     from nasprune.data import load_dataset
-    from nasprune.prune import METHODS, InfluenceConfig, ObjectiveConfig, build_proxy, needs_scoring_run
+    from nasprune.proxies import InfluenceConfig, ObjectiveConfig, build_proxy, needs_scoring_run
+    from nasprune.proxies.selection import METHODS
 
     if args.method not in METHODS:
         raise ValueError(f"unknown method {args.method!r}; choose one of {', '.join(METHODS)}")
@@ -154,7 +155,7 @@ def _run_prune(args) -> int:
         if args.scores:
             print(f"{args.method} needs no scoring run; --scores {args.scores} is not used")
     else:
-        from nasprune.scoring import ScoringConfig, load_or_run
+        from nasprune.proxies import ScoringConfig, load_or_run
 
         spec = {} if args.scoring_spec is None else {"spec": args.scoring_spec}
         epochs = {} if args.scoring_epochs is None else {"epochs": args.scoring_epochs}
@@ -210,7 +211,7 @@ def _add_search(sub, common) -> None:
 
 
 def _search(args) -> int:
-    from nasprune.runner import exit_on_interrupt, run_search
+    from nasprune.search import exit_on_interrupt, run_search
 
     directory = _experiment_dir(args.experiment, "search")
     with exit_on_interrupt("nasprune search"):
@@ -228,6 +229,8 @@ def summary_line(s: dict) -> str:
 
 def _experiment_dir(path: str, command: str) -> Path:
     """``path`` if it holds an experiment.json; else an error that names the commands that make one."""
+    from nasprune.search import EXPERIMENT_FILE
+
     directory = Path(path)
     if not (directory / EXPERIMENT_FILE).is_file():
         missing = "" if directory.is_dir() else " (the directory does not exist)"
@@ -239,7 +242,7 @@ def _experiment_dir(path: str, command: str) -> Path:
 
 def _searched(directory: Path, storage: str | None, command: str) -> bool:
     """Whether a search has run in ``directory`` (checked without creating a journal); says so if not."""
-    from nasprune.report import search_has_run
+    from nasprune.analysis import search_has_run
 
     if search_has_run(directory, storage):
         return True
@@ -270,70 +273,22 @@ def _status(args) -> int:
     directory = _experiment_dir(args.experiment, "status")
     if not _searched(directory, args.storage, "status"):
         return 2
-    from nasprune.report import experiment_name
-    from nasprune.runner import job_status
+    from nasprune.analysis import experiment_name
+    from nasprune.search import format_duration, search_status, time_left
 
-    status = job_status(directory, args.storage)
-    if status.empty:
-        print(f"nasprune status: no search has run in {directory}; start one with "
-              f"`nasprune search --experiment {directory}`", file=sys.stderr)
-        return 2
-    table = _progress(directory, args.storage, status)
+    table, workers = search_status(directory, args.storage)
     total = table[["done", "running", "failed", "waiting"]].sum()
     print(f"{experiment_name(directory)} ({directory}): {int(total['done'])} of {int(total.sum())} jobs done, "
           f"{int(total['running'])} running, {int(total['failed'])} failed, {int(total['waiting'])} waiting")
     header = ["training set", "done", "running", "failed", "waiting", "mean job", "work left"]
     rows = [[ts, *(str(int(r[c])) for c in ("done", "running", "failed", "waiting")),
              "-" if r["mean_job_seconds"] != r["mean_job_seconds"] else f"{r['mean_job_seconds']:.1f} s",
-             _duration(r["left_seconds"])] for ts, r in table.iterrows()]
+             format_duration(r["left_seconds"])] for ts, r in table.iterrows()]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))]))
-    workers = status.loc[status["state"] == "running", "worker"].nunique()  # a fused group is one worker
-    print(f"time left: {_time_left(table, workers, directory)}")
+    print(f"time left: {time_left(table, workers, directory)}")
     return 0
-
-
-def _progress(directory: Path, storage: str | None, status):
-    """:func:`nasprune.report.progress` of the experiment in ``directory``, with the jobs it plans (a set added
-    since the last search has no study yet) and each set's SGD steps per job."""
-    from nasprune.report import progress
-    from nasprune.runner import Experiment, load_jobs
-
-    exp = Experiment.load(directory)
-    planned = {ts: len(exp.candidates) * len(exp.seeds_of(ts)) for ts in exp.training_sets}
-    steps = {ts: exp.steps_per_job(ts, directory) for ts in exp.training_sets}
-    return progress(status, load_jobs(directory, storage), planned, steps)
-
-
-def _time_left(table, workers: int, directory: Path) -> str:
-    """The rule of ``nasprune status --help``, in words; ``workers``: the processes running jobs now."""
-    remaining = int(table["running"].sum() + table["waiting"].sum())
-    work = float(table["left_seconds"].sum())
-    if remaining == 0:
-        return "none, every job has finished or failed"
-    if table["job_seconds"].isna().all():
-        return f"unknown until a job finishes ({remaining} jobs to run)"
-    unfinished = table["running"] + table["waiting"] > 0
-    ways = {"steps": "their SGD steps times the seconds per step of the finished proxy jobs",
-            "mean": "the mean of all finished jobs"}
-    used = [text for way, text in ways.items() if (unfinished & (table["estimate"] == way)).any()]
-    guessed = f" (sets with no finished job: {'; or '.join(used)})" if used else ""
-    if workers == 0:
-        return (f"no worker is running; {_duration(work)} of work for one worker{guessed}; "
-                f"`nasprune search --experiment {directory}` continues")
-    return (f"about {_duration(work / workers)}: {remaining} jobs x the mean job time of their training set, "
-            f"over {workers} running worker{'s' if workers > 1 else ''}{guessed}")
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds:
-        return "?"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # --- report --------------------------------------------------------------------------------------------------
@@ -358,7 +313,7 @@ def _report(args) -> int:
     directory = _experiment_dir(args.experiment, "report")
     if not _searched(directory, args.storage, "report"):
         return 2
-    from nasprune.report import write_report
+    from nasprune.analysis import write_report
 
     paths = write_report(directory, storage=args.storage, whole=args.whole, n_boot=args.bootstrap, seed=args.seed)
     for path in paths.values():
@@ -373,7 +328,7 @@ def _add_compare(sub, common) -> None:
     p = _subparser(
         sub, common, "compare", help="how a proxy ranks the candidates compared with N random proxies of its size",
         description="Add N random proxies with the proxy's per-class counts (seeds 0..N-1, DIR/proxies/"
-                    "random-draw-<i>.json) to the experiment in DIR as training sets trained like the proxy, run "
+                    "random-d<i>.json) to the experiment in DIR as training sets trained like the proxy, run "
                     "the jobs not done yet (finished ones are kept), then print each metric of the proxy with its "
                     "bootstrap interval, its percentile among the draws, how many draws are as good, and the noise "
                     "ceiling (the whole set against itself across seeds), and write DIR/compare.png. Costs N times "
@@ -402,8 +357,8 @@ def _compare(args) -> int:
     directory = _experiment_dir(args.experiment, "compare")
     if args.no_search and not _searched(directory, args.storage, "compare"):
         return 2
-    from nasprune.compare import compare_with_random
-    from nasprune.runner import exit_on_interrupt
+    from nasprune.search import exit_on_interrupt
+    from nasprune.workflows import compare_with_random
 
     with exit_on_interrupt("nasprune compare"):
         result = compare_with_random(directory, args.proxy, args.random_draws, whole=args.whole,
@@ -422,7 +377,7 @@ def _add_run(sub, common) -> None:
     p = _subparser(sub, common, "run", help="the whole pipeline from one config: scoring, proxies, search, report",
                    description="Run every stage of CONFIG whose output is missing (a killed run resumes). "
                                "CONFIG is a YAML file or a shipped config: "
-                               + ", ".join(sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.yaml")))
+                               + ", ".join(shipped())
                                + ".")
     p.add_argument("config", help="YAML file or shipped config name")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<the config's name>)")
@@ -442,8 +397,8 @@ def _add_run(sub, common) -> None:
 
 
 def _run_run(args) -> int:
-    from nasprune.pipeline import PipelineConfig, run_pipeline
-    from nasprune.runner import exit_on_interrupt
+    from nasprune.search import exit_on_interrupt
+    from nasprune.workflows import PipelineConfig, run_pipeline
 
     config = PipelineConfig.load(args.config)
     if args.first is not None:  # a schedule, not part of the experiment: the finished jobs stay valid

@@ -12,8 +12,8 @@ default (``scoring.train: {lr: 0.02}`` keeps ``ScoringConfig``'s 6 epochs). A ke
 (its ``MOVED``: old dotted key -> new dotted key) is still read in its old place, with a FutureWarning.
 
 Every config dataclass of the pipeline goes through it: ``DatasetSpec``, ``TrainConfig``,
-``ScoringConfig``, ``InfluenceConfig``, the experiment (``nasprune/experiment.py``) and the ``nasprune run``
-config (``nasprune/pipeline.py``).
+``ScoringConfig``, ``InfluenceConfig``, the experiment (``nasprune/search/_experiment.py``) and the ``nasprune run``
+config (``nasprune/workflows/_config.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import types
 import typing
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
 from functools import cache
 from typing import Any, Union
 
@@ -35,7 +35,18 @@ import numpy as np
 from nasprune.errors import ConfigError
 from nasprune.errors import join_key as _join
 
-__all__ = ["ConfigError", "check_fields", "check_random_state", "from_mapping", "merged", "migrate", "to_mapping"]
+__all__ = ["NAME_PATTERN", "check_fields", "check_name", "check_random_state", "from_mapping", "merged", "migrate",
+           "to_mapping"]
+
+
+#: What a name may hold (an experiment's, a training set's, a proxy's): it names files and Optuna studies.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_name(value: str, key: str, error: type[ConfigError] = ConfigError) -> None:
+    """Refuse a name that :data:`NAME_PATTERN` does not match in full, naming ``key``."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise error(f"must be letters, digits, '.', '_' or '-', got {value!r}", key)
 
 
 # --- the validator -----------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Every error nasprune raises on purpose, in one place: each a :class:`NasPruneError`, so a ``ValueError``.
 
-Each is re-exported by the module that raises it (``nasprune.config.ConfigError``, ``nasprune.jobs.StorageError``,
-...), and by ``nasprune`` itself. ``search_spaces.SpecError`` stays in ``search_spaces/convnet.py``: that package
-does not import nasprune. Importing this module loads nothing else.
+This module is their one import path (``from nasprune.errors import ConfigError``). ``search_spaces.SpecError``
+stays in ``search_spaces/convnet.py``: that package does not import nasprune. Importing this module loads nothing
+else.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class ConfigError(NasPruneError):
 
 
 class ExperimentError(ConfigError):
-    """An experiment that is invalid, or that differs from the one already stored (``nasprune/experiment.py``,
-    the studies of ``nasprune/jobs.py``)."""
+    """An experiment that is invalid, or that differs from the one already stored (``nasprune/search/_experiment.py``,
+    the studies of ``nasprune/search/_studies.py``)."""
 
 
 class ArtifactError(NasPruneError):
@@ -39,16 +39,16 @@ class ArtifactError(NasPruneError):
 
 
 class ProxyError(ArtifactError):
-    """A proxy file that is corrupted, or used with data it was not built on (``nasprune/proxy.py``)."""
+    """A proxy file that is corrupted, or used with data it was not built on (``nasprune/proxies/_proxy_set.py``)."""
 
 
 class ScoringError(ArtifactError):
     """A scoring-run file that is corrupted, belongs to other data or was made with other settings
-    (``nasprune/scoring.py``)."""
+    (``nasprune/proxies/_scoring.py``)."""
 
 
 class StorageError(NasPruneError):
-    """A storage URL that cannot be opened or reached, or a corrupted journal file (``nasprune/jobs.py``)."""
+    """A storage URL that cannot be opened or reached, or a corrupted journal file (``nasprune/search/_storage.py``)."""
 
 
 class DatasetError(NasPruneError):

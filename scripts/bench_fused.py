@@ -21,9 +21,9 @@ from dataclasses import replace
 import torch
 
 from nasprune.data import load_dataset
-from nasprune.fused import train_fused
-from nasprune.train import TrainConfig, TrainResult, resolve_device, train
+from nasprune.training import TrainConfig, TrainResult, resolve_device, train, train_fused
 from search_spaces import build_convnet
+
 
 SPECS = [
     "w8-d1-relu-instancenorm-avgpooling",

@@ -24,8 +24,8 @@ CANDIDATES = ["w8-d1-relu-none-avgpooling", "w8-d2-relu-instancenorm-avgpooling"
 
 def search(directory: Path, epochs: int, jobs: int, heartbeat: float) -> dict:
     from nasprune.data import load_dataset
-    from nasprune.proxy import ProxySet
-    from nasprune.runner import Experiment, load_jobs, run_search
+    from nasprune.proxies import ProxySet
+    from nasprune.search import Experiment, load_jobs, run_search
 
     data = load_dataset("fashion-mnist")
     rng = np.random.default_rng(0)

@@ -2,7 +2,7 @@
 
 The workload is fmnist-ref's proxy search in small: candidates of widths 8, 16 and 32 from
 ``nasprune/configs/fmnist-ref.yaml`` (spread over each width's depths), one 1,000-image random proxy of
-Fashion-MNIST (100 per class, ``nasprune.selection``'s random method), fmnist-ref's proxy training (50
+Fashion-MNIST (100 per class, ``nasprune.proxies.selection``'s random method), fmnist-ref's proxy training (50
 epochs, batch 128, lr 0.01), evaluated on the 10,000 validation images and, by the old runner, the 10,000
 test images (the new one runs proxies with ``eval_test: false``; ``--new-eval-test`` gives it both). Both get
 the same experiment, each written by its own code, and run as ``nasprune search --workers W`` in a fresh
@@ -65,7 +65,7 @@ def unpack(rev: str, into: Path) -> Path:
 
 def candidates(per_width: int) -> list[str]:
     """``per_width`` fmnist-ref candidates of each width 8, 16, 32, evenly spread over that width's list."""
-    from nasprune.pipeline import PipelineConfig
+    from nasprune.workflows import PipelineConfig
 
     ids = PipelineConfig.load("fmnist-ref").search.candidate_ids()
     chosen = []
@@ -76,7 +76,7 @@ def candidates(per_width: int) -> list[str]:
 
 
 def proxy_train() -> dict:
-    from nasprune.pipeline import PipelineConfig
+    from nasprune.workflows import PipelineConfig
 
     train = PipelineConfig.load("fmnist-ref").search.proxy_train
     return {"epochs": train.epochs, "batch_size": train.batch_size, "lr": train.lr}
@@ -97,7 +97,7 @@ def write_experiment(directory: Path, tree: Path, cands: list[str], train: dict,
 def setup_proxy(directory: str, indices: str) -> None:
     """Run inside a tree: the proxy file from the shared indices, with that tree's ProxySet."""
     from nasprune.data import load_dataset
-    from nasprune.proxy import ProxySet
+    from nasprune.proxies import ProxySet
 
     data = load_dataset("fashion-mnist", val_size=10000, seed=0)
     ProxySet.from_selection(data, np.load(indices), "random").save(Path(directory) / "proxy.json")
@@ -158,10 +158,18 @@ def profile_in_tree(directory: str, threads: int) -> None:
     import optuna
     import torch
 
-    import nasprune.runner  # noqa: F401
-    import nasprune.train  # noqa: F401
+    try:  # this tree: the stages' subpackages; the runner calls load() from its own module
+        import nasprune.search._runner as runner
+        import nasprune.training._loop as train_module
+        from nasprune.search import load_jobs, run_search
 
-    runner, train_module = sys.modules["nasprune.runner"], sys.modules["nasprune.train"]  # not a same-named function
+        loader = "load"
+    except ImportError:  # 21f3929: flat modules
+        import nasprune.runner  # noqa: F401
+        import nasprune.train  # noqa: F401
+
+        runner, train_module = sys.modules["nasprune.runner"], sys.modules["nasprune.train"]  # not same-named functions
+        run_search, load_jobs, loader = runner.run_search, runner.load_jobs, "_load"
 
     splits = Splits()
     phases = {"claim", "queue", "progress", "load", "studies"}
@@ -176,14 +184,14 @@ def profile_in_tree(directory: str, threads: int) -> None:
         return "training loop"
 
     splits.wrap(runner, "prepare", "studies")
-    splits.wrap(runner, "_load", "load")
+    splits.wrap(runner, loader, "load")
     trainer = runner if hasattr(runner, "build_convnet") else train_module  # 21f3929 or train_candidate
     splits.wrap(trainer, "build_convnet", "build model")
     splits.wrap(trainer, "train", reset_evals)
     splits.wrap(train_module, "evaluate", eval_name)
     splits.wrap(train_module, "to_float", "prepare tensors")
-    try:  # this tree: the job life cycle in nasprune.jobs
-        from nasprune.jobs import JobStore
+    try:  # this tree: the job life cycle in nasprune.search's JobStore
+        from nasprune.search import JobStore
 
         for attr, name in (("claim", "claim"), ("top_up", "queue"), ("recover", "queue"), ("complete", "record"),
                            ("summary", "progress"), ("status_rows", "progress")):
@@ -203,11 +211,11 @@ def profile_in_tree(directory: str, threads: int) -> None:
     with open(os.devnull, "w") as devnull:
         stderr, sys.stderr = sys.stderr, devnull  # the progress bar runs (as in a real search) but is not shown
         try:
-            runner.run_search(directory, workers=0, threads=threads, progress=True)
+            run_search(directory, workers=0, threads=threads, progress=True)
         finally:
             sys.stderr = stderr
     wall = time.perf_counter() - start
-    jobs = runner.load_jobs(directory)
+    jobs = load_jobs(directory)
     print(json.dumps({"wall": wall, "splits": dict(splits.total), "loop_seconds": float(jobs["seconds"].sum()),
                       "jobs": len(jobs), "epochs": int(jobs["epochs"].max())}))
 
@@ -242,7 +250,7 @@ def split_table(results: dict[str, dict], scale_to: int | None) -> str:
 
 def search(tree: Path, directory: Path, workers: int, threads: int | None) -> dict:
     """``nasprune search`` of ``tree`` on the experiment; wall time and the jobs it recorded."""
-    from nasprune.jobs import load_jobs
+    from nasprune.search import load_jobs
 
     cmd = [sys.executable, "-m", "nasprune.cli", "search", "--experiment", str(directory), "--workers", str(workers),
            "--no-progress"] + (["--threads", str(threads)] if threads else [])
@@ -329,7 +337,7 @@ def main() -> None:
           f"old = git {args.old}, new = this tree")
 
     from nasprune.data import load_dataset
-    from nasprune.selection import select
+    from nasprune.proxies.selection import select
 
     data = load_dataset("fashion-mnist", val_size=10000, seed=0)
     kept = select("random", data.train_y.numpy(), PER_CLASS, seed=0).kept

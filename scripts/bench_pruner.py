@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from nasprune.data import load_dataset
-from nasprune.influence import influence_error, last_layer_influence, refit_last_layer
-from nasprune.scoring import ScoringConfig, ScoringRun, run_scoring
-from nasprune.selection import cardinality_prune, influence_objective, select
+from nasprune.proxies import (ScoringConfig, ScoringRun, influence_error, last_layer_influence, refit_last_layer,
+                              run_scoring)
+from nasprune.proxies.selection import cardinality_prune, influence_objective, select
 
 
 def _rss_mb() -> float:
@@ -92,7 +92,7 @@ def main() -> None:
         anneal = cardinality_prune(S, run.labels, args.per_class, target=args.target, solver="anneal",
                                    time_limit=args.time_limit, anneal_steps=10**9, bound=False)
     with stage("relaxation bound (Frank-Wolfe, 200 iterations)", rows):
-        from nasprune.selection import relaxation_bound
+        from nasprune.proxies.selection import relaxation_bound
 
         bound = relaxation_bound(S, run.labels, args.per_class, target=args.target)
     print(f"{'stage':58s} {'seconds':>8s} {'peak RSS MB':>12s} {'+MB':>8s}")

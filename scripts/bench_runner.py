@@ -42,8 +42,8 @@ CANDIDATES = ["w8-d1-relu-none-avgpooling", "w16-d2-relu-instancenorm-avgpooling
 
 def make_experiment(directory: Path, args) -> None:
     from nasprune.data import load_dataset
-    from nasprune.proxy import ProxySet
-    from nasprune.runner import Experiment
+    from nasprune.proxies import ProxySet
+    from nasprune.search import Experiment
 
     data = load_dataset(args.dataset)
     rng = np.random.default_rng(0)
@@ -63,9 +63,9 @@ def plain(directory: str, threads: int) -> None:
     runner's job itself, without the runner). Prints JSON."""
     import torch
 
-    from nasprune.experiment import Experiment
-    from nasprune.proxy import ProxySet
-    from nasprune.train import train_candidate
+    from nasprune.search import Experiment
+    from nasprune.proxies import ProxySet
+    from nasprune.training import train_candidate
 
     torch.set_num_threads(threads)
     exp = Experiment.load(directory)
@@ -97,7 +97,7 @@ def run_runner(directory: Path, workers: int, threads: int | None = None) -> dic
     completion), and the start and end of the command."""
     from datetime import datetime
 
-    from nasprune.runner import load_jobs
+    from nasprune.search import load_jobs
 
     t0 = time.time()
     wall, _ = timed([sys.executable, "-m", "nasprune.cli", "search", "--experiment", str(directory),

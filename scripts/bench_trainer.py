@@ -1,4 +1,4 @@
-"""Benchmark: nasprune.train against a textbook DataLoader loop on proxy-sized Fashion-MNIST.
+"""Benchmark: nasprune.training.train against a textbook DataLoader loop on proxy-sized Fashion-MNIST.
 
 Both train the same models (same init, ``build_convnet(seed=)``) on the same 1,000 images for the same
 epochs, alternating a/b so that machine noise hits both alike. Both time the training loop alone, so the
@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from nasprune.data import load_dataset
-from nasprune.train import TrainConfig, resolve_device, train
+from nasprune.training import TrainConfig, resolve_device, train
 from search_spaces import ConvNetSpec, build_convnet, count_flops
+
 
 MODELS = ["w128-d3-relu-instancenorm-avgpooling", "w32-d2-relu-batchnorm-maxpooling", "w32-d2-relu-instancenorm-none"]
 

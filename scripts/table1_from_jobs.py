@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasprune.report import markdown, table1_from_csv, experiment_name
+from nasprune.analysis import experiment_name, table1_from_csv, table1_markdown
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     table = table1_from_csv(path, whole=args.whole, n_boot=args.bootstrap, seed=args.seed)
     if args.write:
         table.to_csv(path.parent / "table1.csv", index=False)
-        (path.parent / "table1.md").write_text(markdown(table, pd.read_csv(path), n_boot=args.bootstrap,
+        (path.parent / "table1.md").write_text(table1_markdown(table, pd.read_csv(path), n_boot=args.bootstrap,
                                                         name=experiment_name(path.parent)))
     print(table.to_string(index=False))
 

@@ -1,3 +1,14 @@
+"""Fixtures for every test: torch's threads, the datasets, the repository's root, a small finished experiment (the
+CLI's and ``nasprune status``'s tests) and a hand-built pool of size-sweep jobs (the sweep's and the proxy
+benchmark's decision rules). Test modules never import each other nor this file: what they share is here, as
+fixtures."""
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -9,6 +20,16 @@ def _two_threads():
     torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny nets on real data: one torch thread is faster than two, and much faster on a shared machine. For the
+    modules that ask for it (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fmnist():
     """The real Fashion-MNIST data from the Debian package, split 50,000 / 10,000 / 10,000."""
@@ -18,3 +39,90 @@ def fmnist():
 @pytest.fixture(scope="session")
 def synthetic():
     return load_dataset("synthetic")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository's root (results/, scripts/, the package)."""
+    return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def child_env(repo) -> dict:
+    """The environment of a child Python process that imports this checkout's package, ahead of whatever
+    PYTHONPATH this process has (the Optuna lower-bound test puts an older Optuna there)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+# --- a small finished experiment --------------------------------------------------------------------------------
+
+SMALL_CANDIDATES = ["w8-d1-relu-none-avgpooling", "w8-d1-relu-instancenorm-maxpooling",
+                    "w8-d1-sigmoid-batchnorm-maxpooling"]
+
+
+@pytest.fixture(scope="session")
+def make_small_experiment(synthetic):
+    """``make(directory, name="cli-test") -> directory``: an experiment of a random 200-image proxy ``random``
+    (every 5th of the first 1,000 synthetic images) and the whole synthetic split, 3 candidates, one seed, one
+    epoch: 6 jobs."""
+    from nasprune.proxies import ProxySet
+    from nasprune.search import Experiment
+
+    def make(directory: Path, name: str = "cli-test") -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        ProxySet.from_selection(synthetic, np.arange(0, 1000, 5), "random").save(directory / "random.json")
+        Experiment(name=name, dataset={"name": "synthetic"}, candidates=SMALL_CANDIDATES,
+                   training_sets={"random": {"proxy": "random.json", "train": {"epochs": 1}},
+                                  "whole": {"proxy": None, "train": {"epochs": 1}}}).save(directory)
+        return directory
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, make_small_experiment) -> Path:
+    """A small experiment (:func:`make_small_experiment`) whose 6 jobs have all finished, once per module."""
+    from nasprune.search import run_search
+
+    directory = make_small_experiment(tmp_path_factory.mktemp("searched") / "exp")
+    run_search(directory, workers=0, progress=False)
+    return directory
+
+
+# --- a pool of size-sweep jobs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sweep_pool() -> SimpleNamespace:
+    """12 candidates whose whole-set test accuracy is ``truth`` (70 to 90, in candidate order), and ``rows(name,
+    method, images, values, seed=0, proxy_minutes=0.0)``: a training set's job rows, validation accuracy
+    ``values``, proxies at 10 s and 50 epochs a job, the whole set at 100 s and 10 epochs."""
+    candidates = [f"w{w}-d{d}-relu-none-avgpooling" for w in (8, 16, 32) for d in (1, 2, 3, 4)]
+    truth = np.linspace(70, 90, len(candidates))
+
+    def rows(name, method, images, values, seed=0, proxy_minutes=0.0):
+        return [{"training_set": name, "candidate": c, "seed": seed, "val_acc": v, "test_acc": t, "method": method,
+                 "images": images, "seconds": 10.0 if name != "whole" else 100.0, "proxy_minutes": proxy_minutes,
+                 "epochs": 50 if name != "whole" else 10}
+                for c, v, t in zip(candidates, values, truth)]
+
+    return SimpleNamespace(candidates=candidates, truth=truth, rows=rows)
+
+
+@pytest.fixture()
+def sweep_jobs(sweep_pool) -> pd.DataFrame:
+    """The whole set (two seeds, within 0.1 of the truth), 10 random draws at 100 and at 200 images, and proxies:
+    herding-10 in the truth's own order, easy-10 and easy-20 in the reverse order, easy-10-cheap (another
+    network's) in the truth's order, and kcenter-10 one candidate short."""
+    rows, truth = sweep_pool.rows, sweep_pool.truth
+    rng = np.random.default_rng(0)
+    jobs = rows("whole", "whole", 50000, truth + 0.1) + rows("whole", "whole", 50000, truth - 0.1, seed=1)
+    for images in (100, 200):
+        for d in range(10):
+            jobs += rows(f"random-{images}-d{d}", "random", images, truth + rng.normal(0, 6, len(truth)))
+    jobs += rows("herding-10", "herding", 100, truth, proxy_minutes=2.0)        # the truth's own order
+    jobs += rows("easy-10", "easy", 100, -truth, proxy_minutes=2.0)             # the reverse order
+    jobs += rows("easy-20", "easy", 200, -truth, proxy_minutes=2.0)
+    jobs += rows("easy-10-cheap", "easy", 100, truth, proxy_minutes=0.5)     # another network, same method
+    partial = rows("kcenter-10", "kcenter", 100, truth)[:-1]                   # one candidate short
+    return pd.DataFrame(jobs + partial)

@@ -2,20 +2,19 @@
 checksums, data mismatches named, and every stored format still readable."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from nasprune.artifacts import (ABSENT, ArtifactError, ProxyError, ScoringError, changed, changed_settings, check_data,
-                                check_format, checksum, show_changes, write_text)
+from nasprune.artifacts import (ABSENT, changed, changed_settings, check_data, check_format, checksum, show_changes,
+                                write_text)
 from nasprune.data import load_dataset
-from nasprune.proxy import FORMAT as PROXY_FORMAT
-from nasprune.proxy import ProxySet
-from nasprune.scoring import FORMAT as SCORING_FORMAT
-from nasprune.scoring import ScoringConfig, ScoringRun, pruning_network
-from nasprune.train import TrainConfig
+from nasprune.errors import ArtifactError, ProxyError, ScoringError
+from nasprune.proxies import ProxySet, ScoringConfig, ScoringRun, pruning_network
+from nasprune.proxies._proxy_set import FORMAT as PROXY_FORMAT
+from nasprune.proxies._scoring import FORMAT as SCORING_FORMAT
+from nasprune.training import TrainConfig
 from search_spaces import build_convnet
 
 
@@ -83,10 +82,10 @@ def test_changed_settings_names_each_nested_setting_on_either_side():
     assert changed_settings(stored, json.loads(json.dumps(stored))) == {}
 
 
-def test_proxy_files_keep_their_format(synthetic, tmp_path):
+def test_proxy_files_keep_their_format(synthetic, tmp_path, repo):
     """A proxy file is still {"format", "sha256", "proxy"} with the checksum over the payload, and the files of
     the committed results load (golden: results/fmnist-ref/proxies/, written before nasprune/artifacts.py)."""
-    committed = Path(__file__).parents[1] / "results" / "fmnist-ref" / "proxies"
+    committed = repo / "results" / "fmnist-ref" / "proxies"
     for name in ("random", "influence"):
         golden = ProxySet.load(committed / f"{name}.json")
         assert golden.method == name and len(golden) == 1000 and golden.per_class == {c: 100 for c in range(10)}

@@ -1,52 +1,29 @@
 """The `nasprune` command: a parser that loads no torch, help and defaults everywhere, refusals with exit
-code 2, `status`, and commands that need no (or a finished) search."""
+code 2, and commands that need no (or a finished) search. `nasprune status` is tested in
+tests/search/test_status.py."""
 
 import argparse
-import dataclasses
 import json
-import math
-import re
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 import yaml
 
 from nasprune import cli
 from nasprune.cli import main
-from nasprune.proxy import ProxySet
-from nasprune.train import TrainConfig
-from nasprune.runner import JOURNAL_FILE, Experiment, job_status, load_jobs, prepare, run_search
+from nasprune.proxies import ProxySet
+from nasprune.search import JOURNAL_FILE, load_jobs, prepare
 
-CANDIDATES = ["w8-d1-relu-none-avgpooling", "w8-d1-relu-instancenorm-maxpooling", "w8-d1-sigmoid-batchnorm-maxpooling"]
+CANDIDATES = ["w8-d1-relu-none-avgpooling", "w8-d1-relu-instancenorm-maxpooling"]
 REPORT_FILES = ("jobs.csv", "table1.csv", "table1.md", "proxy_vs_whole.png", "table1.png")
-
-
-def make_experiment(directory: Path, dataset, name: str = "cli-test") -> Path:
-    """A random 200-image proxy and the whole synthetic split, 3 candidates, one seed, one epoch."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ProxySet.from_selection(dataset, np.arange(0, 1000, 5), "random").save(directory / "random.json")
-    Experiment(name=name, dataset={"name": "synthetic"}, candidates=CANDIDATES,
-               training_sets={"random": {"proxy": "random.json", "train": {"epochs": 1}},
-                              "whole": {"proxy": None, "train": {"epochs": 1}}}).save(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory, synthetic) -> Path:
-    """An experiment whose 6 jobs have all finished."""
-    directory = make_experiment(tmp_path_factory.mktemp("searched") / "exp", synthetic)
-    run_search(directory, workers=0, progress=False)
-    return directory
 
 
 # --- the parser -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_parser_and_usage_errors_load_no_torch():
     code = ("import sys, nasprune.cli as c\n"
             "c.build_parser().format_help()\n"
@@ -88,9 +65,9 @@ def test_every_option_has_help_and_its_default():
 
 def test_help_names_the_library_defaults_and_choices():
     from nasprune.data import DATASETS
-    from nasprune.prune import InfluenceConfig, ObjectiveConfig
-    from nasprune.scoring import ScoringConfig
-    from nasprune.selection import TARGETS
+    from nasprune.proxies import InfluenceConfig, ObjectiveConfig
+    from nasprune.proxies import ScoringConfig
+    from nasprune.proxies.selection import TARGETS
 
     assert cli.TARGET_NAMES == tuple(TARGETS) and cli.DATASET_NAMES == tuple(DATASETS)
     prune = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["prune"].format_help().split())
@@ -140,8 +117,8 @@ def test_missing_experiment_names_the_commands_that_make_one(command, tmp_path, 
 
 
 @pytest.mark.parametrize("command", ["status", "report"])
-def test_nothing_is_written_before_a_search(command, tmp_path, synthetic, capsys):
-    directory = make_experiment(tmp_path / "exp", synthetic)
+def test_nothing_is_written_before_a_search(command, tmp_path, make_small_experiment, capsys):
+    directory = make_small_experiment(tmp_path / "exp")
     before = sorted(p.name for p in directory.iterdir())
     assert main([command, "--experiment", str(directory)]) == 2
     assert f"no search has run in {directory}; start one with `nasprune search --experiment {directory}`" \
@@ -149,117 +126,35 @@ def test_nothing_is_written_before_a_search(command, tmp_path, synthetic, capsys
     assert sorted(p.name for p in directory.iterdir()) == before and not (directory / JOURNAL_FILE).exists()
 
 
-def test_search_refuses_an_unknown_first_set_before_writing(tmp_path, synthetic, capsys):
-    directory = make_experiment(tmp_path / "exp", synthetic)
+def test_search_refuses_an_unknown_first_set_before_writing(tmp_path, make_small_experiment, capsys):
+    directory = make_small_experiment(tmp_path / "exp")
     assert main(["search", "--experiment", str(directory), "--workers", "0", "--first", "whole", "randm"]) == 2
     assert "no training set 'randm'; the experiment has ['random', 'whole']" in capsys.readouterr().err
     assert not (directory / JOURNAL_FILE).exists()
 
 
-def test_report_after_a_search_with_no_finished_job_writes_nothing(tmp_path, synthetic, capsys):
-    directory = make_experiment(tmp_path / "exp", synthetic)
+def test_report_after_a_search_with_no_finished_job_writes_nothing(tmp_path, make_small_experiment, capsys):
+    directory = make_small_experiment(tmp_path / "exp")
     prepare(directory)  # studies and waiting jobs, none run
     assert main(["report", "--experiment", str(directory)]) == 2
     assert f"no finished jobs in {directory}" in capsys.readouterr().err
     assert not any((directory / f).exists() for f in REPORT_FILES)
 
 
-# --- status --------------------------------------------------------------------------------------------------
-
-
-def test_status_of_a_finished_search(searched, capsys):
-    assert main(["status", "--experiment", str(searched)]) == 0
-    out = capsys.readouterr().out
-    assert "cli-test (" in out and "6 of 6 jobs done, 0 running, 0 failed, 0 waiting" in out
-    assert re.split(r"\s{2,}", out.splitlines()[1]) == ["training set", "done", "running", "failed", "waiting",
-                                                        "mean job", "work left"]
-    rows = {cells[0]: cells for cells in (re.split(r"\s{2,}", line) for line in out.splitlines()[2:4])}
-    assert rows["random"][1:5] == ["3", "0", "0", "0"] and rows["whole"][1:5] == ["3", "0", "0", "0"]
-    assert rows["whole"][6] == "0 s"
-    assert "time left: none, every job has finished or failed" in out
-
-
-def test_status_counts_new_training_sets_and_estimates_time_left(tmp_path, searched, capsys):
-    import shutil
-
-    directory = tmp_path / "exp"
-    shutil.copytree(searched, directory)
-    exp = Experiment.load(directory)
-    sets = {**exp.training_sets, "random2": {"proxy": "random.json", "train": {"epochs": 2}}}
-    dataclasses.replace(exp, training_sets=sets).save(directory)  # a set added: it has no study yet
-    assert main(["status", "--experiment", str(directory)]) == 0
-    out = capsys.readouterr().out
-    assert "6 of 9 jobs done, 0 running, 0 failed, 3 waiting" in out
-    row = next(re.split(r"\s{2,}", line) for line in out.splitlines() if line.startswith("random2"))
-    assert row[1:6] == ["0", "0", "0", "3", "-"]
-    # independent check of the estimate: the wall seconds stored in the finished trials, and the SGD steps
-    # counted by hand (200 images in batches of the default size, short last batch kept; 1 epoch, random2: 2)
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(directory / JOURNAL_FILE)))
-    walls = {s.study_name.split(":")[1]: [t.user_attrs["wall_seconds"] for t in storage.get_all_trials(s._study_id)
-                                          if t.state == optuna.trial.TrialState.COMPLETE]
-             for s in storage.get_all_studies()}
-    assert sorted(map(len, walls.values())) == [3, 3]
-    steps = math.ceil(200 / TrainConfig().batch_size)
-    per_step = sum(walls["random"]) / (3 * steps)  # the whole set's steps are not known without its data
-    table = cli_progress(directory)
-    assert table.loc["random2", "estimate"] == "steps"
-    assert table.loc["random2", "left_seconds"] == pytest.approx(3 * 2 * steps * per_step)
-    assert table.loc["whole", "left_seconds"] == 0
-    assert "time left: no worker is running; " in out and "of work for one worker (sets with no finished job: " \
-        "their SGD steps times the seconds per step of the finished proxy jobs)" in out
-    assert f"`nasprune search --experiment {directory}` continues" in out
-
-
-def test_status_counts_a_process_running_several_jobs_as_one_worker(tmp_path, searched, capsys):
-    import shutil
-
-    directory = tmp_path / "exp"
-    shutil.copytree(searched, directory)
-    exp = Experiment.load(directory)
-    sets = {**exp.training_sets, "random2": {"proxy": "random.json", "train": {"epochs": 2}}}
-    dataclasses.replace(exp, training_sets=sets).save(directory)
-    _, store = prepare(directory)  # queues the new set's 3 jobs
-    assert store.claim() is not None and store.claim() is not None  # one process, two running jobs (a fused group)
-    assert main(["status", "--experiment", str(directory)]) == 0
-    out = capsys.readouterr().out
-    assert "6 of 9 jobs done, 2 running, 0 failed, 1 waiting" in out
-    assert "over 1 running worker" in out, out
-    assert set(job_status(directory).dropna(subset=["worker"])["state"]) == {"running"}
-
-
-def cli_progress(directory: Path) -> pd.DataFrame:
-    return cli._progress(directory, None, job_status(directory))
-
-
-def test_time_left_divides_by_running_workers(searched):
-    from nasprune.report import progress
-
-    status, jobs = job_status(searched), load_jobs(searched)
-    status.loc[[0, 1], "state"] = ["running", "waiting"]  # random: one running, one waiting
-    status.loc[3, "state"] = "running"  # whole: one running
-    status.loc[4, "state"] = "failed"
-    table = progress(status, jobs)
-    assert table.loc["random", ["done", "running", "failed", "waiting"]].tolist() == [1, 1, 0, 1]
-    assert table.loc["whole", ["done", "running", "failed", "waiting"]].tolist() == [1, 1, 1, 0]
-    means = jobs.groupby("training_set")["wall_seconds"].mean()
-    assert table.loc["random", "left_seconds"] == pytest.approx(2 * means["random"])
-    text = cli._time_left(table, 2, searched)  # two worker processes
-    expected = cli._duration((2 * means["random"] + means["whole"]) / 2)
-    assert text.startswith(f"about {expected}: 3 jobs x the mean job time of their training set, over 2 running "
-                           "workers"), text
-
-
 # --- prune and run ---------------------------------------------------------------------------------------------
 
 
 def test_prune_random_never_touches_a_scoring_run(tmp_path, monkeypatch, capsys):
-    import nasprune.scoring
+    import nasprune.proxies
+    from nasprune.proxies import _scoring
 
     def refuse(*args, **kwargs):
         raise AssertionError("random selection must not train or load a scoring run")
 
-    monkeypatch.setattr(nasprune.scoring, "run_scoring", refuse)
-    monkeypatch.setattr(nasprune.scoring.ScoringRun, "load", classmethod(refuse))
+    for module, name in ((_scoring, "run_scoring"), (_scoring, "load_or_run"), (nasprune.proxies, "run_scoring"),
+                         (nasprune.proxies, "load_or_run")):
+        monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setattr(_scoring.ScoringRun, "load", classmethod(refuse))
     garbage = tmp_path / "scores.pt"
     garbage.write_bytes(b"not a scoring run")
     out = tmp_path / "random.json"
@@ -273,12 +168,13 @@ def test_prune_random_never_touches_a_scoring_run(tmp_path, monkeypatch, capsys)
     assert "unknown method 'magic'; choose one of influence, random" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_ends_with_the_search_summary(tmp_path, capsys):
     config = {"name": "run-summary", "dataset": {"name": "synthetic"},
               "scoring": {"spec": "w8-d1-relu-batchnorm-avgpooling", "bottleneck": 8, "score_epoch": 1,
                           "train": {"epochs": 1}},
               "proxies": {"per_class": 10, "sets": [{"name": "random", "method": "random"}]},
-              "search": {"candidates": CANDIDATES[:2], "seeds": [0], "workers": 0,
+              "search": {"candidates": CANDIDATES, "seeds": [0], "workers": 0,
                          "proxy_train": {"epochs": 1}, "whole_train": {"epochs": 1}}}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(config))

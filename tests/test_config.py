@@ -4,14 +4,16 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
-from nasprune.config import ConfigError, from_mapping, to_mapping
-from nasprune.experiment import Experiment, ExperimentError
-from nasprune.pipeline import PipelineConfig
-from nasprune.prune import InfluenceConfig, ObjectiveConfig, recorded_settings
-from nasprune.train import TrainConfig
+from nasprune.config import check_name, check_random_state, from_mapping, to_mapping
+from nasprune.errors import ConfigError, ExperimentError
+from nasprune.proxies import InfluenceConfig, ObjectiveConfig, recorded_settings
+from nasprune.search import Experiment
+from nasprune.training import TrainConfig
+from nasprune.workflows import PipelineConfig
 
 BASE = {
     "name": "cfg",
@@ -106,10 +108,11 @@ def test_scientific_notation_that_yaml_reads_as_a_string_is_a_number(tmp_path):
     assert PipelineConfig.load(path).proxies.resolved()[1].influence["l2"] == 1e-3
 
 
-def test_shipped_configs_load_and_the_stored_reference_experiment_is_the_same_value():
+def test_shipped_configs_load_and_the_stored_reference_experiment_is_the_same_value(repo):
     for name in ("quick", "fmnist-ref", "paper"):
         PipelineConfig.load(name)
-    stored = Experiment.load("results/fmnist-ref")  # written by an earlier version, with partial train configs
+    # written by an earlier version, with partial train configs
+    stored = Experiment.load(repo / "results" / "fmnist-ref")
     assert PipelineConfig.load("fmnist-ref").experiment() == stored
 
 
@@ -128,6 +131,7 @@ def test_experiment_json_mistakes_name_the_file_and_key(tmp_path):
         Experiment.load(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_the_cli_prints_one_line_and_exits_2_on_a_bad_config(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_with("search", worker=2)))
@@ -137,6 +141,48 @@ def test_the_cli_prints_one_line_and_exits_2_on_a_bad_config(tmp_path):
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "search.worker: unknown key (did you mean 'workers'?)" in done.stderr
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_names_are_letters_digits_dots_underscores_or_dashes(tmp_path):
+    """Experiments, their training sets, configs and their proxies are named alike (``check_name``): the names
+    become study names and file names."""
+    for good in ("fmnist-ref", "random-d0", "v1.2_b"):
+        check_name(good, "name")
+    for bad in ("a b", "", "x/y", "tab\t", 3, None):
+        with pytest.raises(ConfigError) as info:
+            check_name(bad, "training_sets.k")
+        assert str(info.value) == f"training_sets.k: must be letters, digits, '.', '_' or '-', got {bad!r}"
+    with pytest.raises(ExperimentError, match=r"^training_sets\.x/y: must be letters, digits, '\.', '_' or '-', "
+                                              r"got 'x/y'$"):
+        check_name("x/y", "training_sets.x/y", ExperimentError)
+    candidates = ["w8-d1-relu-none-avgpooling"]
+    with pytest.raises(ExperimentError, match=r"^name: must be letters, digits, '\.', '_' or '-', got 'my run'$"):
+        Experiment(name="my run", dataset={"name": "synthetic"}, candidates=candidates,
+                   training_sets={"whole": {"proxy": None}})
+    with pytest.raises(ExperimentError, match=r"^training_sets\.a b: must be letters, digits, '\.', '_' or '-', "
+                                              r"got 'a b'$"):
+        Experiment(name="x", dataset={"name": "synthetic"}, candidates=candidates,
+                   training_sets={"a b": {"proxy": "p.json"}, "whole": {"proxy": None}})
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: name: must be letters, digits, '\.', '_' or '-', "
+                                          r"got 'my cfg'$"):
+        _load(tmp_path, {**BASE, "name": "my cfg"})
+    sets = {"per_class": 10, "sets": [{"name": "a b", "method": "random"}]}
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: proxies\.sets\[0\]\.name: must be letters, digits, '\.', "
+                                          r"'_' or '-', got 'a b'$"):
+        _load(tmp_path, {**BASE, "proxies": sets})
+    whole = {"per_class": 10, "sets": [{"name": "whole", "method": "random"}]}
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: proxies\.sets\[0\]\.name: 'whole' is the whole training "
+                                          r"set's name; give the proxy another$"):
+        _load(tmp_path, {**BASE, "proxies": whole})
+
+
+def test_check_random_state():
+    assert check_random_state(3).integers(1000) == check_random_state(3).integers(1000)
+    gen = np.random.default_rng(0)
+    assert check_random_state(gen) is gen
+    assert isinstance(check_random_state(None), np.random.Generator)
+    with pytest.raises(ValueError, match="seed must be None, an int or a numpy Generator"):
+        check_random_state("zero")
 
 
 def test_the_one_section_influence_form_of_earlier_versions_still_loads(tmp_path):

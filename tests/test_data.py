@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from nasprune import data as data_mod
-from nasprune.data import DatasetError, load_dataset, stratified_split
+from nasprune.data import load_dataset, stratified_split
+from nasprune.errors import DatasetError
 
 
+@pytest.mark.slow
 def test_fashion_mnist_from_debian_files(fmnist):
     d = fmnist
     assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (50_000, 10_000, 10_000)
@@ -20,6 +22,7 @@ def test_fashion_mnist_from_debian_files(fmnist):
     assert len(d.fingerprint) == 64
 
 
+@pytest.mark.slow
 def test_fingerprint_stable_and_split_depends_on_seed(fmnist):
     again = load_dataset("fashion-mnist")
     assert again.fingerprint == fmnist.fingerprint

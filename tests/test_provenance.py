@@ -7,6 +7,8 @@ import pytest
 
 from nasprune import provenance as prov
 
+pytestmark = pytest.mark.slow  # every test runs git
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
