@@ -38,4 +38,12 @@ if ! "$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
   "$VPY" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
 "$VPY" -m pip install -q -e ".[test]"
+# Optuna at the lowest version pyproject.toml allows, beside the venv's own, for the test that runs the job store on
+# it (tests/search/test_optuna_lower_bound.py); its dependencies are the venv's.
+LOWEST=$(sed -n 's/.*"optuna>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+if ! ls -d "$VENV/optuna-lower-bound/optuna-$LOWEST"*.dist-info >/dev/null 2>&1; then
+  echo "setup: installing optuna $LOWEST (the lower bound) into $VENV/optuna-lower-bound"
+  rm -rf "$VENV/optuna-lower-bound"
+  "$VPY" -m pip install -q --no-deps --target "$VENV/optuna-lower-bound" "optuna==$LOWEST"
+fi
 "$VPY" -c "import nasprune, torch; print('setup: nasprune', nasprune.__version__, '| torch', torch.__version__, '| in', '$VENV')"
