@@ -54,6 +54,22 @@ def child_env(repo) -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
+@pytest.fixture()
+def journal_replays(monkeypatch) -> dict:
+    """Counts the journal storages opened from now on (``{"n": ...}``): each replays the whole journal file."""
+    import optuna
+
+    opened = {"n": 0}
+    init = optuna.storages.JournalStorage.__init__
+
+    def counted(self, *args, **kwargs):
+        opened["n"] += 1
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages.JournalStorage, "__init__", counted)
+    return opened
+
+
 # --- a small finished experiment --------------------------------------------------------------------------------
 
 SMALL_CANDIDATES = ["w8-d1-relu-none-avgpooling", "w8-d1-relu-instancenorm-maxpooling",

@@ -16,16 +16,19 @@ from ._null import (NULL_COLUMNS, draw_metrics, noise_ceiling, place_among, rand
 from ._plots import (NULL_METRICS, family_lines, plot_budget, plot_proxy_vs_whole, plot_random_null, plot_size_sweep,
                      plot_table1, random_band)
 from ._report import experiment_name, search_has_run, table1_from_csv, table1_markdown, write_report
-from ._sweep import (SWEEP_COLUMNS, complete_sets, cost_fractions, paired_draws, paper_scale, random_spread,
-                     sets_by_size, settling, size_sweep, top_quartile_k, whole_variant_sweep, whole_variants)
+from ._sweep import (SWEEP_COLUMNS, PoolReading, complete_sets, cost_fractions, paired_draws, paper_scale,
+                     random_spread, read_pool, sets_by_size, settling, size_sweep, top_quartile_k, whole_variant_sweep,
+                     whole_variants)
 
 __all__ = ["LOWER_IS_BETTER", "METRICS", "NULL_COLUMNS", "NULL_METRICS", "PAIRED_COLUMNS", "SWEEP_COLUMNS",
+           "PoolReading",
            "TABLE1_COLUMNS", "candidate_means", "ci_text", "complete_sets", "cost_fractions", "draw_metrics",
            "experiment_name", "family_lines", "markdown_table", "metric_names", "ndcg", "noise_ceiling",
            "paired_difference", "paired_differences", "paired_draws", "paired_markdown", "paired_text",
            "paired_wide_markdown", "paper_scale", "place_among", "plot_budget", "plot_proxy_vs_whole",
            "plot_random_null", "plot_size_sweep", "plot_table1", "point_metrics", "proxies_markdown", "random_band",
-           "random_draws", "random_null", "random_spread", "ranking_by_epoch", "ranking_metrics", "replace_block",
+           "random_draws", "random_null", "random_spread", "ranking_by_epoch", "ranking_metrics", "read_pool",
+           "replace_block",
            "search_has_run", "seed_agreement", "sets_by_size", "settling", "size_sweep", "size_sweep_markdown",
            "table1", "table1_from_csv", "table1_markdown", "time_and_storage", "top_quartile_k", "train_settings",
            "whole_variant_sweep", "whole_variants", "write_readme", "write_report"]

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
 from ._metrics import candidate_means
-from ._null import NULL_COLUMNS, draw_metrics, place_among, random_null, ranking_by_epoch
+from ._null import NULL_COLUMNS, draw_metrics, noise_ceiling, place_among, random_null, ranking_by_epoch
 
-__all__ = ["SWEEP_COLUMNS", "complete_sets", "cost_fractions", "paired_draws", "paper_scale", "random_spread",
-           "sets_by_size", "settling", "size_sweep", "top_quartile_k", "whole_variant_sweep", "whole_variants"]
+__all__ = ["SWEEP_COLUMNS", "PoolReading", "complete_sets", "cost_fractions", "paired_draws", "paper_scale",
+           "random_spread", "read_pool", "sets_by_size", "settling", "size_sweep", "top_quartile_k",
+           "whole_variant_sweep", "whole_variants"]
 
 #: The columns of :func:`size_sweep`: the size, the proxy's method, then :data:`NULL_COLUMNS`.
 SWEEP_COLUMNS = ["per_class", "images", "method", *NULL_COLUMNS]
@@ -180,3 +182,40 @@ def paper_scale(jobs: pd.DataFrame, whole: str = "whole", *, candidates: int = 7
     out["building_fraction"] = c["proxy_seconds"] / (candidates * epochs * epoch_seconds)
     out["fraction_of_whole"] = out["search_fraction"] + out["building_fraction"]
     return out.drop(index=whole)
+
+
+@dataclass
+class PoolReading:
+    """A pool's finished jobs read against random, size by size (:func:`read_pool`).
+
+    Attributes:
+        jobs: the jobs read (:func:`nasprune.search.load_jobs`).
+        whole_done: candidates finished on the whole set; 0 leaves every table below empty.
+        k: the NDCG's k, the whole set's top quarter (:func:`top_quartile_k`).
+        ceiling: :func:`~nasprune.analysis.noise_ceiling` at that k (empty before a whole-set job has finished).
+        sweep: :func:`size_sweep`; variants: :func:`whole_variant_sweep`; spread: :func:`random_spread` (None
+            before a whole-set job has finished).
+    """
+
+    jobs: pd.DataFrame
+    whole_done: int
+    k: int
+    ceiling: dict
+    sweep: pd.DataFrame
+    variants: pd.DataFrame
+    spread: pd.DataFrame | None
+
+
+def read_pool(jobs: pd.DataFrame, *, classes: int, candidates: int, whole: str = "whole",
+              n_boot: int = 1000) -> PoolReading:
+    """Every table a benchmark of proxies against random draws reads, from the finished jobs of a pool of
+    ``candidates`` (the experiment's count: it sets k until the whole set has finished some) over ``classes``
+    classes. A partial run gives partial, consistent tables (only complete training sets are read)."""
+    whole_done = len(candidate_means(jobs, whole)["val_acc"].dropna()) if len(jobs) else 0
+    k = top_quartile_k(whole_done or candidates)
+    if not whole_done:
+        return PoolReading(jobs, 0, k, {}, pd.DataFrame(), pd.DataFrame(), None)
+    return PoolReading(jobs, whole_done, k, noise_ceiling(jobs, whole, k=k, n_boot=n_boot),
+                       size_sweep(jobs, whole, classes=classes, k=k, n_boot=n_boot),
+                       whole_variant_sweep(jobs, whole, classes=classes, k=k, n_boot=n_boot),
+                       random_spread(jobs, whole, classes=classes, k=k))

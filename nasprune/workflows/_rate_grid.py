@@ -19,6 +19,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -101,9 +102,10 @@ class RateGrid:
 # --- the proxies ---------------------------------------------------------------------------------------------
 
 
-def _build_proxies(grid: RateGrid, dataset: Dataset, run: ScoringRun | None, directory: Path) -> None:
-    """Write ``directory/proxies/<set>.json`` for every (method, rate) not there yet; refuse one there that
-    was built with other settings than the grid asks for."""
+def _build_proxies(grid: RateGrid, dataset: Dataset, scoring: Callable[[], ScoringRun | None],
+                   directory: Path) -> None:
+    """Write ``directory/proxies/<set>.json`` for every (method, rate) not there yet, from the scoring run
+    ``scoring()`` gives; refuse one there that was built with other settings than the grid asks for."""
     S_cache: dict[str, torch.Tensor] = {}
     for name, (label, rate) in grid.proxies().items():
         path = directory / "proxies" / f"{name}.json"
@@ -118,30 +120,41 @@ def _build_proxies(grid: RateGrid, dataset: Dataset, run: ScoringRun | None, dir
         if m.bisect:
             started = time.perf_counter()
             if "S" not in S_cache:
-                S_cache["S"] = influence_vectors(run, InfluenceConfig())[0]
+                S_cache["S"] = influence_vectors(scoring(), InfluenceConfig())[0]
             eps = epsilon_for_rate(S_cache["S"], dataset.train_y, rate, time_limit=m.objective.time_limit)
             objective, search_seconds = dataclasses.replace(m.objective, epsilon=eps), time.perf_counter() - started
-        proxy = build_proxy(dataset, run, m.method, quota, seed=0, objective=objective)
+        proxy = build_proxy(dataset, scoring() if needs_scoring_run(m.method) else None, m.method, quota, seed=0,
+                            objective=objective)
         if m.bisect:
             proxy.stats["epsilon_search_seconds"] = search_seconds
         proxy.save(path)
         print(f"proxy {name}: {len(proxy)} of {len(dataset.train_y)} images kept", flush=True)
 
 
-def _scoring_run(grid: RateGrid, dataset: Dataset, directory: Path) -> ScoringRun | None:
-    """The grid's scoring run: ``directory/scoring.pt`` when it exists (refused if made with other settings),
-    else trained (resumable) and saved there; None when no method reads one."""
+def _scoring_run(grid: RateGrid, dataset: Dataset, directory: Path) -> Callable[[], ScoringRun | None]:
+    """The grid's scoring run, as a function: ``directory/scoring.pt``, loaded at once when it exists (refused if
+    made with other settings), else trained (resumable) and saved there when a proxy first needs it, so that a
+    grid whose proxies all exist trains nothing; None when no method reads one."""
     if not any(needs_scoring_run(RATE_METHODS[m].method) for m in grid.methods):
-        return None
-    return load_or_run(directory / "scoring.pt", dataset, grid.scoring, progress=True)[0]
+        return lambda: None
+    path, cache = directory / "scoring.pt", {}
+
+    def run() -> ScoringRun:
+        if "run" not in cache:
+            cache["run"] = load_or_run(path, dataset, grid.scoring, progress=True)[0]
+        return cache["run"]
+
+    if path.exists():
+        run()
+    return run
 
 
 # --- running it ------------------------------------------------------------------------------------------------
 
 
 def run_rate_grid(grid: RateGrid, directory: Path, *, workers: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Build what is missing (scoring run, proxies), train every job not finished through the runner, and
-    return the finished jobs (also written to ``directory/jobs.csv``)."""
+    """Build what is missing (the proxies, and the scoring run if a missing proxy needs it), train every job not
+    finished through the runner, and return the finished jobs (also written to ``directory/jobs.csv``)."""
     directory.mkdir(parents=True, exist_ok=True)
     dataset = grid.dataset.load()
     _build_proxies(grid, dataset, _scoring_run(grid, dataset, directory), directory)

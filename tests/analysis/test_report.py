@@ -178,3 +178,9 @@ def test_replace_block_rewrites_only_between_its_markers_and_refuses_a_file_with
         with pytest.raises(ValueError, match="needs exactly one"):
             replace_block(path, "t", ["x"])
         assert path.read_text() == broken
+
+
+def test_report_replays_the_journal_once(searched, journal_replays, capsys):
+    """``nasprune report`` reads the finished jobs and the failed ones from one storage."""
+    assert main(["report", "--experiment", str(searched)]) == 0
+    assert journal_replays["n"] == 1 and (searched / "table1.csv").is_file()

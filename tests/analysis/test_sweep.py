@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from nasprune.analysis import (complete_sets, cost_fractions, family_lines, paired_draws, paper_scale,
-                               plot_size_sweep, random_band, random_spread, settling, size_sweep, size_sweep_markdown,
-                               top_quartile_k, whole_variant_sweep, whole_variants)
+from nasprune.analysis import (complete_sets, cost_fractions, family_lines, noise_ceiling, paired_draws, paper_scale,
+                               plot_size_sweep, random_band, random_spread, read_pool, settling, size_sweep,
+                               size_sweep_markdown, top_quartile_k, whole_variant_sweep, whole_variants)
 
 
 @pytest.fixture()
@@ -168,3 +168,16 @@ def test_family_lines_leave_a_gap_where_a_method_did_not_run():
     assert list(lines.index) == [10, 50, 200]
     assert lines["herding"].tolist()[::2] == [0.3, 0.6] and np.isnan(lines.loc[50, "herding"])  # no bridge over 50
     assert lines["ccs"].notna().tolist() == [False, True, False]
+
+
+def test_read_pool_reads_every_table_at_the_whole_sets_k(sweep_jobs):
+    """read_pool: the tables a benchmark reads, each at k = ceil(n/4) of the whole set's finished candidates (12 here:
+    3), the same as calling each function; before the whole set has a finished job, k comes from the experiment's
+    candidate count and every table is empty."""
+    reading = read_pool(sweep_jobs, classes=10, candidates=40, n_boot=30)
+    assert reading.whole_done == 12 and reading.k == 3
+    pd.testing.assert_frame_equal(reading.sweep, size_sweep(sweep_jobs, classes=10, k=3, n_boot=30))
+    pd.testing.assert_frame_equal(reading.spread, random_spread(sweep_jobs, classes=10, k=3))
+    assert reading.variants.empty and reading.ceiling == noise_ceiling(sweep_jobs, k=3, n_boot=30)
+    early = read_pool(sweep_jobs[sweep_jobs["training_set"] != "whole"], classes=10, candidates=40, n_boot=30)
+    assert (early.whole_done, early.k, early.ceiling, early.spread) == (0, 10, {}, None) and early.sweep.empty

@@ -128,3 +128,10 @@ def test_status_with_a_storage_but_no_study_is_an_error_line(tmp_path, make_smal
     assert capsys.readouterr().err == (f"nasprune status: error: no search has run in {directory}; start one with "
                                        f"`nasprune search --experiment {directory}`\n")
     assert sorted(p.name for p in directory.iterdir()) == before and (directory / JOURNAL_FILE).stat().st_size == 0
+
+
+def test_status_replays_the_journal_once(searched, journal_replays, capsys):
+    """``nasprune status`` reads the job states and the finished jobs from one storage (it opened the journal twice
+    before: a journal of 3,132 jobs took a replay per open)."""
+    assert main(["status", "--experiment", str(searched)]) == 0
+    assert journal_replays["n"] == 1 and "6 of 6 jobs done" in capsys.readouterr().out

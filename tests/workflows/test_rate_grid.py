@@ -109,3 +109,16 @@ def test_a_proxy_or_scoring_run_made_with_other_settings_is_refused(grid, tmp_pa
         TINY.scoring, train=dataclasses.replace(TINY.scoring.train, epochs=3)))
     with pytest.raises(ArtifactError, match=r"scoring.pt: a scoring run with other settings .*train.epochs 2 -> 3"):
         run_rate_grid(longer, tmp_path, workers=0, progress=False)
+
+
+@pytest.mark.slow
+def test_a_grid_whose_proxies_all_exist_trains_no_scoring_run(grid, tmp_path):
+    """Regenerating a grid's write-up from its files needs no pruning network: the scoring run is trained only when
+    a missing proxy needs it."""
+    out, jobs, _ = grid
+    shutil.copytree(out / "proxies", tmp_path / "proxies")
+    again = run_rate_grid(TINY, tmp_path, workers=0, progress=False)
+    assert not (tmp_path / "scoring.pt").exists() and not (tmp_path / "scoring.pt.ckpt").exists()
+    key = ["training_set", "candidate", "seed", "val_acc"]
+    pd.testing.assert_frame_equal(jobs[key].sort_values(key).reset_index(drop=True),
+                                  again[key].sort_values(key).reset_index(drop=True))  # the same jobs, retrained

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasprune.analysis import (candidate_means, ci_text, complete_sets, cost_fractions, markdown_table, noise_ceiling,
-                               paper_scale, plot_size_sweep, random_spread, settling, size_sweep, size_sweep_markdown,
-                               top_quartile_k, whole_variant_sweep, whole_variants)
+from nasprune.analysis import (candidate_means, ci_text, complete_sets, cost_fractions, markdown_table, paper_scale,
+                               plot_size_sweep, read_pool, settling, size_sweep_markdown, whole_variants)
 from nasprune.proxies import needs_scoring_run
 from nasprune.search import load_history, load_jobs
 from nasprune.workflows import PipelineConfig
@@ -253,26 +252,22 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int,
     history = load_history(directory)
     history.to_csv(directory / "history.csv", index=False)
     exp = config.experiment()
-    whole_done = candidate_means(jobs, "whole")["val_acc"].dropna() if len(jobs) else pd.Series(dtype=float)
-    k = top_quartile_k(len(whole_done) or len(exp.candidates))
-    ceiling = noise_ceiling(jobs, k=k, n_boot=n_boot) if len(whole_done) else {}
     classes = config.dataset.load().num_classes
-    sweep = size_sweep(jobs, classes=classes, k=k, n_boot=n_boot) if len(whole_done) else pd.DataFrame()
+    reading = read_pool(jobs, classes=classes, candidates=len(exp.candidates), n_boot=n_boot)
+    k, ceiling, sweep, variants, spread = reading.k, reading.ceiling, reading.sweep, reading.variants, reading.spread
     sweep.to_csv(directory / "sweep.csv", index=False)
-    variants = whole_variant_sweep(jobs, classes=classes, k=k, n_boot=n_boot) if len(whole_done) else pd.DataFrame()
     if len(variants):
         variants.to_csv(directory / "whole_variants.csv", index=False)
     body = [f"{len(jobs)} of {len(exp.jobs())} jobs finished; {len(complete_sets(jobs)) - 1 if len(jobs) else 0} "
             f"of {len(exp.training_sets) - 1} proxies finished on every candidate the whole set has finished "
-            f"({len(whole_done)} of {len(exp.candidates)}). The plan, the metrics and the decision rule were fixed "
+            f"({reading.whole_done} of {len(exp.candidates)}). The plan, the metrics and the decision rule were fixed "
             f"before the data: [PLAN.md]({plan}). Config: "
             "[config.yaml](config.yaml); jobs: jobs.csv, history.csv; per size and proxy: sweep.csv.", ""]
     body += ground_truth_lines(exp, jobs, history, ceiling, k)
-    spread = random_spread(jobs, classes=classes, k=k) if len(whole_done) else None
     if spread is not None:
         body += spread_lines(exp, jobs, spread, ceiling, classes, k)
     other_networks = [s.name for s in config.proxies.resolved() if s.scoring]  # judged by the network rule only
-    if held_out and len(whole_done):
+    if held_out and reading.whole_done:
         body += confirmation_lines(directory, confirm_from, jobs, sweep, classes, k, len(config.search.seeds),
                                    len(exp.candidates))
     if len(sweep):
