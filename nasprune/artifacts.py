@@ -18,9 +18,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nasprune.errors import OutputError
 
-__all__ = ["ABSENT", "atomic_write", "changed", "changed_settings", "check_data", "check_format", "checksum",
-           "jsonable", "read_torch", "show_changes", "write_text", "write_torch"]
+
+__all__ = ["ABSENT", "atomic_write", "changed", "changed_settings", "check_data", "check_format", "check_writable",
+           "checksum", "jsonable", "read_torch", "show_changes", "write_text", "write_torch"]
 
 
 # --- writing -------------------------------------------------------------------------------------------------
@@ -34,6 +36,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     tmp.replace(path)
+    return path
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Refuse, before the work that would write it, an output file that cannot be written: its folder cannot be made
+    or written to, or it is a folder. One :class:`~nasprune.errors.OutputError` line names the path and why."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     return path
 
 

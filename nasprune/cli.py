@@ -9,7 +9,10 @@ mistyped flag answer at once; each command imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -118,8 +121,8 @@ def _add_prune(sub, common) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the selection")
     p.add_argument("--out", required=True, metavar="FILE", help="proxy file to write (JSON; required)")
     p.add_argument("--scores", default=None, metavar="FILE",
-                   help="scoring-run file: reused if it exists, else written after the scoring run "
-                        "(default: none, the scoring run is not kept)")
+                   help="scoring-run file: reused if it exists, else written after the scoring run (default: kept in "
+                        "the data cache, $NASPRUNE_DATA/scoring/, named by the data and the settings)")
     p.add_argument("--scoring-spec", default=None, metavar="SPEC",
                    help="pruning network (default: ScoringConfig's, w64-d3-relu-instancenorm-avgpooling)")
     p.add_argument("--scoring-epochs", type=_at_least(1), default=None, metavar="E",
@@ -142,35 +145,28 @@ def _add_prune(sub, common) -> None:
 def _run_prune(args) -> int:
     from dataclasses import replace
 
+    from nasprune.artifacts import check_writable
     from nasprune.data import load_dataset
-    from nasprune.proxies import InfluenceConfig, ObjectiveConfig, build_proxy, needs_scoring_run
-    from nasprune.proxies.selection import METHODS
+    from nasprune.proxies import (InfluenceConfig, ObjectiveConfig, build_proxy, check_selection,
+                                  needs_scoring_run)
+    from nasprune.proxies.selection import get_method
+    from nasprune.search import exit_on_interrupt
 
-    if args.method not in METHODS:
-        raise ValueError(f"unknown method {args.method!r}; choose one of {', '.join(METHODS)}")
+    get_method(args.method)  # an unknown method is refused before the data is loaded
+    influence = InfluenceConfig() if args.l2 is None else InfluenceConfig(l2=args.l2)
+    changes = {"target": args.target, "solver": args.solver, "time_limit": args.time_limit, "epsilon": args.epsilon}
+    objective = replace(ObjectiveConfig(), **{k: v for k, v in changes.items() if v is not None})
+    check_writable(args.out)
     dataset = load_dataset(args.dataset, root=args.root, download=args.download, val_size=args.val_size,
                            seed=args.split_seed, train_size=args.train_size)
+    check_selection(dataset, args.method, 1 if args.epsilon is not None else args.per_class)  # before any training
     run = None
     if not needs_scoring_run(args.method):
         if args.scores:
             print(f"{args.method} needs no scoring run; --scores {args.scores} is not used")
     else:
-        from nasprune.proxies import ScoringConfig, load_or_run
-
-        spec = {} if args.scoring_spec is None else {"spec": args.scoring_spec}
-        epochs = {} if args.scoring_epochs is None else {"epochs": args.scoring_epochs}
-        reuse = bool(args.scores) and Path(args.scores).exists()
-        config = None if reuse and not (spec or epochs) else ScoringConfig(
-            **spec, train=replace(ScoringConfig().train, **epochs, device=args.device))
-        if not reuse:
-            print(f"scoring run: training {config.spec} for {config.train.epochs} epochs on {len(dataset.train_y)} "
-                  "images" + (f" (checkpointed to {args.scores}.ckpt)" if args.scores else ""))
-        run, _ = load_or_run(args.scores, dataset, config, progress=True)
-        if reuse:
-            print(f"reusing scoring run {args.scores} ({run.config['spec']}, val acc {run.val_acc:.1f}%)")
-    influence = InfluenceConfig() if args.l2 is None else InfluenceConfig(l2=args.l2)
-    changes = {"target": args.target, "solver": args.solver, "time_limit": args.time_limit, "epsilon": args.epsilon}
-    objective = replace(ObjectiveConfig(), **{k: v for k, v in changes.items() if v is not None})
+        with exit_on_interrupt("nasprune prune"):
+            run = _scoring_run(args, dataset)
     proxy = build_proxy(dataset, run, args.method, args.per_class, seed=args.seed, influence=influence,
                         objective=objective)
     proxy.save(args.out)
@@ -182,6 +178,32 @@ def _run_prune(args) -> int:
           f"({min(proxy.per_class.values())}-{max(proxy.per_class.values())} per class){extra}; "
           f"selection {s['selection_seconds']:.1f}s -> {args.out}")
     return 0
+
+
+def _scoring_run(args, dataset):
+    """The scoring run ``prune`` selects from: ``--scores`` when it exists, else one trained and kept there, or in the
+    data cache (:func:`nasprune.proxies.cache_path`) without ``--scores``, so that no run is thrown away and a
+    killed one resumes from its checkpoint."""
+    from dataclasses import replace
+
+    from nasprune.artifacts import check_writable
+    from nasprune.proxies import ScoringConfig, cache_path, load_or_run
+
+    spec = {} if args.scoring_spec is None else {"spec": args.scoring_spec}
+    epochs = {} if args.scoring_epochs is None else {"epochs": args.scoring_epochs}
+    config = ScoringConfig(**spec, train=replace(ScoringConfig().train, **epochs, device=args.device))
+    path = Path(args.scores) if args.scores else cache_path(dataset, config)
+    reuse = path.exists()
+    if reuse and args.scores and not (spec or epochs):
+        config = None  # a file named by the user is taken as it is
+    if not reuse:
+        check_writable(path)
+        print(f"scoring run: training {config.spec} for {config.train.epochs} epochs on {len(dataset.train_y)} "
+              f"images, kept in {path} (checkpointed every epoch: a killed run resumes)")
+    run, _ = load_or_run(path, dataset, config, progress=True)
+    if reuse:
+        print(f"reusing scoring run {path} ({run.config['spec']}, val acc {run.val_acc:.1f}%)")
+    return run
 
 
 # --- search --------------------------------------------------------------------------------------------------
@@ -219,12 +241,19 @@ def _search(args) -> int:
                        retry_failed=args.retry_failed, progress=not args.no_progress, fuse=args.fuse,
                        first=args.first)
     print(summary_line(s))
-    return 0 if not s["failed"] and not any(s["worker_exitcodes"]) else 1
+    return exit_status(s)
 
 
 def summary_line(s: dict) -> str:
     """The line ``search`` and ``run`` end with, from a summary dict (total, complete, failed, unfinished)."""
     return f"{s['complete']} of {s['total']} jobs complete, {s['failed']} failed, {s['unfinished']} unfinished"
+
+
+def exit_status(s: dict | None) -> int:
+    """0 when every job of a search's summary finished (a worker lost on the way, whose jobs the others took over, is
+    only a warning line), else 1: run the search again to resume (unfinished) or see ``nasprune status`` (failed).
+    None (no search ran) is 0."""
+    return 0 if s is None or (not s["failed"] and not s["unfinished"]) else 1
 
 
 def _experiment_dir(path: str, command: str) -> Path:
@@ -260,8 +289,8 @@ def _add_status(sub, common) -> None:
         description="Count the jobs of the experiment in DIR by state, per training set, and estimate the "
                     "time left: each unfinished job (waiting or running) is taken to last as long as the "
                     "mean wall time of the finished jobs of its training set; when its set has none yet, its "
-                    "SGD steps times the seconds per step of the finished proxy jobs (or, for the whole set, "
-                    "the mean of all finished jobs). Their sum is divided by the number of worker processes "
+                    "SGD steps times the seconds per step of the finished jobs, whatever set they trained on "
+                    "(else the mean of all finished jobs). Their sum is divided by the number of worker processes "
                     "running jobs now (a fused group is one worker; with none running: the work left for one). "
                     "Safe to run while a search runs, on any machine with the same --storage.")
     _experiment_argument(p)
@@ -297,9 +326,9 @@ def _status(args) -> int:
 def _add_report(sub, common) -> None:
     p = _subparser(
         sub, common, "report", help="write jobs.csv, table1.csv/.md and plots for an experiment",
-        description="Read the finished jobs of the experiment in DIR from its storage and write jobs.csv, "
-                    "table1.csv, table1.md, proxy_vs_whole.png and table1.png into DIR. Writes nothing when "
-                    "no job has finished.")
+        description="Read the finished jobs of the experiment in DIR from its storage, write jobs.csv, "
+                    "table1.csv, table1.md, proxy_vs_whole.png and table1.png into DIR, and print Table 1's "
+                    "summary, one line per training set. Writes nothing when no job has finished.")
     _experiment_argument(p)
     _storage_argument(p)
     p.add_argument("--whole", default="whole", metavar="NAME",
@@ -313,11 +342,13 @@ def _report(args) -> int:
     directory = _experiment_dir(args.experiment, "report")
     if not _searched(directory, args.storage, "report"):
         return 2
-    from nasprune.analysis import write_report
+    import pandas as pd
+
+    from nasprune.analysis import table1_summary, write_report
 
     paths = write_report(directory, storage=args.storage, whole=args.whole, n_boot=args.bootstrap, seed=args.seed)
-    for path in paths.values():
-        print(path)
+    print("\n".join(table1_summary(pd.read_csv(paths["table1.csv"]))))
+    print(f"\nwritten: {', '.join(str(p) for p in paths.values())}")
     return 0
 
 
@@ -366,8 +397,7 @@ def _compare(args) -> int:
                                      fuse=args.fuse, progress=not args.no_progress, n_boot=args.bootstrap,
                                      seed=args.seed)
     print(result.text())
-    s = result.search
-    return 0 if s is None or (not s["failed"] and not any(s["worker_exitcodes"])) else 1
+    return exit_status(result.search)
 
 
 # --- run -----------------------------------------------------------------------------------------------------
@@ -409,7 +439,7 @@ def _run_run(args) -> int:
     s = result.summary
     print(summary_line(s))
     print(f"done: {result.report['table1.md']}" if "table1.md" in result.report else f"done: {out}")
-    return 0 if not s["failed"] and not any(s.get("worker_exitcodes", ())) else 1
+    return exit_status(s)
 
 
 # --- main ----------------------------------------------------------------------------------------------------
@@ -437,10 +467,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "prune":
         _quiet(args.verbose)
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"nasprune {args.command}: error: {e}", file=sys.stderr)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader gone by now is a BrokenPipeError caught below
+        return code
+    except BrokenPipeError:  # the reader went away (`nasprune status | head -1`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 128 + signal.SIGPIPE
+    except (ValueError, OSError) as e:  # our errors are ValueErrors; OSError: a file the system refuses
+        print(f"nasprune {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(error: Exception) -> str:
+    """An error as one line: an OSError about a file as "cannot write PATH: the system's reason"."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        verb = "cannot write" if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC) else "cannot use"
+        return f"{verb} {error.filename}: {error.strerror}"
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import numbers
 import re
 import types
@@ -31,12 +32,50 @@ from functools import cache
 from typing import Any, Union
 
 import numpy as np
+import yaml
 
 from nasprune.errors import ConfigError
 from nasprune.errors import join_key as _join
 
 __all__ = ["NAME_PATTERN", "check_fields", "check_name", "check_random_state", "from_mapping", "merged", "migrate",
-           "to_mapping"]
+           "read_json", "read_yaml", "to_mapping"]
+
+
+# --- reading a config file ---------------------------------------------------------------------------------------
+
+
+def read_json(text: str) -> Any:
+    """A JSON document in which every key of an object appears once: JSON keeps the last of a repeated key and
+    drops the others silently, so a repeated key is a :class:`ConfigError` naming it."""
+    return json.loads(text, object_pairs_hook=_once)
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"the key {key!r} appears twice in one object (JSON would keep only the last); keep one")
+        out[key] = value
+    return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (YAML would keep only the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: the key {key!r} appears twice in one mapping "
+                                  "(YAML would keep only the last); keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str) -> Any:
+    """A YAML document read safely, in which every key of a mapping appears once (see :func:`read_json`)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 #: What a name may hold (an experiment's, a training set's, a proxy's): it names files and Optuna studies.

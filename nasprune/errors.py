@@ -7,8 +7,8 @@ else.
 
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "ConfigError", "DatasetError", "ExperimentError", "NasPruneError", "ProxyError",
-           "ScoringError", "StorageError", "join_key"]
+__all__ = ["ArtifactError", "ConfigError", "DatasetError", "ExperimentError", "NasPruneError", "OutputError",
+           "ProxyError", "ScoringError", "StorageError", "join_key"]
 
 
 class NasPruneError(ValueError):
@@ -49,6 +49,11 @@ class ScoringError(ArtifactError):
 
 class StorageError(NasPruneError):
     """A storage URL that cannot be opened or reached, or a corrupted journal file (``nasprune/search/_storage.py``)."""
+
+
+class OutputError(NasPruneError):
+    """An output file that cannot be written (a read-only file system, no permission), found before the work that
+    would write it (``nasprune/artifacts.py``)."""
 
 
 class DatasetError(NasPruneError):

@@ -3,6 +3,7 @@ CLI's and ``nasprune status``'s tests) and a hand-built pool of size-sweep jobs 
 benchmark's decision rules). Test modules never import each other nor this file: what they share is here, as
 fixtures."""
 
+import contextlib
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -68,6 +69,40 @@ def journal_replays(monkeypatch) -> dict:
 
     monkeypatch.setattr(optuna.storages.JournalStorage, "__init__", counted)
     return opened
+
+
+@pytest.fixture()
+def read_only_dir(tmp_path):
+    """``make(fill=None) -> folder``: a folder that nothing can write into, holding what ``fill(folder)`` put there
+    first. As root, whom file modes do not stop, it is a tmpfs mounted read-only (the "Read-only file system" a
+    user meets on a read-only mount); otherwise mode 555."""
+    import subprocess
+
+    mounted = []
+
+    def make(fill=None):
+        folder = tmp_path / f"read-only-{len(mounted)}"
+        folder.mkdir()
+        if os.geteuid() == 0:
+            if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)],
+                              capture_output=True).returncode != 0:
+                pytest.skip("root here cannot mount a read-only folder (no mount permission)")
+            mounted.append(folder)
+        if fill is not None:
+            fill(folder)
+        if os.geteuid() == 0:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        else:
+            for d, _, _ in os.walk(folder):
+                os.chmod(d, 0o555)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+    for d, _, _ in os.walk(tmp_path):
+        with contextlib.suppress(OSError):
+            os.chmod(d, 0o755)
 
 
 # --- a small finished experiment --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from ._null import (NULL_COLUMNS, draw_metrics, noise_ceiling, place_among, rand
                     ranking_by_epoch, seed_agreement)
 from ._plots import (NULL_METRICS, family_lines, plot_budget, plot_proxy_vs_whole, plot_random_null, plot_size_sweep,
                      plot_table1, random_band)
-from ._report import experiment_name, search_has_run, table1_from_csv, table1_markdown, write_report
+from ._report import experiment_name, search_has_run, table1_from_csv, table1_markdown, table1_summary, write_report
 from ._sweep import (SWEEP_COLUMNS, PoolReading, complete_sets, cost_fractions, paired_draws, paper_scale,
                      random_spread, read_pool, sets_by_size, settling, size_sweep, top_quartile_k, whole_variant_sweep,
                      whole_variants)
@@ -30,5 +30,6 @@ __all__ = ["LOWER_IS_BETTER", "METRICS", "NULL_COLUMNS", "NULL_METRICS", "PAIRED
            "random_draws", "random_null", "random_spread", "ranking_by_epoch", "ranking_metrics", "read_pool",
            "replace_block",
            "search_has_run", "seed_agreement", "sets_by_size", "settling", "size_sweep", "size_sweep_markdown",
-           "table1", "table1_from_csv", "table1_markdown", "time_and_storage", "top_quartile_k", "train_settings",
+           "table1", "table1_from_csv", "table1_markdown", "table1_summary", "time_and_storage", "top_quartile_k",
+           "train_settings",
            "whole_variant_sweep", "whole_variants", "write_readme", "write_report"]

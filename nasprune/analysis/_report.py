@@ -24,7 +24,7 @@ from ._markdown import ci_text, markdown_table
 from ._metrics import table1, top_ks
 from ._plots import plot_proxy_vs_whole, plot_table1
 
-__all__ = ["experiment_name", "search_has_run", "table1_from_csv", "table1_markdown", "write_report"]
+__all__ = ["experiment_name", "search_has_run", "table1_from_csv", "table1_markdown", "table1_summary", "write_report"]
 
 
 def table1_from_csv(jobs_csv: str | os.PathLike, whole: str = "whole", *, n_boot: int = 1000, seed: int = 0,
@@ -129,3 +129,20 @@ def table1_markdown(table: pd.DataFrame, jobs: pd.DataFrame, *, status: pd.DataF
         if len(unfinished):
             lines += ["", f"{len(unfinished)} jobs are not finished yet; the table covers finished ones only."]
     return "\n".join(lines) + "\n"
+
+
+def table1_summary(table: pd.DataFrame) -> list[str]:
+    """Table 1 in a terminal, one aligned line per training set: its size, the whole-set test accuracy of the
+    candidate it ranks first, the regret, Kendall over all candidates and its search's minutes (what ``nasprune
+    report`` prints before the files it wrote)."""
+    header = ["training set", "images", "best-arch test acc", "regret", "Kendall", "search (min)", "chosen"]
+
+    def num(value, fmt: str) -> str:
+        return "n/a" if pd.isna(value) else format(value, fmt)
+
+    rows = [[str(r["training_set"]), num(r["images"], ",.0f"), num(r["best_arch_test_acc"], ".2f"),
+             num(r["regret"], ".2f"), num(r["kendall_all"], ".3f"), num(r["search_minutes"], ".1f"), str(r["chosen"])]
+            for _, r in table.iterrows()]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:-1], widths[1:-1])), row[-1]])
+            .rstrip() for row in [header, *rows]]

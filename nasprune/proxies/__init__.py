@@ -7,16 +7,17 @@ artifact, in that order:
     proxy.save("proxies/ours.json")                 # ProxySet.load(path, dataset) refuses other data
 """
 
-from ._build import (ONE_SECTION_KEYS, InfluenceConfig, ObjectiveConfig, build_proxy, check_reuse, epsilon_for_rate,
-                     influence_vectors, kept_set_profile, needs_scoring_run, proxy_settings, recorded_settings,
-                     select_from_run, uses_influence)
+from ._build import (ONE_SECTION_KEYS, InfluenceConfig, ObjectiveConfig, build_proxy, check_reuse, check_selection,
+                     epsilon_for_rate, influence_vectors, kept_set_profile, needs_scoring_run, proxy_settings,
+                     recorded_settings, select_from_run, uses_influence)
 from ._influence import (HESSIANS, RefitResult, flatten_params, influence_error, last_layer_influence,
                          leave_group_out_check, refit_last_layer, unflatten_params)
 from ._proxy_set import ProxySet, draw_name
-from ._scoring import ScoringConfig, ScoringRun, comparable_settings, load_or_run, pruning_network, run_scoring
+from ._scoring import (ScoringConfig, ScoringRun, cache_path, comparable_settings, load_or_run, pruning_network,
+                       run_scoring)
 
 __all__ = ["HESSIANS", "ONE_SECTION_KEYS", "InfluenceConfig", "ObjectiveConfig", "ProxySet", "RefitResult",
-           "ScoringConfig", "ScoringRun", "build_proxy", "check_reuse", "comparable_settings", "draw_name",
+           "ScoringConfig", "ScoringRun", "build_proxy", "cache_path", "check_reuse", "check_selection", "comparable_settings", "draw_name",
            "epsilon_for_rate",
            "flatten_params", "influence_error", "influence_vectors", "kept_set_profile", "last_layer_influence",
            "leave_group_out_check", "load_or_run", "needs_scoring_run", "proxy_settings", "pruning_network",

@@ -25,9 +25,10 @@ from nasprune.errors import ProxyError
 from ._influence import HESSIANS, last_layer_influence, refit_last_layer
 from ._proxy_set import ProxySet
 from ._scoring import ScoringConfig, ScoringRun, comparable_settings
-from .selection import TARGETS, SelectionResult, fraction_quota, get_method, select
+from .selection import TARGETS, SelectionResult, fraction_quota, get_method, resolve_quota, select
 
-__all__ = ["ONE_SECTION_KEYS", "InfluenceConfig", "ObjectiveConfig", "build_proxy", "check_reuse", "epsilon_for_rate",
+__all__ = ["ONE_SECTION_KEYS", "InfluenceConfig", "ObjectiveConfig", "build_proxy", "check_reuse", "check_selection",
+           "epsilon_for_rate",
            "influence_vectors", "kept_set_profile", "needs_scoring_run", "proxy_settings", "recorded_settings",
            "select_from_run", "uses_influence"]
 
@@ -173,6 +174,13 @@ RUN_INPUTS: dict[str, Callable[[ScoringRun], torch.Tensor]] = {
     "el2n": lambda run: run.el2n,
     "grand": lambda run: run.grand,
 }
+
+
+def check_selection(dataset: Dataset, method: str, per_class) -> None:
+    """Refuse, before any training, what selecting ``per_class`` images of each class with ``method`` would refuse
+    after the scoring run: an unknown method, or a quota larger than a class (a one-line ValueError each)."""
+    get_method(method)
+    resolve_quota(dataset.train_y, per_class)
 
 
 def needs_scoring_run(method: str) -> bool:

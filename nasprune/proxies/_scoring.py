@@ -16,6 +16,8 @@ several proxy sets come from one training.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -30,12 +32,13 @@ from tqdm.auto import tqdm
 from nasprune import __version__
 from nasprune.artifacts import changed_settings, check_data, check_format, read_torch, show_changes, write_torch
 from nasprune.config import ConfigError, from_mapping, to_mapping
-from nasprune.data import Dataset
+from nasprune.data import Dataset, default_root
 from nasprune.errors import ScoringError
 from nasprune.training import Checkpoint, TrainConfig, resolve_device, to_float, train
 from search_spaces import ConvNetSpec, build_convnet
 
-__all__ = ["ScoringConfig", "ScoringRun", "comparable_settings", "load_or_run", "pruning_network", "run_scoring"]
+__all__ = ["ScoringConfig", "ScoringRun", "cache_path", "comparable_settings", "load_or_run", "pruning_network",
+           "run_scoring"]
 
 FORMAT = "nasprune.scoring/1"
 
@@ -201,9 +204,11 @@ def run_scoring(dataset: Dataset, config: ScoringConfig | None = None, *, progre
         state=lambda: {"prev": forgetting.prev.cpu(), "learned": forgetting.learned.cpu(),
                        "events": forgetting.events.cpu(), "early": {k: v.cpu() for k, v in early.items()},
                        "epoch": bar.n})
-    result = train(model, dataset.train_x, dataset.train_y, train_cfg, val=(dataset.val_x, dataset.val_y),
-                   on_epoch=on_epoch, on_batch=forgetting, checkpoint=saver)
-    bar.close()
+    try:
+        result = train(model, dataset.train_x, dataset.train_y, train_cfg, val=(dataset.val_x, dataset.val_y),
+                       on_epoch=on_epoch, on_batch=forgetting, checkpoint=saver)
+    finally:  # closed before a Ctrl-C's one line, not drawn again after it
+        bar.close()
     if result.diverged:
         raise ValueError(f"the pruning network {config.spec} diverged; lower train.lr (got {t.lr})")
     start = time.perf_counter()
@@ -250,6 +255,14 @@ def load_or_run(path: str | Path | None, dataset: Dataset, config: ScoringConfig
     if path is not None:
         run.save(path)
     return run, False
+
+
+def cache_path(dataset: Dataset, config: ScoringConfig) -> Path:
+    """Where a scoring run is kept when no file is named (``nasprune prune`` without ``--scores``): in the data cache
+    (``$NASPRUNE_DATA/scoring/``), named by the data it trains on and its settings, so that no run is thrown away
+    and the next proxy of the same data and settings reuses it."""
+    digest = hashlib.sha256(json.dumps(comparable_settings(config), sort_keys=True, default=str).encode()).hexdigest()
+    return default_root() / "scoring" / f"{dataset.name}-{dataset.fingerprint[:12]}-{digest[:12]}.pt"
 
 
 def comparable_settings(config: ScoringConfig | dict) -> dict:

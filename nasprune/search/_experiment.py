@@ -17,7 +17,7 @@ from typing import Sequence
 
 from nasprune import __version__
 from nasprune.artifacts import changed_settings, show_changes
-from nasprune.config import ConfigError, check_fields, check_name, from_mapping, to_mapping
+from nasprune.config import ConfigError, check_fields, check_name, from_mapping, read_json, to_mapping
 from nasprune.data import DatasetSpec
 from nasprune.errors import ExperimentError, ProxyError
 from nasprune.proxies import ProxySet
@@ -148,9 +148,11 @@ class Experiment:
                 f"no {EXPERIMENT_FILE} in {directory}: `nasprune run CONFIG --out {directory}` makes one, or write it "
                 "by hand (README.md, 'Run a search')")
         try:
-            doc = json.loads(path.read_text())
+            doc = read_json(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ExperimentError(f"not valid JSON ({e})", str(path)) from None
+        except ConfigError as e:  # a key given twice
+            raise ExperimentError(e.problem, str(path)) from None
         return cls.from_dict(doc, str(path))
 
     def seeds_of(self, training_set: str) -> list[int]:

@@ -287,9 +287,11 @@ def run_search(experiment_dir: str | os.PathLike, workers: int = 1, storage: str
             _stop_workers(procs, STOP_SECONDS)
             if bar is not None:
                 bar.close()
+    summary = {**store.summary(), "worker_exitcodes": codes}
     if any(codes):
-        _log.warning("workers exited with codes %s; run the search again to resume", codes)
-    return {**store.summary(), "worker_exitcodes": codes}
+        _log.warning("workers exited with codes %s; %s", codes, "run the search again to resume"
+                     if summary["unfinished"] else "the other workers finished every job")
+    return summary
 
 
 class _Progress:

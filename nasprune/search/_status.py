@@ -2,7 +2,8 @@
 
 The rule for the time left: each unfinished job (waiting or running) is taken to last as long as the mean wall time
 of its training set's finished jobs; when its set has none yet, its SGD steps times the seconds per step of the
-finished jobs whose steps are known (a job's time goes with its steps), else the mean of all finished jobs. Their
+finished jobs whose steps are known, whatever set they trained on (a job's time goes with its steps), else the mean
+of all finished jobs. Their
 sum is divided by the worker processes running jobs now (a fused group is one worker; with none running, it is the
 work left for one).
 """
@@ -61,16 +62,21 @@ def progress(status: pd.DataFrame, jobs: pd.DataFrame, planned: dict[str, int] |
 def search_status(directory: str | os.PathLike, storage: str | None = None) -> tuple[pd.DataFrame, int]:
     """The :func:`progress` table of the experiment in ``directory`` (the jobs it plans, as a set added since the
     last search has no study yet, and each set's SGD steps per job) and the number of workers running jobs now (a
-    fused group is one worker). The storage is opened, and a journal replayed, once."""
+    fused group is one worker). A set's SGD steps per job come from its proxy file, or, for the whole training
+    split, from the size its finished jobs recorded. The storage is opened, and a journal replayed, once."""
     exp = Experiment.load(directory)
     store = JobStore.open(directory, exp, storage)
     status = job_status(store)
     if status.empty:
         raise ValueError(f"no search has run in {directory}; start one with `nasprune search --experiment {directory}`")
     planned = {ts: len(exp.candidates) * len(exp.seeds_of(ts)) for ts in exp.training_sets}
+    jobs = load_jobs(store)
     steps = {ts: exp.steps_per_job(ts, directory) for ts in exp.training_sets}
+    for ts, images in jobs.groupby("training_set")["images"].first().dropna().items():
+        if steps.get(ts) is None and ts in exp.training_sets:  # the whole split: its size, as its jobs recorded it
+            steps[ts] = exp.training_sets[ts].train.steps(int(images))
     workers = status.loc[status["state"] == "running", "worker"].nunique()
-    return progress(status, load_jobs(store), planned, steps), int(workers)
+    return progress(status, jobs, planned, steps), int(workers)
 
 
 def time_left(table: pd.DataFrame, workers: int, directory: str | os.PathLike) -> str:
@@ -83,7 +89,7 @@ def time_left(table: pd.DataFrame, workers: int, directory: str | os.PathLike) -
     if table["job_seconds"].isna().all():
         return f"unknown until a job finishes ({remaining} jobs to run)"
     unfinished = table["running"] + table["waiting"] > 0
-    ways = {"steps": "their SGD steps times the seconds per step of the finished proxy jobs",
+    ways = {"steps": "their SGD steps times the seconds per step of the finished jobs",
             "mean": "the mean of all finished jobs"}
     used = [text for way, text in ways.items() if (unfinished & (table["estimate"] == way)).any()]
     guessed = f" (sets with no finished job: {'; or '.join(used)})" if used else ""

@@ -19,7 +19,7 @@ from typing import ClassVar
 import yaml
 
 from nasprune.artifacts import changed_settings
-from nasprune.config import ConfigError, check_name, from_mapping, merged, migrate, to_mapping
+from nasprune.config import ConfigError, check_name, from_mapping, merged, migrate, read_yaml, to_mapping
 from nasprune.configs import CONFIG_DIR, shipped
 from nasprune.data import DatasetSpec
 from nasprune.errors import ExperimentError
@@ -266,9 +266,11 @@ class PipelineConfig:
             if not path.is_file():
                 raise FileNotFoundError(f"no config file {str(name_or_path)!r}; shipped configs: {', '.join(shipped())}")
         try:
-            doc = yaml.safe_load(path.read_text())
+            doc = read_yaml(path.read_text())
         except yaml.YAMLError as e:
             raise ConfigError(f"not valid YAML: {e}", str(path)) from None
+        except ConfigError as e:  # a key given twice
+            raise ConfigError(e.problem, str(path)) from None
         except UnicodeDecodeError:
             raise ConfigError("not a text file", str(path)) from None
         try:

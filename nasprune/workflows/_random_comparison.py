@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nasprune.analysis import (NULL_METRICS, candidate_means, ci_text, draw_metrics, experiment_name, noise_ceiling,
@@ -102,11 +103,13 @@ def add_random_draws(experiment_dir: str | os.PathLike, proxy: str, draws: int, 
     """Add random draws 0..``draws``-1 of ``proxy``'s per-class counts to the experiment, trained like
     ``proxy``; return their training-set names.
 
-    Draw i is ``build_proxy(dataset, None, "random", per_class, seed=i)`` saved as
-    ``DIR/proxies/<name>-d<i>.json`` (:func:`~nasprune.proxies.draw_name`; kept when it is already there and is
-    that draw) and added as training set ``<name>-d<i>``; :meth:`Experiment.save` keeps every stored set and
-    finished job. Proxies of one size and training config share their draws; give each size its own ``name``
-    (e.g. ``"random-pc50"``) to keep several sizes in one experiment.
+    Draw i is ``build_proxy(dataset, None, "random", per_class, seed=i)``. A training set the experiment already
+    has, with the same images and trained like ``proxy`` (a seed-0 random proxy of that size, say), is that draw and
+    is used as it is, finished jobs and all. Otherwise the draw is saved as ``DIR/proxies/<name>-d<i>.json``
+    (:func:`~nasprune.proxies.draw_name`; kept when it is already there and is that draw) and added as training set
+    ``<name>-d<i>``; :meth:`Experiment.save` keeps every stored set and finished job. Proxies of one size and
+    training config share their draws; give each size its own ``name`` (e.g. ``"random-pc50"``) to keep several
+    sizes in one experiment.
     """
     if not isinstance(draws, int) or draws < 1:
         raise ValueError(f"draws must be an int >= 1, got {draws!r}")
@@ -115,26 +118,46 @@ def add_random_draws(experiment_dir: str | os.PathLike, proxy: str, draws: int, 
     path = _proxy_path(exp, proxy, directory)
     dataset = exp.dataset.load()
     per_class = _per_class(ProxySet.load(path, dataset).per_class)
-    relative = {draw_name(name, i): f"proxies/{draw_name(name, i)}.json" for i in range(draws)}
     trained = exp.training_sets[proxy]
-    added = {name: TrainingSet(proxy=file, train=trained.train, seeds=trained.seeds) for name, file in relative.items()}
+    existing = _trained_like(exp, trained, directory, dataset)
+    names, added, new = [], {}, {}
+    for i in range(draws):
+        draw = build_proxy(dataset, None, "random", per_class, seed=i)
+        same = next((ts for ts, indices in existing.items() if np.array_equal(indices, draw.indices)), None)
+        if same is not None and same != draw_name(name, i):
+            names.append(same)
+            continue
+        names.append(draw_name(name, i))
+        added[draw_name(name, i)] = TrainingSet(proxy=f"proxies/{draw_name(name, i)}.json", train=trained.train,
+                                                seeds=trained.seeds)
+        new[directory / "proxies" / f"{draw_name(name, i)}.json"] = (i, draw)
     changed = [k for k, v in added.items() if k in exp.training_sets and v != exp.training_sets[k]]
     if changed:
         raise ValueError(f"training sets {changed} are already in {directory / EXPERIMENT_FILE} with another "
                          f"proxy file or training config than {proxy!r}'s; compare against one proxy's draws per "
                          "experiment, or copy the experiment to another directory")
-    for i, file in enumerate(directory / r for r in relative.values()):  # check every file before writing any
+    for file, (i, _) in new.items():  # check every file before writing any
         if file.exists():
             draw = ProxySet.load(file, dataset)
             if (draw.method, _per_class(draw.per_class), draw.config.get("seed")) != ("random", per_class, i):
                 raise ValueError(f"{file} is not random draw {i} of {per_class} per class (method {draw.method}, "
                                  f"{_per_class(draw.per_class)} per class, seed {draw.config.get('seed')}); pass "
                                  "another name for draws of another size, or move the file away to build it again")
-    for i, file in enumerate(directory / r for r in relative.values()):
+    for file, (_, draw) in new.items():
         if not file.exists():
-            build_proxy(dataset, None, "random", per_class, seed=i).save(file)
+            draw.save(file)
     dataclasses.replace(exp, training_sets={**exp.training_sets, **added}).save(directory)
-    return list(added)
+    return names
+
+
+def _trained_like(exp: Experiment, trained: TrainingSet, directory: Path, dataset) -> dict[str, np.ndarray]:
+    """The experiment's proxy training sets trained as ``trained`` is (its config and seeds), and their images."""
+    out = {}
+    for ts, entry in exp.training_sets.items():
+        path = exp.proxy_path(ts, directory)
+        if path is not None and path.exists() and (entry.train, entry.seeds) == (trained.train, trained.seeds):
+            out[ts] = ProxySet.load(path, dataset).indices
+    return out
 
 
 def _proxy_path(exp: Experiment, proxy: str, directory: Path) -> Path:

@@ -62,7 +62,7 @@ def analyse(config: PipelineConfig, directory: Path, n_boot: int) -> tuple[pd.Da
         m = ranking_metrics(jobs, name, "whole", n_boot=n_boot)
         means = candidate_means(jobs, name)
         rows.append({
-            "proxy": name, "method": s.method, "target": s.influence.get("target") if s.method == "influence"
+            "proxy": name, "method": s.method, "target": s.objective.get("target") if s.method == "influence"
             else None, "l2": s.influence.get("l2") if s.method == "influence" else None,
             "refit": s.influence.get("refit", True) if s.method == "influence" else None,
             "candidates": m["candidates"],

@@ -180,7 +180,16 @@ def test_replace_block_rewrites_only_between_its_markers_and_refuses_a_file_with
         assert path.read_text() == broken
 
 
-def test_report_replays_the_journal_once(searched, journal_replays, capsys):
-    """``nasprune report`` reads the finished jobs and the failed ones from one storage."""
+def test_report_replays_the_journal_once_and_prints_table1_before_the_files(searched, journal_replays, capsys):
+    """``nasprune report`` reads the finished jobs and the failed ones from one storage, and prints Table 1's
+    summary (one line per training set, as table1.csv holds it), then the files it wrote."""
     assert main(["report", "--experiment", str(searched)]) == 0
-    assert journal_replays["n"] == 1 and (searched / "table1.csv").is_file()
+    assert journal_replays["n"] == 1
+    out = capsys.readouterr().out.splitlines()
+    table = pd.read_csv(searched / "table1.csv")
+    assert out[0].split() == ["training", "set", "images", "best-arch", "test", "acc", "regret", "Kendall", "search",
+                              "(min)", "chosen"]
+    for line, (_, r) in zip(out[1:3], table.iterrows()):
+        assert line.split() == [r.training_set, f"{r.images:,.0f}", f"{r.best_arch_test_acc:.2f}", f"{r.regret:.2f}",
+                                f"{r.kendall_all:.3f}", f"{r.search_minutes:.1f}", r.chosen]
+    assert out[3] == "" and out[4].startswith(f"written: {searched / 'jobs.csv'}, ")

@@ -13,7 +13,7 @@ import pytest
 
 from nasprune.cli import main
 from nasprune.search import (JOURNAL_FILE, Experiment, format_duration, job_status, load_jobs, prepare, progress,
-                             search_status, time_left)
+                             run_search, search_status, time_left)
 from nasprune.training import TrainConfig
 
 
@@ -69,14 +69,16 @@ def test_status_counts_new_training_sets_and_estimates_time_left(tmp_path, searc
              for s in storage.get_all_studies()}
     assert sorted(map(len, walls.values())) == [3, 3]
     steps = math.ceil(200 / TrainConfig().batch_size)
-    per_step = sum(walls["random"]) / (3 * steps)  # the whole set's steps are not known without its data
+    whole_images = storage.get_study_user_attrs(storage.get_study_id_from_name(f"{exp.name}:whole"))["info"]["images"]
+    whole_steps = math.ceil(whole_images / TrainConfig().batch_size)  # the size its jobs recorded, 1 epoch
+    per_step = (sum(walls["random"]) + sum(walls["whole"])) / (3 * steps + 3 * whole_steps)  # every finished job's
     table, workers = search_status(directory)
     assert workers == 0
     assert table.loc["random2", "estimate"] == "steps"
     assert table.loc["random2", "left_seconds"] == pytest.approx(3 * 2 * steps * per_step)
     assert table.loc["whole", "left_seconds"] == 0
     assert "time left: no worker is running; " in out and "of work for one worker (sets with no finished job: " \
-        "their SGD steps times the seconds per step of the finished proxy jobs)" in out
+        "their SGD steps times the seconds per step of the finished jobs)" in out
     assert f"`nasprune search --experiment {directory}` continues" in out
 
 
@@ -135,3 +137,24 @@ def test_status_replays_the_journal_once(searched, journal_replays, capsys):
     before: a journal of 3,132 jobs took a replay per open)."""
     assert main(["status", "--experiment", str(searched)]) == 0
     assert journal_replays["n"] == 1 and "6 of 6 jobs done" in capsys.readouterr().out
+
+
+def test_a_proxy_with_no_finished_job_is_estimated_from_the_whole_sets_seconds_per_step(tmp_path,
+                                                                                        make_small_experiment):
+    """Only the whole set's jobs have finished (a search run with --first whole, say): a proxy's jobs are their SGD
+    steps at the seconds per step of the whole set's jobs (its size as they recorded it), not the mean whole-set job,
+    which trains many times their steps."""
+    directory = make_small_experiment(tmp_path / "exp")
+    exp = Experiment.load(directory)
+    whole_only = dataclasses.replace(exp, training_sets={"whole": exp.training_sets["whole"]})
+    whole_only.save(directory, overwrite=True)
+    run_search(directory, workers=0, progress=False, log=None)
+    exp.save(directory)  # the proxy added back: it has no finished job
+    jobs = load_jobs(directory)
+    whole_steps = jobs["images"].map(lambda n: math.ceil(n / TrainConfig().batch_size)) * jobs["epochs"]
+    per_step = jobs["wall_seconds"].sum() / whole_steps.sum()
+    table, _ = search_status(directory)
+    proxy_steps = math.ceil(200 / TrainConfig().batch_size)  # random.json: 200 images, 1 epoch
+    assert table.loc["random", "estimate"] == "steps" and table.loc["random", "waiting"] == 3
+    assert table.loc["random", "job_seconds"] == pytest.approx(proxy_steps * per_step)
+    assert table.loc["random", "job_seconds"] < jobs["wall_seconds"].mean() / 2

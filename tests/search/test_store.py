@@ -367,3 +367,16 @@ def test_copied_jobs_are_reused_not_trained_again(tmp_path, synthetic, make_expe
     make_experiment(tmp_path / "d", synthetic, seeds=[0])
     with pytest.raises(ExperimentError, match="has not started it"):
         copy_training_set(tmp_path / "d", tmp_path / "b", "whole")
+
+
+def test_the_suite_has_postgresql_wherever_its_server_is_installed(postgres_server):
+    """The README's test command runs the multi-worker tests on PostgreSQL by itself: where the server's binaries
+    are installed (scripts/setup.sh installs them), a throwaway server is started when NASPRUNE_TEST_PG_URL is unset."""
+    from sqlalchemy import create_engine, text
+
+    if postgres_server is None:  # the fixture's answer where no server binary is installed and no URL given
+        pytest.skip("PostgreSQL's server binaries are not installed here")
+    engine = create_engine(postgres_server)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    engine.dispose()

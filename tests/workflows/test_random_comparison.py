@@ -106,8 +106,8 @@ def test_compare_command_prints_the_table_and_refuses_what_it_cannot_use(compare
 
 
 def test_several_proxies_need_a_name(tmp_path, synthetic):
-    for name in ("a", "b"):
-        build_proxy(synthetic, None, "random", 5, seed=ord(name)).save(tmp_path / f"{name}.json")
+    for name, per_class in (("a", 4), ("b", 5)):  # two sizes: each has draws of its own
+        build_proxy(synthetic, None, "random", per_class, seed=ord(name)).save(tmp_path / f"{name}.json")
     Experiment(name="two", dataset={"name": "synthetic"}, candidates=CANDIDATES[:1],
                training_sets={"a": {"proxy": "a.json"}, "b": {"proxy": "b.json"}, "whole": {"proxy": None}}
                ).save(tmp_path)
@@ -122,3 +122,28 @@ def test_several_proxies_need_a_name(tmp_path, synthetic):
     assert sets["random-d1"].proxy == "proxies/random-d1.json"
     assert (tmp_path / "proxies" / "random-a-d0.json").is_file()
     assert not (tmp_path / "optuna.journal").exists()  # adding draws trains nothing
+
+
+def test_a_draw_the_experiment_already_has_is_reused_not_trained_again(tmp_path, synthetic):
+    """An experiment with a seed-0 random proxy of the proxy's size, trained like it, already holds random draw 0:
+    compare uses that training set and its finished jobs instead of training a copy."""
+    directory = tmp_path / "exp"
+    directory.mkdir()
+    build_proxy(synthetic, None, "random", 10, seed=99).save(directory / "ours.json")
+    build_proxy(synthetic, None, "random", 10, seed=0).save(directory / "rnd.json")
+    train = {"epochs": 1, "eval_test": False}
+    Experiment(name="reuse", dataset={"name": "synthetic"}, candidates=CANDIDATES[:2],
+               training_sets={"ours": {"proxy": "ours.json", "train": train},
+                              "rnd": {"proxy": "rnd.json", "train": train},
+                              "whole": {"proxy": None, "train": {"epochs": 1}}}, seeds=[0, 1]).save(directory)
+    result = compare_with_random(directory, proxy="ours", draws=3, workers=0, progress=False, n_boot=20, plot=False)
+    assert result.draws == ["rnd", "random-d1", "random-d2"]
+    assert not (directory / "proxies" / "random-d0.json").exists()
+    assert "random-d0" not in Experiment.load(directory).training_sets
+    assert result.search["total"] == 2 * 2 * 5  # 5 training sets: ours, rnd, whole and two new draws
+    # trained otherwise (another epoch count), the same images are no draw of this comparison
+    exp = Experiment.load(directory)
+    other = exp.to_dict()
+    other["training_sets"]["rnd"]["train"]["epochs"] = 2
+    Experiment.from_dict(other).save(directory, overwrite=True)
+    assert add_random_draws(directory, "ours", 1) == ["random-d0"]
