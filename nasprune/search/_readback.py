@@ -27,9 +27,10 @@ __all__ = ["HISTORY_COLUMNS", "JOB_COLUMNS", "STATUS_COLUMNS", "copy_training_se
 #: The columns of :func:`load_jobs` (and of ``jobs.csv``), in order.
 JOB_COLUMNS = ["training_set", "candidate", "seed", "val_acc", "test_acc", "train_loss", "seconds", "images_per_sec",
                "diverged", "epochs", "wall_seconds", "attempt", "images", "bytes", "proxy_minutes", "method",
-               "started", "completed", "trial"]
+               "started", "completed", "trial", "tse"]
 #: The metrics a finished trial records (its user attrs), read back into :data:`JOB_COLUMNS`.
-METRICS = ("val_acc", "test_acc", "train_loss", "seconds", "images_per_sec", "diverged", "epochs", "wall_seconds")
+METRICS = ("val_acc", "test_acc", "train_loss", "seconds", "images_per_sec", "diverged", "epochs", "wall_seconds",
+           "tse")
 #: The columns of :func:`load_history`.
 HISTORY_COLUMNS = ["training_set", "candidate", "seed", "epoch", "val_acc", "train_loss"]
 #: The columns of :func:`job_status`.
@@ -106,8 +107,9 @@ def load_jobs(experiment: str | os.PathLike | JobStore, storage: str | None = No
     Columns: :data:`JOB_COLUMNS`: the job, its metrics, then ``wall_seconds`` (the whole job: model
     building, training, evaluation), ``attempt``, ``images``/``bytes`` (the training set's size, uint8
     pixels), ``proxy_minutes`` (building the proxy), ``method``, ``started``/``completed`` (ISO times)
-    and ``trial`` (its number in the study). ``test_acc`` is NaN for training sets trained with
-    ``eval_test: false``.
+    and ``trial`` (its number in the study), and ``tse`` (the training speed estimate,
+    :attr:`nasprune.training.TrainResult.tse`: lower ranks higher; NaN for jobs recorded before it was). ``test_acc``
+    is NaN for training sets trained with ``eval_test: false``.
     """
     store = _store(experiment, storage)
     rows = []
@@ -122,7 +124,8 @@ def load_jobs(experiment: str | os.PathLike | JobStore, storage: str | None = No
                          "completed": t.datetime_complete.isoformat() if t.datetime_complete else None,
                          "trial": t.number})
     df = pd.DataFrame(rows, columns=JOB_COLUMNS)
-    for col in ("val_acc", "test_acc", "train_loss", "seconds", "images_per_sec", "wall_seconds", "proxy_minutes"):
+    for col in ("val_acc", "test_acc", "train_loss", "seconds", "images_per_sec", "wall_seconds", "proxy_minutes",
+                "tse"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     df["diverged"] = df["diverged"].astype(bool)
     return df

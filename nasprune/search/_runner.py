@@ -76,7 +76,8 @@ def _run_group(loaded: Loaded, store: JobStore, group: list[Job], heartbeat: flo
     extra = {"fused": len(group)} if len(group) > 1 else {}
     recorded = []
     for job, r in zip(group, results):
-        metrics = {"val_acc": r.val_acc, "test_acc": r.test_acc, "train_loss": r.train_loss, "seconds": r.seconds,
+        metrics = {"val_acc": r.val_acc, "test_acc": r.test_acc, "train_loss": r.train_loss, "tse": r.tse,
+                   "seconds": r.seconds,
                    "images_per_sec": r.images_per_sec, "diverged": r.diverged, "epochs": r.epochs,
                    "wall_seconds": wall, "history": r.history, **extra}
         recorded.append(store.complete(job, metrics, r.val_acc))

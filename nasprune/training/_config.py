@@ -69,6 +69,13 @@ class TrainResult:
     diverged: bool
     history: list[dict] = field(default_factory=list)
 
+    @property
+    def tse(self) -> float:
+        """Training speed estimation (TSE, Ru et al., NeurIPS 2021): the sum over the epochs of each epoch's mean
+        training loss, at no cost beyond the training; lower ranks higher (the net learnt faster). Over the last
+        epoch alone it is ``train_loss``. NaN for a diverged run."""
+        return float("nan") if self.diverged else float(sum(h["train_loss"] for h in self.history))
+
     def to_dict(self) -> dict:
         return asdict(self)
 

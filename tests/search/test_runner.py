@@ -26,7 +26,7 @@ from nasprune.search import (JOURNAL_FILE, Experiment, TrainingSet, Terminated, 
                              job_status, load_history, load_jobs, prepare, run_search)
 from nasprune.search import _liveness, _runner
 from nasprune.search._studies import job_key
-from nasprune.training import TrainConfig, evaluate, to_float
+from nasprune.training import TrainConfig, evaluate, to_float, train_candidate
 from search_spaces import build_convnet
 
 
@@ -479,3 +479,14 @@ def test_training_sets_with_their_own_seeds(tmp_path):
     doc["training_sets"]["p"]["seeds"] = [3, 3]
     with pytest.raises(ExperimentError, match=r"training_sets\.p\.seeds: must be distinct"):
         Experiment.from_dict(doc)
+
+
+def test_every_job_records_its_training_speed_estimate(tmp_path, synthetic, make_experiment):
+    """A job's ``tse`` is read back beside its validation accuracy, and is the TSE of the same training run alone."""
+    make_experiment(tmp_path, synthetic, seeds=[0], epochs=2)
+    run_search(tmp_path, workers=0, progress=False, log=None)
+    jobs = load_jobs(tmp_path).set_index(["training_set", "candidate"])
+    job = jobs.loc[("random", "w8-d1-relu-none-avgpooling")]
+    x, y = ProxySet.load(tmp_path / "random.json", synthetic).tensors(synthetic)
+    alone = train_candidate("w8-d1-relu-none-avgpooling", synthetic, x, y, TrainConfig(epochs=2, seed=0))
+    assert job["tse"] == pytest.approx(alone.tse, rel=1e-6) and jobs["tse"].notna().all()

@@ -126,3 +126,19 @@ def test_a_checkpoint_written_before_eval_every_existed_still_resumes(synthetic,
     torch.save(payload, path)
     with pytest.raises(ValueError, match="a checkpoint of another training config"):
         _train(synthetic, config, Checkpoint(path))
+
+
+def test_tse_is_the_sum_of_every_epochs_mean_training_loss(synthetic):
+    """TSE (Ru et al. 2021), recomputed from the logits each step saw: the cross-entropy of each batch, averaged over
+    the epoch's images, summed over the epochs; NaN for a diverged run."""
+    model = build_convnet("w8-d1-relu-none-avgpooling", synthetic.in_channels, synthetic.image_size,
+                          synthetic.num_classes, seed=0)
+    x, y = synthetic.train_x[:300], synthetic.train_y[:300]
+    batch_losses = []
+    result = train(model, x, y, TrainConfig(epochs=3, batch_size=64), on_batch=lambda idx, logits: batch_losses.append(
+        (float(torch.nn.functional.cross_entropy(logits, y[idx], reduction="sum")), len(idx))))
+    per_epoch = len(batch_losses) // 3
+    means = [sum(s for s, _ in batch_losses[e * per_epoch:(e + 1) * per_epoch]) /
+             sum(n for _, n in batch_losses[e * per_epoch:(e + 1) * per_epoch]) for e in range(3)]
+    assert result.tse == pytest.approx(sum(means), rel=1e-5) and result.train_loss == pytest.approx(means[-1], rel=1e-5)
+    assert dataclasses.replace(result, diverged=True).tse != dataclasses.replace(result, diverged=True).tse  # NaN
