@@ -19,8 +19,8 @@ from nasprune.search import (Experiment, ReplaySource, Rung, Schedule, hyperband
                              successive_halving)
 from nasprune.zerocost import SCORES
 
-__all__ = ["GOAL_COST", "GOAL_P", "POOLS", "REGRET", "STRATEGIES", "Pool", "Strategy", "choose_default", "evaluate",
-           "repetitions"]
+__all__ = ["GOAL_COST", "GOAL_P", "POOLS", "REGRET", "STRATEGIES", "Pool", "Strategy", "available", "choose_default",
+           "evaluate", "repetitions"]
 
 #: The issue's goals, as PLAN.md's decision rule reads them.
 GOAL_COST, GOAL_P, REGRET = 0.05, 0.90, 0.2
@@ -84,6 +84,17 @@ def strategies() -> list[Strategy]:
 
 
 STRATEGIES = strategies()
+
+
+def available(strategy: Strategy, jobs: pd.DataFrame) -> bool:
+    """Whether the pool has every training set the strategy's rungs read (the competitive pool and fmnist-ref have no
+    20-per-class draws, say)."""
+    from nasprune.proxies import draw_name
+
+    schedules = [strategy.schedule] if strategy.brackets is None else [b for _, b in strategy.brackets]
+    names = set(jobs["training_set"])
+    return all(r.zero_cost or r.source in names or draw_name(r.source, 0) in names
+               for schedule in schedules for r in schedule.rungs)
 
 
 def repetitions(draws: int = 20, seeds: Sequence[int] = (0, 1)) -> list[tuple[int, int]]:
@@ -157,7 +168,10 @@ def choose_default(summary: pd.DataFrame) -> pd.Series | None:
 
 
 def confirmed(summary: pd.DataFrame, strategy: str) -> bool:
-    """PLAN.md's confirmation on a held-out pool: P(regret <= 0.2) at least 0.90 and a median goal cost at most 5%."""
+    """PLAN.md's confirmation on a held-out pool: P(regret <= 0.2) at least 0.90 and a median goal cost at most 5%;
+    a strategy the pool cannot run is not confirmed."""
+    if strategy not in set(summary["strategy"]):
+        return False
     row = summary.set_index("strategy").loc[strategy]
     return bool(row["p_within"] >= GOAL_P and row["goal_cost"] <= GOAL_COST + 1e-12)
 
@@ -165,3 +179,118 @@ def confirmed(summary: pd.DataFrame, strategy: str) -> bool:
 def ceiling(jobs: pd.DataFrame) -> dict:
     """The pool's noise ceiling (one whole-set seed against the other) at its NDCG's k."""
     return noise_ceiling(jobs, k=top_quartile_k(candidate_means(jobs, "whole")["val_acc"].notna().sum()), n_boot=200)
+
+
+# --- the pools' zero-cost scores, and the paper's scale -----------------------------------------------------------
+
+
+def zero_cost_table(pool: Pool, out: Path, seeds: Sequence[int] = (0, 1)) -> dict[int, pd.DataFrame]:
+    """Every zero-cost score of the pool's candidates, per seed (the networks' initialisation and the batch's),
+    computed once and kept in ``out/zerocost-<pool>.csv``."""
+    from nasprune.zerocost import score_candidates
+
+    path = out / f"zerocost-{pool.name}.csv"
+    experiment = Experiment.load(pool.directory)
+    if path.exists():
+        table = pd.read_csv(path, index_col="candidate")
+        if sorted(set(table.index)) == sorted(experiment.candidates) and set(table["seed"]) == set(seeds):
+            return {s: table[table["seed"] == s].drop(columns="seed") for s in seeds}
+    dataset = experiment.dataset.load()
+    tables = {s: score_candidates(dataset, experiment.candidates, seed=s) for s in seeds}
+    pd.concat([t.assign(seed=s) for s, t in tables.items()]).rename_axis("candidate").to_csv(path)
+    return tables
+
+
+def cost_model(strategy: Strategy, jobs: pd.DataFrame, history: pd.DataFrame, experiment: Experiment,
+               zero_cost: pd.DataFrame) -> tuple[list[tuple[Rung, float]], float] | None:
+    """What ``strategy`` spends per candidate at each rung (SGD steps, zero-cost seconds converted at the whole set's
+    seconds per step), from one replay (draw 0, seed 0), and the whole-set steps its chosen net received; None for
+    Hyperband, whose brackets draw their candidates."""
+    if strategy.brackets is not None:
+        return None
+    trains = {name: s.train for name, s in experiment.training_sets.items()}
+    whole = jobs[jobs["training_set"] == "whole"]
+    steps_per_second = len(whole) * WHOLE_STEPS / float(whole["seconds"].sum())
+    result = run_schedule(strategy.schedule, experiment.candidates,
+                          ReplaySource(jobs, history, trains, draw=0, seed=0, zero_cost=zero_cost))
+    per = [(r.rung, (r.steps + r.scoring_seconds * steps_per_second) / len(r.candidates)) for r in result.rungs]
+    return per, result.whole_steps.get(result.chosen, 0.0)
+
+
+def cost_at(model: tuple[list[tuple[Rung, float]], float], n: int) -> float:
+    """The goal cost at ``n`` candidates by a :func:`cost_model`: each rung reads the candidates the previous one
+    kept (its share, or its top k, of n), at its measured steps per candidate; the chosen net's own whole-set steps
+    left out; over n x 3,910."""
+    per, chosen_whole = model
+    alive, spent = n, 0.0
+    for rung, steps in per:
+        spent += alive * steps
+        alive = rung.kept(alive)
+    return (spent - chosen_whole) / (n * WHOLE_STEPS)
+
+
+# --- the write-up -------------------------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return "n/a" if pd.isna(x) else f"{100 * x:.1f}%"
+
+
+def pool_table(summary: pd.DataFrame) -> list[str]:
+    """Every strategy of one pool, cheapest first."""
+    from nasprune.analysis import markdown_table
+
+    rows = [[r.family, f"`{r.strategy}`", f"{r.p_within:.2f}", f"{r.regret_median:.2f}", f"{r.regret_p90:.2f}",
+             "n/a" if pd.isna(r.kendall) else f"{r.kendall:.3f}", "n/a" if pd.isna(r.ndcg) else f"{r.ndcg:.3f}",
+             _pct(r.goal_cost), _pct(r.goal_cost_max), _pct(r.total_cost), _pct(r.paper_cost), f"{r.minutes:.1f}"]
+            for r in summary.sort_values(["goal_cost", "strategy"]).itertuples()]
+    return markdown_table(["family", "strategy", "P(regret <= 0.2)", "regret median", "regret 90th pct", "Kendall",
+                           "NDCG", "goal cost (median)", "goal cost (max)", "total cost", "at 720 candidates",
+                           "minutes"], rows)
+
+
+def best_by_budget(summaries: dict[str, pd.DataFrame], budgets=(0.01, 0.02, 0.05, 0.10, 0.25)) -> list[str]:
+    """Per budget and pool, the strategy with the highest P(regret <= 0.2) whose median goal cost fits it."""
+    from nasprune.analysis import markdown_table
+
+    rows = []
+    for budget in budgets:
+        cells = []
+        for summary in summaries.values():
+            fit = summary[summary["goal_cost"] <= budget + 1e-12].sort_values(["p_within", "goal_cost"],
+                                                                           ascending=[False, True], kind="mergesort")
+            cells.append("none" if fit.empty else
+                         f"`{fit.iloc[0]['strategy']}`: {fit.iloc[0]['p_within']:.2f} at {_pct(fit.iloc[0]['goal_cost'])}")
+        rows.append([_pct(budget), *cells])
+    return markdown_table(["goal cost at most", *summaries], rows)
+
+
+def plot(summaries: dict[str, pd.DataFrame], path: Path) -> Path:
+    """P(regret <= 0.2) against the goal cost, one panel per pool, one colour per family, the goals dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = list(dict.fromkeys(f for s in summaries.values() for f in s["family"]))
+    fig, axes = plt.subplots(1, len(summaries), figsize=(5.2 * len(summaries), 4.8), squeeze=False, sharey=True,
+                             layout="constrained")
+    handles = {}
+    for ax, (pool, summary) in zip(axes.flat, summaries.items()):
+        for j, family in enumerate(families):
+            rows = summary[summary["family"] == family]
+            handles[family] = ax.scatter(100 * rows["goal_cost"].clip(lower=1e-4), rows["p_within"], s=28,
+                                         color=f"C{j}", marker="osD^v<>p"[j % 8], alpha=0.85, edgecolor="k", lw=0.4)
+        handles["the goal: P >= 0.90 at <= 5%"] = ax.axvline(100 * GOAL_COST, color="0.3", ls=":", lw=1.2)
+        ax.axhline(GOAL_P, color="0.3", ls=":", lw=1.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("goal cost: % of the whole-set search (log)")
+        ax.set_title(f"{pool} ({int(summary['candidates'].iloc[0])} candidates)", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("P(regret <= 0.2 points), 40 repetitions")
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle("Budget search, replayed: how often each strategy's choice is within 0.2 points of the best, "
+                 "against its cost", fontsize=11)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
