@@ -1,10 +1,12 @@
-"""Fixtures for every test: torch's threads, the datasets, the repository's root, a small finished experiment (the
-CLI's and ``nasprune status``'s tests) and a hand-built pool of size-sweep jobs (the sweep's and the proxy
-benchmark's decision rules). Test modules never import each other nor this file: what they share is here, as
-fixtures."""
+"""Fixtures for every test: torch's threads, the datasets, the repository's root, PostgreSQL (a throwaway server
+where it is installed), a small finished experiment (the CLI's and ``nasprune status``'s tests) and a hand-built pool
+of size-sweep jobs (the sweep's and the proxy benchmark's decision rules). Test modules never import each other nor
+this file: what they share is here, as fixtures."""
 
 import contextlib
+import glob
 import os
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -76,8 +78,6 @@ def read_only_dir(tmp_path):
     """``make(fill=None) -> folder``: a folder that nothing can write into, holding what ``fill(folder)`` put there
     first. As root, whom file modes do not stop, it is a tmpfs mounted read-only (the "Read-only file system" a
     user meets on a read-only mount); otherwise mode 555."""
-    import subprocess
-
     mounted = []
 
     def make(fill=None):
@@ -103,6 +103,54 @@ def read_only_dir(tmp_path):
     for d, _, _ in os.walk(tmp_path):
         with contextlib.suppress(OSError):
             os.chmod(d, 0o755)
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------------------
+
+#: The port of the throwaway server the tests start themselves (scripts/start_postgres.sh's default is 55432).
+TEST_PG_PORT = "55433"
+
+
+def postgres_installed() -> bool:
+    """Whether PostgreSQL's server binaries are here (Debian's ``postgresql`` package, as scripts/setup.sh installs)."""
+    return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server(repo):
+    """A PostgreSQL URL for the multi-worker tests: NASPRUNE_TEST_PG_URL when set (CI's server), else a throwaway
+    server that scripts/start_postgres.sh starts on port 55433 (and stops at the end, unless it was running
+    already), so that the README's test command runs them too; None without PostgreSQL's server binaries."""
+    url = os.environ.get("NASPRUNE_TEST_PG_URL")
+    if url or not postgres_installed():
+        yield url
+        return
+    script, env = str(repo / "scripts" / "start_postgres.sh"), {**os.environ, "NASPRUNE_PG_PORT": TEST_PG_PORT}
+    ready = subprocess.run(["bash", "-c", f"$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_isready -q "
+                                          f"-h 127.0.0.1 -p {TEST_PG_PORT}"]).returncode == 0
+    started = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        pytest.fail(f"scripts/start_postgres.sh could not start a server: {started.stderr.strip()[-500:]}")
+    yield started.stdout.strip()
+    if not ready:
+        subprocess.run(["bash", script, "stop"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture()
+def pg_url(postgres_server) -> str:
+    """The PostgreSQL URL of :func:`postgres_server`; the test is skipped without PostgreSQL's server binaries."""
+    if not postgres_server:
+        pytest.skip("no PostgreSQL: install it (apt-get install postgresql, as scripts/setup.sh does), or set "
+                    "NASPRUNE_TEST_PG_URL to a server's URL")
+    return postgres_server
+
+
+@pytest.fixture(params=["journal", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request) -> str | None:
+    """A test that takes it runs on both storages: the journal file (None) and PostgreSQL (its URL; skipped
+    without PostgreSQL)."""
+    return None if request.param == "journal" else request.getfixturevalue("pg_url")
+
 
 
 # --- a small finished experiment --------------------------------------------------------------------------------

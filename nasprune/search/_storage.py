@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
@@ -33,11 +34,23 @@ def open_storage(directory: str | os.PathLike, url: str | None = None) -> optuna
         path = Path(directory) / JOURNAL_FILE
         repair_journal(path)
         return optuna.storages.JournalStorage(_JournalFile(path))
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    except Exception as e:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StorageError(f"cannot reach storage {redact(url)}: {first}") from None
+    tries = 0
+    while True:
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except Exception as e:  # sqlalchemy raises many kinds; all mean "cannot use this URL", but one
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            tries += 1
+            if tries < _SCHEMA_TRIES and _SCHEMA_RACE.search(first):
+                time.sleep(0.2 * tries)  # another process created Optuna's tables an instant ago: open them
+                continue
+            raise StorageError(f"cannot reach storage {redact(url)}: {first}") from None
+
+
+#: Two processes opening a new database at once both create Optuna's tables; the one that loses the race fails
+#: with one of these, and opening it again finds the tables made (tests/search/test_store.py, fresh database).
+_SCHEMA_RACE = re.compile(r"DuplicateTable|UniqueViolation|already exists|duplicate key")
+_SCHEMA_TRIES = 5
 
 
 class _JournalFile(optuna.storages.journal.JournalFileBackend):

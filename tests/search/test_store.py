@@ -380,3 +380,26 @@ def test_the_suite_has_postgresql_wherever_its_server_is_installed(postgres_serv
     with engine.connect() as conn:
         assert conn.execute(text("SELECT 1")).scalar() == 1
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_commands_opening_a_new_database_at_once_all_open_it(pg_url, child_env):
+    """Machines started together on a new PostgreSQL database all create Optuna's tables; the ones that lose that
+    race open the tables the winner made instead of failing ("relation already exists")."""
+    from sqlalchemy import create_engine, text
+
+    database = f"fresh_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {database}"))
+    url = pg_url.rsplit("/", 1)[0] + "/" + database
+    opener = f"from nasprune.search import open_storage; open_storage('.', {url!r}).get_all_studies(); print('ok')"
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", opener], env=child_env, text=True, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for _ in range(4)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [(p.returncode, o[0].strip()) for p, o in zip(procs, outs)] == [(0, "ok")] * 4, [o[1] for o in outs]
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        admin.dispose()
