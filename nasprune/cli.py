@@ -9,6 +9,7 @@ mistyped flag answer at once; each command imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -342,6 +343,10 @@ def _report(args) -> int:
     directory = _experiment_dir(args.experiment, "report")
     if not _searched(directory, args.storage, "report"):
         return 2
+    if _ran_a_schedule(directory):
+        print(f"nasprune report: {directory} ran a schedule (search.schedule), which has no Table 1: its report is "
+              f"{directory / 'schedule.md'}; `nasprune run CONFIG --out {directory}` rewrites it", file=sys.stderr)
+        return 2
     import pandas as pd
 
     from nasprune.analysis import table1_summary, write_report
@@ -350,6 +355,18 @@ def _report(args) -> int:
     print("\n".join(table1_summary(pd.read_csv(paths["table1.csv"]))))
     print(f"\nwritten: {', '.join(str(p) for p in paths.values())}")
     return 0
+
+
+def _ran_a_schedule(directory: Path) -> bool:
+    """Whether ``nasprune run`` ran a schedule in ``directory`` (its recorded config has ``search.schedule``)."""
+    import yaml
+
+    recorded = directory / "pipeline.yaml"
+    if not recorded.exists():
+        return False
+    with contextlib.suppress(yaml.YAMLError, AttributeError):
+        return bool(yaml.safe_load(recorded.read_text()).get("search", {}).get("schedule"))
+    return False
 
 
 # --- compare -------------------------------------------------------------------------------------------------
@@ -438,7 +455,10 @@ def _run_run(args) -> int:
         result = run_pipeline(config, out, workers=args.workers, storage=args.storage, fuse=args.fuse)
     s = result.summary
     print(summary_line(s))
-    print(f"done: {result.report['table1.md']}" if "table1.md" in result.report else f"done: {out}")
+    if result.schedule is not None:
+        print(f"chosen: {result.schedule.chosen}")
+    done = result.report.get("table1.md") or result.report.get("schedule.md") or out
+    print(f"done: {done}")
     return exit_status(s)
 
 

@@ -15,13 +15,14 @@ from ._null import (NULL_COLUMNS, draw_metrics, noise_ceiling, place_among, rand
                     ranking_by_epoch, seed_agreement)
 from ._plots import (NULL_METRICS, family_lines, plot_budget, plot_proxy_vs_whole, plot_random_null, plot_size_sweep,
                      plot_table1, random_band)
+from ._schedule_report import SCHEDULE_COLUMNS, schedule_table, write_schedule_report
 from ._report import experiment_name, search_has_run, table1_from_csv, table1_markdown, table1_summary, write_report
 from ._sweep import (SWEEP_COLUMNS, PoolReading, complete_sets, cost_fractions, paired_draws, paper_scale,
                      random_spread, read_pool, sets_by_size, settling, size_sweep, top_quartile_k, whole_variant_sweep,
                      whole_variants)
 
-__all__ = ["LOWER_IS_BETTER", "METRICS", "NULL_COLUMNS", "NULL_METRICS", "PAIRED_COLUMNS", "SWEEP_COLUMNS",
-           "PoolReading",
+__all__ = ["LOWER_IS_BETTER", "METRICS", "NULL_COLUMNS", "NULL_METRICS", "PAIRED_COLUMNS", "SCHEDULE_COLUMNS",
+           "SWEEP_COLUMNS", "PoolReading", "schedule_table", "write_schedule_report",
            "TABLE1_COLUMNS", "candidate_means", "ci_text", "complete_sets", "cost_fractions", "draw_metrics",
            "experiment_name", "family_lines", "markdown_table", "metric_names", "ndcg", "noise_ceiling",
            "paired_difference", "paired_differences", "paired_draws", "paired_markdown", "paired_text",

@@ -38,12 +38,15 @@ class TrainingSet:
     ``proxy`` is taken from the experiment directory when relative. ``train`` may not set ``seed`` (each
     job's seed is one of ``seeds``); its ``mean``/``std`` left None mean the dataset's, so every training
     set is normalised alike. ``seeds`` None trains the experiment's seeds; a list gives this set its own,
-    e.g. two seeds of the whole set for its noise ceiling and one of each of 20 random draws.
+    e.g. two seeds of the whole set for its noise ceiling and one of each of 20 random draws. ``candidates`` None
+    trains every candidate of the experiment; a list, some of them (a schedule's later rung trains those the
+    previous rung kept).
     """
 
     proxy: str | None
     train: TrainConfig = field(default_factory=TrainConfig)
     seeds: list[int] | None = None
+    candidates: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.train.seed != 0:
@@ -93,6 +96,13 @@ class Experiment:
         for name in self.training_sets:
             check_name(name, f"training_sets.{name}", ExperimentError)
         check_seeds(self.seeds, "seeds")
+        for name, ts in self.training_sets.items():
+            if ts.candidates is not None:
+                unknown = [c for c in ts.candidates if c not in self.candidates]
+                if unknown or not ts.candidates or len(set(ts.candidates)) != len(ts.candidates):
+                    raise ExperimentError(f"must be distinct candidates of the experiment, got {ts.candidates!r}"
+                                          + (f" ({unknown[0]!r} is not one)" if unknown else ""),
+                                          f"training_sets.{name}.candidates")
         if self.max_retries < 0:
             raise ExperimentError(f"must be an int >= 0, got {self.max_retries!r}", "max_retries")
 
@@ -160,6 +170,12 @@ class Experiment:
         own = self.training_sets[training_set].seeds
         return list(self.seeds if own is None else own)
 
+    def candidates_of(self, training_set: str) -> list[str]:
+        """The candidates training set ``training_set`` trains: its own, else the experiment's, in the experiment's
+        order."""
+        own = self.training_sets[training_set].candidates
+        return list(self.candidates) if own is None else [c for c in self.candidates if c in own]
+
     def seed_order(self) -> list[int]:
         """Every seed of any training set, the experiment's first, each once: the order jobs are taken in."""
         return list(dict.fromkeys([*self.seeds, *(s for t in self.training_sets for s in self.seeds_of(t))]))
@@ -169,7 +185,7 @@ class Experiment:
         partial run already holds one complete seed of every training set. The training sets named in
         ``first`` come before all others, every seed of each, in the order given: a schedule (the ground
         truth's every seed, say, before any proxy), not part of the experiment."""
-        return [(t, c, s) for t, s in self.set_order(first) for c in self.candidates]
+        return [(t, c, s) for t, s in self.set_order(first) for c in self.candidates_of(t)]
 
     def set_order(self, first: Sequence[str] = ()) -> list[tuple[str, int]]:
         """The (training set, seed) pairs in the order of :meth:`jobs` (a name given twice counts once);

@@ -69,7 +69,7 @@ def search_status(directory: str | os.PathLike, storage: str | None = None) -> t
     status = job_status(store)
     if status.empty:
         raise ValueError(f"no search has run in {directory}; start one with `nasprune search --experiment {directory}`")
-    planned = {ts: len(exp.candidates) * len(exp.seeds_of(ts)) for ts in exp.training_sets}
+    planned = {ts: len(exp.candidates_of(ts)) * len(exp.seeds_of(ts)) for ts in exp.training_sets}
     jobs = load_jobs(store)
     steps = {ts: exp.steps_per_job(ts, directory) for ts in exp.training_sets}
     for ts, images in jobs.groupby("training_set")["images"].first().dropna().items():

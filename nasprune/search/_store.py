@@ -151,7 +151,7 @@ class JobStore:
             for ts in [training_set] if training_set else list(self.study_ids):
                 sid = self.study_ids[ts]
                 trials = by_job(self.storage, sid)
-                for c in self.exp.candidates:
+                for c in self.exp.candidates_of(ts):
                     for s in self.exp.seeds_of(ts):
                         key = job_key(c, s)
                         if only is not None and key != only:
@@ -318,7 +318,7 @@ class JobStore:
         rows = []
         for ts, sid in self.study_ids.items():
             trials = by_job(self.storage, sid)
-            for c in self.exp.candidates:
+            for c in self.exp.candidates_of(ts):
                 for s in self.exp.seeds_of(ts):
                     mine = trials.get(job_key(c, s), [])
                     states = {t.state for t in mine}
@@ -344,7 +344,7 @@ class JobStore:
 
     def completed(self, training_set: str) -> list[FrozenTrial]:
         """The first COMPLETE trial of each job of the training set, in trial order."""
-        wanted = {job_key(c, s) for c in self.exp.candidates for s in self.exp.seeds_of(training_set)}
+        wanted = {job_key(c, s) for c in self.exp.candidates_of(training_set) for s in self.exp.seeds_of(training_set)}
         seen: set[str] = set()
         out = []
         sid = self.study_ids[training_set]

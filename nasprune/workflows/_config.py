@@ -26,8 +26,9 @@ from nasprune.errors import ExperimentError
 from nasprune.proxies import (ONE_SECTION_KEYS, InfluenceConfig, ObjectiveConfig, ScoringConfig, comparable_settings,
                               draw_name)
 from nasprune.proxies.selection import METHODS, get_method
-from nasprune.search import Experiment, TrainingSet, check_seeds
+from nasprune.search import Experiment, Rung, TrainingSet, check_seeds
 from nasprune.training import TrainConfig
+from nasprune.zerocost import SCORES
 from search_spaces import ConvNetSpec, convnet_720, stratified_subset
 from search_spaces.convnet import ACTIVATIONS, DEPTHS, NORMS, POOLINGS, WIDTHS
 
@@ -183,8 +184,9 @@ class SearchConfig:
     seeds: tuple[int, ...] = (0,)
     proxy_seeds: tuple[int, ...] | None = None  # None: seeds; e.g. (0,) when random draws supply the variation
     workers: int = 1
-    fuse: int = 1  # train up to this many jobs of one candidate as one network (nasprune/training/_fused.py); 1: off, the
+    # train up to this many jobs of one candidate as one network (nasprune/training/_fused.py); 1: off, the
     # default everywhere: on a CPU fusion measured slower (scripts/bench_fused.py); try 16 on a GPU
+    fuse: int = 1
     max_retries: int = 2
     storage: str | None = None
     proxy_train: TrainConfig = field(default_factory=TrainConfig)
@@ -192,6 +194,9 @@ class SearchConfig:
     # a schedule, not part of the experiment: training sets ('whole' or a proxies.sets name, which brings all
     # its draws) whose jobs run before any other's, every seed, in this order; by default jobs run seed by seed
     first: tuple[str, ...] = ()
+    # a multi-fidelity schedule (nasprune.search.Rung): when set, `nasprune run` runs its rungs in turn, each on the
+    # candidates the previous one kept, instead of training every candidate on every training set
+    schedule: tuple[Rung, ...] = ()
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -228,6 +233,17 @@ class PipelineConfig:
                 except ConfigError as e:
                     raise e.under(f"proxies.sets[{i}].scoring") from None
         self.first_sets()
+        sources = {"whole", *(n for entry in self.proxies.entries() for n in entry.names())}
+        for i, rung in enumerate(self.search.schedule):
+            if rung.zero_cost:
+                score = rung.source.split(":", 1)[1]
+                if score != "ensemble" and score not in SCORES:
+                    raise ConfigError(f"unknown zero-cost score {score!r}; choose one of {', '.join(SCORES)} or "
+                                      "ensemble", f"search.schedule[{i}].source")
+            elif rung.source not in sources:
+                raise ConfigError(f"no training set {rung.source!r}; choose 'whole', a proxy's name "
+                                  f"({', '.join(sorted(sources - {'whole'}))}) or zerocost:<score>",
+                                  f"search.schedule[{i}].source")
 
     def first_sets(self) -> list[str]:
         """``search.first`` as the experiment's training sets, an entry with draws standing for all of them."""

@@ -18,23 +18,26 @@ from pathlib import Path
 
 import yaml
 
-from nasprune.analysis import write_report
+from nasprune.analysis import write_report, write_schedule_report
 from nasprune.config import to_mapping
 from nasprune.proxies import (InfluenceConfig, ObjectiveConfig, ProxySet, build_proxy, check_reuse, load_or_run,
                               needs_scoring_run, proxy_settings)
-from nasprune.search import run_search
+from nasprune.search import EXPERIMENT_FILE, JobStore, Schedule, ScheduleResult, run_schedule, run_search
 
 from ._config import PipelineConfig
+from ._live_schedule import live_source
 
 __all__ = ["PipelineResult", "run_pipeline"]
 
 
 @dataclass
 class PipelineResult:
-    """What ``run_pipeline`` did: the search's job summary (as ``run_search`` returns it) and the report's files."""
+    """What ``run_pipeline`` did: the search's job summary (as ``run_search`` returns it), the report's files, and the
+    schedule's run when the config has one."""
 
     summary: dict
     report: dict[str, Path]
+    schedule: ScheduleResult | None = None
 
 
 def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, workers: int | None = None,
@@ -76,9 +79,25 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
         log(f"[2/4] proxy {s.name:24s} {len(proxy):6d} images" +
             (f", pruning-net acc on kept {acc:.1f}%" if acc is not None else ""))
     exp = config.experiment()
-    exp.save(directory)
-    (directory / "pipeline.yaml").write_text(yaml.safe_dump(to_mapping(config), sort_keys=False))
     workers = workers if workers is not None else config.search.workers
+    # a schedule already under way in this directory must be the config's: checked before anything is written
+    source = (live_source(config, directory, workers=workers, storage=storage, progress=progress, log=log)
+              if config.search.schedule else None)
+    (directory / "pipeline.yaml").write_text(yaml.safe_dump(to_mapping(config), sort_keys=False))
+    if source is not None:  # rung by rung, each training set holding only the candidates the previous one kept
+        log(f"[3/4] schedule: {len(config.search.schedule)} rungs on {len(exp.candidates)} candidates, "
+            f"{workers} worker(s)")
+        result = run_schedule(Schedule(config.name, config.search.schedule), config.search.candidate_ids(), source)
+        trained = (directory / EXPERIMENT_FILE).exists()  # not when every rung was zero-cost
+        summary = (JobStore.open(directory, url=storage or exp.storage).summary() if trained else
+                   {"total": 0, "complete": 0, "failed": 0, "unfinished": 0})
+        if not report:
+            return PipelineResult(summary, {}, result)
+        whole = config.search.whole_train.steps(len(dataset.train_y))
+        written = write_schedule_report(result, directory, whole_steps=whole, candidates=len(exp.candidates))
+        log(f"[4/4] report: chose {result.chosen}; {', '.join(str(p) for p in written.values())}")
+        return PipelineResult(summary, written, result)
+    exp.save(directory)
     log(f"[3/4] search: {len(exp.candidates)} candidates x {len(exp.training_sets)} training sets, "
         f"{len(exp.jobs())} jobs, {workers} worker(s)" + (f", first {', '.join(config.search.first)}"
                                                            if config.search.first else ""))

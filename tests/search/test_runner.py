@@ -490,3 +490,18 @@ def test_every_job_records_its_training_speed_estimate(tmp_path, synthetic, make
     x, y = ProxySet.load(tmp_path / "random.json", synthetic).tensors(synthetic)
     alone = train_candidate("w8-d1-relu-none-avgpooling", synthetic, x, y, TrainConfig(epochs=2, seed=0))
     assert job["tse"] == pytest.approx(alone.tse, rel=1e-6) and jobs["tse"].notna().all()
+
+
+def test_a_training_set_can_train_some_of_the_candidates(tmp_path, synthetic, make_experiment, candidates):
+    """A schedule's later rung trains only the candidates the previous one kept: its jobs, its status, its table."""
+    exp = make_experiment(tmp_path, synthetic, seeds=[0])
+    sets = {**exp.training_sets, "few": dataclasses.replace(exp.training_sets["random"], candidates=candidates[:2])}
+    dataclasses.replace(exp, training_sets=sets).save(tmp_path)
+    assert [j for j in Experiment.load(tmp_path).jobs() if j[0] == "few"] == [("few", c, 0) for c in candidates[:2]]
+    summary = run_search(tmp_path, workers=0, progress=False, log=None)
+    assert summary["total"] == summary["complete"] == 3 + 3 + 2
+    assert sorted(load_jobs(tmp_path).query("training_set == 'few'")["candidate"]) == candidates[:2]
+    with pytest.raises(ExperimentError, match=r"training_sets.bad.candidates: must be distinct candidates of the "
+                                              r"experiment, got \['w8-d9-relu-none-none'\]"):
+        Experiment(name="x", dataset={"name": "synthetic"}, candidates=candidates,
+                   training_sets={"bad": {"proxy": None, "candidates": ["w8-d9-relu-none-none"]}})
