@@ -318,6 +318,12 @@ def _status(args) -> int:
     for row in [header, *rows]:
         print("  ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))]))
     print(f"time left: {time_left(table, workers, directory)}")
+    if _ran_a_schedule(directory):
+        from nasprune.workflows import LiveSource, PipelineConfig
+
+        config = PipelineConfig.load(directory / "pipeline.yaml")
+        print("schedule:\n" + "\n".join(f"  {line}" for line in LiveSource(config, directory,
+                                                                              storage=args.storage).rung_states()))
     return 0
 
 

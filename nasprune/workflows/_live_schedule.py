@@ -69,8 +69,8 @@ class LiveSource:
         store.set_study_user_attr(sid, "record", value)
         return value
 
-    def recorded_rungs(self) -> dict[int, dict]:
-        """The rungs recorded so far, by index, as their config mappings (without waiting for a record in flight)."""
+    def records(self) -> dict[int, dict]:
+        """The rungs recorded so far, by index (without waiting for a record in flight)."""
         store = open_storage(self.directory, self.storage)
         out = {}
         for index in range(len(self.config.search.schedule)):
@@ -78,15 +78,31 @@ class LiveSource:
             with contextlib.suppress(KeyError):
                 attrs = store.get_study_user_attrs(store.get_study_id_from_name(name))
                 if "record" in attrs:
-                    out[index] = attrs["record"]["rung"]
+                    out[index] = attrs["record"]
         return out
+
+    def rung_states(self) -> list[str]:
+        """A line per rung of the schedule: what it kept of how many once recorded, else measuring or waiting."""
+        records, lines = self.records(), []
+        for index, rung in enumerate(self.config.search.schedule):
+            label = f"rung {index}: {rung.source}" + ("" if rung.zero_cost else (
+                f" by {rung.signal}" + (f", {rung.epochs} epochs" if rung.epochs else "")))
+            if index in records:
+                n = len(records[index]["candidates"])
+                state = f"kept {rung.kept(n)} of {n}"
+            elif index == len(records):
+                state = "measuring" if rung.zero_cost else f"training ({rung_set_name(index, rung)})"
+            else:
+                state = "waiting"
+            lines.append(f"{label}: {state}")
+        return lines
 
     def check(self) -> None:
         """Refuse a schedule whose recorded rungs differ from the config's: resuming it would mix two schedules."""
-        for index, recorded in self.recorded_rungs().items():
+        for index, record in self.records().items():
             rung = self.config.search.schedule[index]
-            if recorded != to_mapping(rung):
-                raise self._changed(index, recorded, rung)
+            if record["rung"] != to_mapping(rung):
+                raise self._changed(index, record["rung"], rung)
 
     def _changed(self, index: int, recorded: dict, rung: Rung) -> ValueError:
         changes = ", ".join(f"{k} {recorded.get(k)!r} -> {v!r}" for k, v in to_mapping(rung).items()

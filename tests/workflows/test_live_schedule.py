@@ -1,6 +1,8 @@
 """A schedule run live (``search.schedule``): rungs trained as training sets of the candidates the previous rung kept,
 recorded in the storage, resumed with the same decisions, and replayable from its own jobs."""
 
+import contextlib
+
 import pandas as pd
 import pytest
 import yaml
@@ -170,3 +172,52 @@ def test_a_zero_cost_schedule_trains_nothing_and_a_diverged_candidate_ranks_last
     table = pd.read_csv(tmp_path / "run" / "schedule.csv").query("rung == 1").set_index("candidate")
     assert table.loc["w8-d2-relu-batchnorm-avgpooling", "rank"] == 4 and "diverged" in \
         (tmp_path / "run" / "schedule.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_schedule_killed_mid_rung_resumes_training_no_job_twice_with_the_same_promotions(tmp_path, child_env,
+                                                                                            capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    doc = {**TINY, "search": {**TINY["search"], "proxy_train": {"epochs": 60, "lr": 0.05},
+                              "schedule": [{"source": "zerocost:naswot", "keep": 3},
+                                           {"source": "r0", "keep": 1}, {"source": "whole", "epochs": 1}]}}
+    config, killed, reference = _config(tmp_path, doc), tmp_path / "killed", tmp_path / "reference"
+    expected = run_pipeline(config, reference, progress=False, log=lambda _: None).schedule
+    proc = subprocess.Popen([sys.executable, "-m", "nasprune.cli", "run", str(tmp_path / "cfg.yaml"), "--out",
+                             str(killed), "--workers", "0"], env=child_env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    study = f"{config.name}:rung1-r0"
+    deadline, states = time.time() + 120, []
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            with contextlib.suppress(KeyError, FileNotFoundError, ValueError):
+                storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+                    str(killed / "optuna.journal")))
+                trials = storage.get_all_trials(storage.get_study_id_from_name(study), deepcopy=False)
+                states = [t.state for t in trials]
+                if states.count(optuna.trial.TrialState.COMPLETE) >= 1 and optuna.trial.TrialState.RUNNING in states:
+                    break  # rung 1 under way: a job done, one half-way
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert states.count(optuna.trial.TrialState.COMPLETE) in (1, 2), "the kill should land inside rung 1"
+    assert cli_main(["status", "--experiment", str(killed)]) == 0
+    assert "rung 0: zerocost:naswot: kept 3 of 4\n  rung 1: r0 by val_acc: training (rung1-r0)\n  rung 2: whole by " \
+           "val_acc, 1 epochs: waiting" in capsys.readouterr().out
+    resumed = run_pipeline(config, killed, progress=False, log=lambda _: None).schedule
+    assert [r.kept for r in resumed.rungs] == [r.kept for r in expected.rungs]
+    jobs = load_jobs(killed)
+    assert sorted(jobs["training_set"]) == ["rung1-r0"] * 3 + ["rung2-whole-e1"]
+    completes = [t.user_attrs["job"] for t in optuna.load_study(study_name=study, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(killed / "optuna.journal")))).get_trials(
+        deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
+    assert sorted(completes) == sorted(set(completes)) and len(completes) == 3  # none trained twice
+    pd.testing.assert_series_equal(resumed.rungs[1].values, expected.rungs[1].values)
