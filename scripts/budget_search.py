@@ -10,12 +10,13 @@ import argparse
 import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 
 from nasprune.analysis import markdown_table, write_readme
 from nasprune.provenance import provenance
 from nasprune.search import Experiment
-from studies.budget_search import (GOAL_COST, GOAL_P, POOLS, REGRET, STRATEGIES, available, best_by_budget, ceiling,
+from studies.budget_search import (GOAL_COST, GOAL_P, OPTUNA_BASELINES, POOLS, REGRET, STRATEGIES, available, best_by_budget, ceiling,
                                    choose_default, confirmed, cost_at, cost_model, evaluate, plot, pool_table,
                                    repetitions, summarise, zero_cost_table)
 
@@ -26,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per replayed trial otherwise
     out, start = Path(args.out), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     all_reps, summaries, ceilings, sizes = [], {}, {}, {}
@@ -33,7 +35,7 @@ def main() -> None:
         experiment = Experiment.load(pool.directory)
         jobs, history = (pd.read_csv(pool.directory / f) for f in ("jobs.csv", "history.csv"))
         zero_cost = zero_cost_table(pool, out)
-        runnable = [s for s in STRATEGIES if available(s, jobs)]
+        runnable = [s for s in (*STRATEGIES, *OPTUNA_BASELINES) if available(s, jobs)]
         reps = pd.concat([evaluate(s, jobs, history, experiment, zero_cost.__getitem__, repetitions())
                           for s in runnable], ignore_index=True)
         reps.insert(0, "pool", pool.name)
@@ -44,7 +46,7 @@ def main() -> None:
         summary["candidates"] = n
         summaries[pool.name], ceilings[pool.name], sizes[pool.name] = summary, ceiling(jobs), n
         all_reps.append(reps)
-        print(f"{pool.name}: {len(runnable)} of {len(STRATEGIES)} strategies x {len(repetitions())} repetitions "
+        print(f"{pool.name}: {len(runnable)} of {len(STRATEGIES) + len(OPTUNA_BASELINES)} strategies x {len(repetitions())} repetitions "
               "replayed (the others read training sets this pool does not have)")
     reps = pd.concat(all_reps, ignore_index=True)
     reps.to_csv(out / "repetitions.csv", index=False)
@@ -54,7 +56,7 @@ def main() -> None:
     body = write_up(summaries, ceilings, sizes)
     prov = provenance(time.perf_counter() - start, repetitions="random draws 0-19 x whole-set seeds 0, 1",
                       zero_cost_batch="128 training images, stratified, seed = the repetition's whole-set seed",
-                      strategies=len(STRATEGIES))
+                      strategies=f"{len(STRATEGIES)} planned + {len(OPTUNA_BASELINES)} Optuna pruner baselines")
     write_readme(out / "README.md", "Budget search: the best architecture at a share of the cost, replayed", body, prov)
     print(f"{out / 'README.md'} written")
 
@@ -98,7 +100,9 @@ def write_up(summaries: dict[str, pd.DataFrame], ceilings: dict[str, dict], size
         lines += ["The cheapest strategy at P(regret <= 0.2) >= 0.90 on every pool: " + (
             f"**`{everywhere[0]}`**, at a median goal cost of {everywhere[1]} (the worst pool), and "
             f"{_paper(summaries, everywhere[0])} at 720 candidates. It was found by reading all three pools, so it is "
-            "a candidate for a pool not seen yet, not a confirmed default." if everywhere else "none of the 68."), ""]
+            "a candidate for a pool not seen yet, not a confirmed default." if everywhere else
+            f"none of the {len(STRATEGIES) + len(OPTUNA_BASELINES)}."), ""]
+    lines += _optuna_section(summaries)
     missing = {p: [s.name for s in STRATEGIES if s.name not in set(summary["strategy"])] for p, summary in
                summaries.items()}
     lines += [f"Not available on {p} (it has no such training set): {', '.join(f'`{m}`' for m in names)}." for p, names in
@@ -115,6 +119,24 @@ def write_up(summaries: dict[str, pd.DataFrame], ceilings: dict[str, dict], size
                   "median wall time its replayed jobs took (and its zero-cost scoring) on this 2-core CPU.", "",
                   *pool_table(summary), ""]
     return lines
+
+
+def _optuna_section(summaries: dict[str, pd.DataFrame]) -> list[str]:
+    """Optuna's pruners on the whole set (added after PLAN.md's first reading): per pool, P, regret and cost."""
+    names = [s.name for s in OPTUNA_BASELINES]
+    rows = [[pool, f"`{r.strategy}`", f"{r.p_within:.2f}", f"{r.regret_median:.2f}", f"{r.regret_p90:.2f}",
+             f"{100 * r.goal_cost:.1f}%", f"{100 * r.goal_cost_max:.1f}%", f"{100 * r.total_cost:.1f}%"]
+            for pool, summary in summaries.items() for r in summary[summary["strategy"].isin(names)].itertuples()]
+    return ["## Optuna's pruners on the whole set", "",
+            "What an Optuna user writes (`nasprune.search.search_on_proxy(..., candidates=pool, pruner=...)`): the "
+            "pool queued in an order drawn per repetition, one trial per candidate, its validation accuracy reported "
+            "after every epoch of the whole set's 10, the pruner stopping the weak, the best finished trial chosen. "
+            "Replayed from the recorded curves (`nasprune.search.replay_objective`; a test checks that the replay "
+            "prunes as a live study does). Added after PLAN.md's first reading as baselines; the rule does not read "
+            "them. The order matters: trials run one after another, and asynchronous successive halving promotes "
+            "every early trial that has no competitor yet at its rung.", "",
+            *markdown_table(["pool", "strategy", "P(regret <= 0.2)", "regret median", "regret 90th pct",
+                             "goal cost (median)", "goal cost (max)", "total cost"], rows), ""]
 
 
 def _paper(summaries: dict[str, pd.DataFrame], strategy: str) -> str:

@@ -10,10 +10,10 @@ A :class:`Schedule` of :class:`Rung` s (zero-cost scores, proxies, the whole set
 """
 
 from ._experiment import EXPERIMENT_FILE, Experiment, TrainingSet, check_seeds
-from ._objective import make_objective, search_on_proxy
+from ._objective import enqueue_candidates, make_objective, pool_space, search_on_proxy
 from ._readback import (HISTORY_COLUMNS, JOB_COLUMNS, STATUS_COLUMNS, copy_training_set, job_status, load_history,
                         load_jobs)
-from ._replay import ReplaySource
+from ._replay import ReplaySource, replay_objective
 from ._runner import GRACE_SECONDS, HEARTBEAT_SECONDS, default_threads, prepare, run_search
 from ._schedule import (Measurement, Rung, RungRecord, Schedule, ScheduleResult, Source, hyperband, promote,
                         run_brackets, run_schedule, successive_halving)
@@ -22,10 +22,11 @@ from ._status import format_duration, progress, search_status, time_left
 from ._storage import JOURNAL_FILE, open_storage, redact
 from ._store import Job, JobStore
 
-__all__ = ["EXPERIMENT_FILE", "GRACE_SECONDS", "HEARTBEAT_SECONDS", "HISTORY_COLUMNS", "JOB_COLUMNS", "JOURNAL_FILE",
-           "STATUS_COLUMNS", "Experiment", "Job", "JobStore", "Measurement", "ReplaySource", "Rung", "RungRecord",
-           "Schedule", "ScheduleResult", "Source", "Terminated", "TrainingSet", "check_seeds", "copy_training_set",
-           "default_threads", "exit_on_interrupt", "format_duration", "job_status", "load_history", "load_jobs",
-           "hyperband", "make_objective", "open_storage", "prepare", "progress", "promote", "redact",
-           "run_brackets", "run_schedule", "run_search", "search_on_proxy", "search_status", "successive_halving",
-           "time_left"]
+__all__ = ["EXPERIMENT_FILE", "GRACE_SECONDS", "HEARTBEAT_SECONDS", "HISTORY_COLUMNS", "JOB_COLUMNS",
+           "JOURNAL_FILE", "STATUS_COLUMNS", "Experiment", "Job", "JobStore", "Measurement", "ReplaySource",
+           "Rung", "RungRecord", "Schedule", "ScheduleResult", "Source", "Terminated", "TrainingSet",
+           "check_seeds", "copy_training_set", "default_threads", "enqueue_candidates", "exit_on_interrupt",
+           "format_duration", "hyperband", "job_status", "load_history", "load_jobs", "make_objective",
+           "open_storage", "pool_space", "prepare", "progress", "promote", "redact", "replay_objective",
+           "run_brackets", "run_schedule", "run_search", "search_on_proxy", "search_status",
+           "successive_halving", "time_left"]

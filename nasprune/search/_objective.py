@@ -33,7 +33,10 @@ from nasprune.proxies import ProxySet
 from nasprune.training import TrainConfig, train_candidate
 from search_spaces.convnet import ACTIVATIONS, DEPTHS, NORMS, POOLINGS, WIDTHS, ConvNetSpec, SpecError, block_shapes
 
-__all__ = ["make_objective", "search_on_proxy"]
+__all__ = ["enqueue_candidates", "make_objective", "pool_space", "search_on_proxy"]
+
+#: The factors a trial suggests, each a categorical over its choices: make_objective's keyword arguments.
+FACTORS = {"width": "widths", "depth": "depths", "act": "acts", "norm": "norms", "pool": "pools"}
 
 
 def make_objective(dataset: Dataset, proxy: ProxySet | tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -73,13 +76,11 @@ def make_objective(dataset: Dataset, proxy: ProxySet | tuple[torch.Tensor, torch
                "pool": list(pools)}
 
     def objective(trial: optuna.Trial) -> float:
-        params = {name: trial.suggest_categorical(name, values) for name, values in choices.items()}
+        spec = suggest_spec(trial, choices)
         try:
-            spec = ConvNetSpec(**params)
             block_shapes(spec, dataset.in_channels, dataset.image_size)  # a feature map pooled to nothing
         except SpecError as e:
-            raise optuna.TrialPruned(f"cannot build {params}: {e}") from None
-        trial.set_user_attr("candidate", spec.id)
+            raise optuna.TrialPruned(f"cannot build {spec.id}: {e}") from None
 
         def on_epoch(epoch: int, _model, val_acc: Callable[[], float | None]) -> None:
             if epoch % report_every == 0 and epoch < config.epochs:  # the last epoch's value is the result
@@ -97,16 +98,48 @@ def make_objective(dataset: Dataset, proxy: ProxySet | tuple[torch.Tensor, torch
     return objective
 
 
+def suggest_spec(trial: optuna.Trial, choices: dict[str, Sequence]) -> ConvNetSpec:
+    """The ConvNet the trial suggests, a categorical per factor over ``choices``; a combination that cannot be built
+    (groupnorm on a width not divisible by 4) prunes the trial. Its id goes into the user attr ``candidate``."""
+    params = {name: trial.suggest_categorical(name, list(values)) for name, values in choices.items()}
+    try:
+        spec = ConvNetSpec(**params)
+    except SpecError as e:
+        raise optuna.TrialPruned(f"cannot build {params}: {e}") from None
+    trial.set_user_attr("candidate", spec.id)
+    return spec
+
+
+def pool_space(candidates: Sequence[str]) -> dict[str, tuple]:
+    """The smallest space (:func:`make_objective`'s ``widths``, ``depths``, ...) that holds every candidate."""
+    specs = [ConvNetSpec.from_id(c) for c in candidates]
+    return {plural: tuple(dict.fromkeys(getattr(s, factor) for s in specs)) for factor, plural in FACTORS.items()}
+
+
+def enqueue_candidates(study: optuna.Study, candidates: Sequence[str]) -> None:
+    """Queue a trial of each candidate, in this order, its factors as the trial's params: a fixed pool tried once
+    each (one already queued or tried is not queued again), as an Optuna user searches a pool with a pruner."""
+    for c in candidates:
+        spec = ConvNetSpec.from_id(c)
+        study.enqueue_trial({factor: getattr(spec, factor) for factor in FACTORS}, skip_if_exists=True)
+
+
 def search_on_proxy(dataset: Dataset, proxy: ProxySet | tuple[torch.Tensor, torch.Tensor] | None, n_trials: int, *,
                     train_config: TrainConfig | None = None, sampler: optuna.samplers.BaseSampler | None = None,
                     pruner: optuna.pruners.BasePruner | None = None, storage: str | None = None,
-                    study_name: str | None = None, **space) -> optuna.Study:
+                    study_name: str | None = None, candidates: Sequence[str] | None = None,
+                    **space) -> optuna.Study:
     """Create (or load) a maximising study and run ``n_trials`` trials of :func:`make_objective`.
 
     ``space`` takes the keyword arguments of :func:`make_objective` (widths, depths, acts, norms, pools,
-    seed, report_every, val).
+    seed, report_every, val). ``candidates`` (ConvNet ids) are queued first, in their order, over a space of
+    their factors unless ``space`` gives one: ``n_trials=len(candidates)`` tries a fixed pool once each, a pruner
+    stopping the weak (successive halving or Hyperband over epochs, as ``results/budget-search/`` compares).
     """
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, storage=storage,
                                 study_name=study_name, load_if_exists=study_name is not None)
+    if candidates is not None:
+        space = {**pool_space(candidates), **space}
+        enqueue_candidates(study, candidates)
     study.optimize(make_objective(dataset, proxy, train_config, **space), n_trials=n_trials)
     return study

@@ -10,7 +10,7 @@ would have spent: each job's SGD steps, and for a run continued across rungs onl
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,9 +18,10 @@ import pandas as pd
 from nasprune.proxies import draw_name
 from nasprune.training import TrainConfig
 
+from ._objective import FACTORS, pool_space, suggest_spec
 from ._schedule import Measurement, Rung
 
-__all__ = ["ReplaySource"]
+__all__ = ["ReplaySource", "replay_objective"]
 
 
 class ReplaySource:
@@ -121,3 +122,34 @@ class ReplaySource:
             values = table[score] if get_score(score).higher_is_better else -table[score]
         seconds = float(table[[f"seconds_{s}" for s in names]].to_numpy().sum())
         return Measurement(values.astype(float), seconds=seconds, scoring_seconds=seconds)
+
+
+def replay_objective(history: pd.DataFrame, candidates: Sequence[str], training_set: str = "whole", seed: int = 0,
+                     ) -> Callable[["optuna.Trial"], float]:
+    """An Optuna objective that trains nothing: the trial's candidate (suggested over the pool's factors, as
+    :func:`nasprune.search.make_objective` suggests them) reports the validation accuracy its finished job recorded
+    after each epoch, where ``make_objective`` would have reported it while training, and returns the last. A pruner
+    stops it where it would have stopped the live run; the user attr ``epochs`` says how many epochs it trained."""
+    import optuna
+
+    h = history[(history["training_set"] == training_set) & (history["seed"] == seed)]
+    curves = {c: g.set_index("epoch")["val_acc"].sort_index() for c, g in h.groupby("candidate")}
+    missing = [c for c in candidates if c not in curves]
+    if missing:
+        raise ValueError(f"no per-epoch history of {training_set} (seed {seed}) for {missing[:3]}")
+    space = pool_space(candidates)
+    choices = {factor: space[plural] for factor, plural in FACTORS.items()}
+
+    def objective(trial: optuna.Trial) -> float:
+        curve = curves[suggest_spec(trial, choices).id]
+        last = int(curve.index.max())
+        for epoch in range(1, last):
+            trial.set_user_attr("epochs", epoch)
+            trial.report(float(curve.loc[epoch]), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+        trial.set_user_attr("epochs", last)
+        trial.report(float(curve.loc[last]), last)
+        return float(curve.loc[last])
+
+    return objective

@@ -10,16 +10,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import math
+
 import numpy as np
+import optuna
 import pandas as pd
 from scipy import stats
 
 from nasprune.analysis import candidate_means, ndcg, noise_ceiling, top_quartile_k
-from nasprune.search import (Experiment, ReplaySource, Rung, Schedule, hyperband, run_brackets, run_schedule,
-                             successive_halving)
+from nasprune.search import (Experiment, ReplaySource, Rung, Schedule, enqueue_candidates, hyperband, replay_objective,
+                             run_brackets, run_schedule, successive_halving)
 from nasprune.zerocost import SCORES
 
-__all__ = ["GOAL_COST", "GOAL_P", "POOLS", "REGRET", "STRATEGIES", "Pool", "Strategy", "available", "choose_default",
+__all__ = ["GOAL_COST", "GOAL_P", "OPTUNA_BASELINES", "POOLS", "REGRET", "STRATEGIES", "Pool", "Strategy", "available", "choose_default",
            "evaluate", "repetitions"]
 
 #: The issue's goals, as PLAN.md's decision rule reads them.
@@ -42,12 +45,14 @@ POOLS = (Pool("development", Path("results/proxy-benchmark")), Pool("competitive
 
 @dataclass(frozen=True)
 class Strategy:
-    """One strategy of PLAN.md: a family, a name, and either one schedule or Hyperband's brackets."""
+    """One strategy of PLAN.md: a family, a name, and one schedule, Hyperband's brackets, or an Optuna pruner (made
+    fresh for each repetition) over the whole set's epochs."""
 
     family: str
     name: str
     schedule: Schedule | None = None
     brackets: tuple[tuple[int, Schedule], ...] | None = None
+    pruner: Callable[[], optuna.pruners.BasePruner] | None = None
 
 
 def _one(family: str, name: str, *rungs: Rung) -> Strategy:
@@ -85,12 +90,24 @@ def strategies() -> list[Strategy]:
 
 STRATEGIES = strategies()
 
+#: Added after PLAN.md's first reading (listed at its end): Optuna's own pruners on the whole set, as an Optuna user
+#: writes them (``nasprune.search.search_on_proxy`` with ``candidates``), replayed from the per-epoch curves. Baselines:
+#: the decision rule reads only :data:`STRATEGIES`.
+OPTUNA_BASELINES = (
+    Strategy("optuna pruner", "optuna:asha-eta3",
+             pruner=lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)),
+    Strategy("optuna pruner", "optuna:hyperband-eta3",
+             pruner=lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=10, reduction_factor=3)),
+)
+
 
 def available(strategy: Strategy, jobs: pd.DataFrame) -> bool:
     """Whether the pool has every training set the strategy's rungs read (the competitive pool and fmnist-ref have no
     20-per-class draws, say)."""
     from nasprune.proxies import draw_name
 
+    if strategy.pruner is not None:
+        return "whole" in set(jobs["training_set"])
     schedules = [strategy.schedule] if strategy.brackets is None else [b for _, b in strategy.brackets]
     names = set(jobs["training_set"])
     return all(r.zero_cost or r.source in names or draw_name(r.source, 0) in names
@@ -118,7 +135,11 @@ def evaluate(strategy: Strategy, jobs: pd.DataFrame, history: pd.DataFrame, expe
         def source() -> ReplaySource:
             return ReplaySource(jobs, history, trains, draw=draw, seed=seed, zero_cost=zero_cost(seed))
 
-        if strategy.brackets is not None:
+        if strategy.pruner is not None:
+            chosen, steps, seconds, chosen_whole = _optuna_replay(strategy, candidates, history, whole, trains["whole"],
+                                                                  draw, seed)
+            ranking, scoring = [chosen] + [c for c in candidates if c != chosen], 0.0
+        elif strategy.brackets is not None:
             chosen, runs = run_brackets(strategy.brackets, candidates, source, np.random.default_rng([draw, seed]))
             ranking = [chosen] + [c for c in candidates if c != chosen]
             steps = sum(r.steps for r in runs)
@@ -134,14 +155,32 @@ def evaluate(strategy: Strategy, jobs: pd.DataFrame, history: pd.DataFrame, expe
         score = pd.Series(np.arange(n, 0, -1, dtype=float), index=ranking).reindex(truth.index)
         rows.append({"strategy": strategy.name, "family": strategy.family, "draw": draw, "seed": seed,
                      "chosen": chosen, "regret": float(truth["test_acc"].max() - truth.loc[chosen, "test_acc"]),
-                     "kendall": float(stats.kendalltau(score, truth["val_acc"])[0]) if strategy.brackets is None
+                     "kendall": float(stats.kendalltau(score, truth["val_acc"])[0]) if strategy.schedule
                      else float("nan"),
-                     "ndcg": ndcg(score.to_numpy(), truth["val_acc"].to_numpy(), k) if strategy.brackets is None
+                     "ndcg": ndcg(score.to_numpy(), truth["val_acc"].to_numpy(), k) if strategy.schedule
                      else float("nan"),
                      "steps": steps, "scoring_seconds": scoring, "seconds": seconds + scoring,
                      "goal_cost": (spent - chosen_whole) / (n * WHOLE_STEPS),
                      "total_cost": (spent - chosen_whole + WHOLE_STEPS) / (n * WHOLE_STEPS)})
     return pd.DataFrame(rows)
+
+
+def _optuna_replay(strategy: Strategy, candidates: Sequence[str], history: pd.DataFrame, whole: pd.DataFrame,
+                   train, draw: int, seed: int) -> tuple[str, float, float, float]:
+    """One repetition of an Optuna pruner: the pool queued in an order drawn from (draw, seed), each trial reporting
+    its whole-set run's recorded validation accuracy per epoch (seed ``seed``); the chosen net (the best finished
+    trial), the SGD steps and seconds of the epochs trained, and the chosen net's own steps."""
+    order = list(np.random.default_rng([draw, seed]).permutation(candidates))
+    study = optuna.create_study(direction="maximize", pruner=strategy.pruner(),
+                                study_name=f"{strategy.name}-d{draw}-s{seed}")
+    enqueue_candidates(study, order)
+    study.optimize(replay_objective(history, candidates, "whole", seed), n_trials=len(candidates))
+    epochs = {t.user_attrs["candidate"]: t.user_attrs["epochs"] for t in study.trials}
+    rows = whole[whole["seed"] == seed].set_index("candidate")
+    per_epoch = math.ceil(int(rows["images"].iloc[0]) / train.batch_size)
+    seconds = float(sum(rows.loc[c, "seconds"] * e / int(rows.loc[c, "epochs"]) for c, e in epochs.items()))
+    chosen = study.best_trial.user_attrs["candidate"]
+    return chosen, float(sum(epochs.values()) * per_epoch), seconds, float(epochs[chosen] * per_epoch)
 
 
 def summarise(reps: pd.DataFrame) -> pd.DataFrame:
@@ -159,7 +198,8 @@ def summarise(reps: pd.DataFrame) -> pd.DataFrame:
 def choose_default(summary: pd.DataFrame) -> pd.Series | None:
     """PLAN.md's rule on the development pool: among the strategies with a median goal cost at most 5%, the highest
     P(regret <= 0.2); ties to the lower cost, then the higher NDCG. None when no strategy is that cheap."""
-    cheap = summary[summary["goal_cost"] <= GOAL_COST + 1e-12]
+    planned = summary[~summary["strategy"].isin({s.name for s in OPTUNA_BASELINES})]  # the baselines added later
+    cheap = planned[planned["goal_cost"] <= GOAL_COST + 1e-12]
     if cheap.empty:
         return None
     ranked = cheap.assign(ndcg_=cheap["ndcg"].fillna(-np.inf)).sort_values(
@@ -205,8 +245,8 @@ def cost_model(strategy: Strategy, jobs: pd.DataFrame, history: pd.DataFrame, ex
                zero_cost: pd.DataFrame) -> tuple[list[tuple[Rung, float]], float] | None:
     """What ``strategy`` spends per candidate at each rung (SGD steps, zero-cost seconds converted at the whole set's
     seconds per step), from one replay (draw 0, seed 0), and the whole-set steps its chosen net received; None for
-    Hyperband, whose brackets draw their candidates."""
-    if strategy.brackets is not None:
+    Hyperband, whose brackets draw their candidates, and for Optuna's pruners, whose cost depends on the order."""
+    if strategy.schedule is None:
         return None
     trains = {name: s.train for name, s in experiment.training_sets.items()}
     whole = jobs[jobs["training_set"] == "whole"]

@@ -7,7 +7,7 @@ import pytest
 from nasprune.data import load_dataset
 from nasprune.errors import ProxyError
 from nasprune.proxies import ProxySet
-from nasprune.search import make_objective, search_on_proxy
+from nasprune.search import enqueue_candidates, make_objective, search_on_proxy
 from nasprune.training import TrainConfig
 
 SPACE = {"widths": (4, 8), "depths": (1,), "acts": ("relu", "leakyrelu"), "norms": ("none", "instancenorm"),
@@ -72,3 +72,43 @@ def test_a_trial_trains_the_candidate_as_the_runner_would(synthetic, proxy):
     model = build_convnet(ConvNetSpec(**params), synthetic.in_channels, synthetic.image_size, synthetic.num_classes)
     assert own == train(model, x, y, TrainConfig(epochs=2, seed=3, mean=synthetic.mean, std=synthetic.std),
                         val=val).val_acc
+
+
+POOL = ["w4-d1-relu-none-avgpooling", "w8-d1-relu-none-avgpooling", "w4-d1-leakyrelu-instancenorm-avgpooling",
+        "w8-d1-leakyrelu-instancenorm-avgpooling", "w8-d1-relu-instancenorm-avgpooling",
+        "w4-d1-leakyrelu-none-avgpooling"]
+
+
+@pytest.mark.parametrize("pruner", [
+    optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+    optuna.pruners.HyperbandPruner(min_resource=1, max_resource=6, reduction_factor=3)], ids=["asha", "hyperband"])
+def test_optuna_pruners_search_a_pool_on_journal_storage_as_their_replay_does(synthetic, proxy, tmp_path, pruner):
+    """The whole-set baselines an Optuna user writes: the pool queued, one trial each, a pruner over epochs, on the
+    journal storage. Each candidate is tried once, the weak stop at a rung, and a replay of the full curves (the same
+    pool trained without a pruner) makes the same decisions at the same epochs."""
+    import pandas as pd
+
+    from nasprune.search import replay_objective
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    config = TrainConfig(epochs=6, lr=0.05)
+    study = search_on_proxy(synthetic, proxy, n_trials=len(POOL), train_config=config, pruner=pruner,
+                            storage=storage, study_name="pool", candidates=POOL)
+    assert [t.user_attrs["candidate"] for t in study.trials] == POOL  # each once, in the queued order
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.PRUNED in states and optuna.trial.TrialState.COMPLETE in states
+    assert study.best_trial.user_attrs["candidate"] in POOL
+    # the same pool trained to the end: every candidate's full curve, as a finished job's history
+    full = search_on_proxy(synthetic, proxy, n_trials=len(POOL), train_config=config, candidates=POOL,
+                           pruner=optuna.pruners.NopPruner())
+    history = pd.DataFrame([{"training_set": "whole", "seed": 0, "candidate": t.user_attrs["candidate"],
+                             "epoch": e, "val_acc": v} for t in full.trials for e, v in t.intermediate_values.items()])
+    assert {t.state for t in full.trials} == {optuna.trial.TrialState.COMPLETE}
+    for live, done in zip(study.trials, full.trials):  # a pruned trial's curve is the full one's start
+        assert all(done.intermediate_values[e] == v for e, v in live.intermediate_values.items())
+    replay = optuna.create_study(direction="maximize", pruner=pruner, study_name="pool")
+    enqueue_candidates(replay, POOL)
+    replay.optimize(replay_objective(history, POOL), n_trials=len(POOL))
+    assert [t.state for t in replay.trials] == states
+    assert [max(t.intermediate_values) for t in replay.trials] == [max(t.intermediate_values) for t in study.trials]
+    assert [t.user_attrs["epochs"] for t in replay.trials] == [max(t.intermediate_values) for t in study.trials]
