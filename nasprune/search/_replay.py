@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import optuna
 import pandas as pd
 
 from nasprune.proxies import draw_name
@@ -125,13 +126,11 @@ class ReplaySource:
 
 
 def replay_objective(history: pd.DataFrame, candidates: Sequence[str], training_set: str = "whole", seed: int = 0,
-                     ) -> Callable[["optuna.Trial"], float]:
+                     ) -> Callable[[optuna.Trial], float]:
     """An Optuna objective that trains nothing: the trial's candidate (suggested over the pool's factors, as
     :func:`nasprune.search.make_objective` suggests them) reports the validation accuracy its finished job recorded
     after each epoch, where ``make_objective`` would have reported it while training, and returns the last. A pruner
     stops it where it would have stopped the live run; the user attr ``epochs`` says how many epochs it trained."""
-    import optuna
-
     h = history[(history["training_set"] == training_set) & (history["seed"] == seed)]
     curves = {c: g.set_index("epoch")["val_acc"].sort_index() for c, g in h.groupby("candidate")}
     missing = [c for c in candidates if c not in curves]
