@@ -47,14 +47,18 @@ def write_schedule_report(result: ScheduleResult, directory: str | os.PathLike, 
     paths = {name: directory / name for name in ("schedule.csv", "schedule.md", "schedule.png")}
     write_text(paths["schedule.csv"], table.to_csv(index=False))
     n = candidates or len(result.rungs[0].candidates)
-    share = "" if not whole_steps else f" ({100 * result.steps / (n * whole_steps):.1f}% of the whole-set search)"
+    own = result.whole_steps.get(result.chosen, 0.0)  # the chosen net's whole-set training, which any search ends with
+    share = "" if not whole_steps else (f" ({100 * result.steps / (n * whole_steps):.1f}% of the whole-set search; "
+                                        f"{100 * (result.steps - own) / (n * whole_steps):.1f}% without the chosen "
+                                        "net's own whole-set training)")
     lines = [f"# Schedule: {result.schedule.name}", "",
              f"**Chosen: `{result.chosen}`.** {n} candidates, {len(result.rungs)} rungs; spent {result.steps:,.0f} SGD "
              f"steps{share}, {result.seconds / 60:.1f} min of jobs (of which {result.scoring_seconds:.1f} s of "
              "zero-cost scoring).", ""]
     summary = [[r.index, r.rung.source, "" if r.rung.epochs is None else r.rung.epochs, _signal(r.rung),
                 len(r.candidates), len(r.kept), f"{r.steps:,.0f}", f"{r.seconds / 60:.1f}"] for r in result.rungs]
-    lines += markdown_table(["rung", "source", "epochs", "signal", "candidates", "kept", "SGD steps", "minutes"],
+    lines += markdown_table(["rung", "source", "epochs (blank: the set's own)", "signal", "candidates", "kept",
+                             "SGD steps", "minutes"],
                             summary) + [""]
     for record in result.rungs:
         part = table[table["rung"] == record.index].sort_values("rank")

@@ -1,4 +1,4 @@
-"""The shipped ``nasprune run`` configs (``quick``, ``fmnist-ref``, ``paper``), installed with the package. Importing
+"""The shipped ``nasprune run`` configs (``quick``, ``quick-schedule``, ``fmnist-ref``, ``paper``), installed with the package. Importing
 this module loads nothing heavy, so the command line can list them at once."""
 
 from pathlib import Path

@@ -70,12 +70,14 @@ def test_pipeline_runs_every_stage_then_resumes_without_redoing_them(tmp_path):
 def test_shipped_configs_load_and_cover_every_factor():
     from search_spaces import ConvNetSpec
 
-    for name in ("quick", "fmnist-ref", "paper"):
+    for name in ("quick", "quick-schedule", "fmnist-ref", "paper"):
         config = PipelineConfig.load(name)
         specs = [ConvNetSpec.from_id(c) for c in config.search.candidate_ids()]
         assert {s.act for s in specs} == {"sigmoid", "relu", "leakyrelu"}, name
     assert len(PipelineConfig.load("paper").search.candidate_ids()) == 720
     assert len(PipelineConfig.load("fmnist-ref").search.candidate_ids()) == 36
+    schedule = PipelineConfig.load("quick-schedule").search.schedule
+    assert [r.source for r in schedule] == ["zerocost:zico", "random-pc100", "whole"]
 
 
 def test_reference_candidates_are_disjoint_from_the_development_set(repo):
