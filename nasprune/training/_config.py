@@ -30,6 +30,9 @@ class TrainConfig:
     eval_batch_size: int = 128  # on a CPU, 128 evaluates 1.5-3x faster than 2048 (whose activations fall out of cache)
     eval_test: bool = True  # False: skip the test split even when given (test_acc None), e.g. for proxies
     eval_every: int = 0  # N > 0: val accuracy after every N-th epoch and the last, into history; 0: at the end only
+    # validate on a fixed, class-stratified part of the validation split of this many images (the same for every job);
+    # None: all of it. A short rung job spends most of its time outside the loop evaluating (scripts/bench_rung_eval.py)
+    val_images: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1:
@@ -42,6 +45,8 @@ class TrainConfig:
             raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
         if self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.val_images is not None and self.val_images < 1:
+            raise ValueError(f"val_images must be >= 1 (None: the whole validation split), got {self.val_images}")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0 (0: validate only at the end), got {self.eval_every}")
 

@@ -27,7 +27,7 @@ from search_spaces.convnet import ConvNet, ConvNetSpec, build_convnet
 
 from ._config import TrainConfig, TrainResult
 from ._loop import (augment, autocast, batches, finite, memory_format, normalisation, optimiser, resolve_device,
-                    to_float)
+                    to_float, validation_part)
 
 __all__ = ["FusedConvNet", "build_fused_convnet", "train_fused", "train_fused_net"]
 
@@ -306,7 +306,8 @@ def train_fused_net(
             return [None] * k_members
         return evaluate_members(net, split, stats, device, layout, config.eval_batch_size)
 
-    val_acc, test_acc = accuracies(val), accuracies(test if config.eval_test else None)
+    val_acc = accuracies(validation_part(val, config) if val is not None else None)
+    test_acc = accuracies(test if config.eval_test else None)
     return [
         TrainResult(
             train_loss=epoch_loss[k],

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasprune.data import Dataset
+from nasprune.data import Dataset, stratified_split
 from search_spaces.convnet import ConvNetSpec, build_convnet
 
 from ._checkpoint import Checkpoint
@@ -136,6 +136,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 # --- the loop -------------------------------------------------------------------------------------------------
 
 
+def validation_part(val: tuple[torch.Tensor, torch.Tensor], config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``config.val_images`` images of ``val``, stratified by class under a fixed seed (every job of every
+    candidate is validated on the same ones), or all of ``val`` when None or at least its size."""
+    x, y = val
+    if config.val_images is None or config.val_images >= len(y):
+        return val
+    part = torch.as_tensor(stratified_split(y, config.val_images, seed=0)[1])
+    return x[part], y[part]
+
+
 def train(
     model: nn.Module,
     train_x: torch.Tensor,
@@ -176,7 +186,7 @@ def train(
         return to_float(x, mean, std, device).contiguous(memory_format=layout), y.to(device)
 
     x, y = prepare(train_x, train_y)
-    val_t = prepare(*val) if val is not None else None
+    val_t = prepare(*validation_part(val, config)) if val is not None else None
     test_t = prepare(*test) if test is not None and config.eval_test else None
     model.to(device=device, memory_format=layout).train()
 

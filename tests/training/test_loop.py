@@ -142,3 +142,39 @@ def test_tse_is_the_sum_of_every_epochs_mean_training_loss(synthetic):
              sum(n for _, n in batch_losses[e * per_epoch:(e + 1) * per_epoch]) for e in range(3)]
     assert result.tse == pytest.approx(sum(means), rel=1e-5) and result.train_loss == pytest.approx(means[-1], rel=1e-5)
     assert dataclasses.replace(result, diverged=True).tse != dataclasses.replace(result, diverged=True).tse  # NaN
+
+
+def test_val_images_validates_on_a_fixed_stratified_part_of_the_split(fmnist):
+    """``val_images`` n: the validation accuracy is the model's accuracy on n images of the split, each class in
+    proportion to its share (checked by counting), the same n for every call, in the unfused loop and the fused one."""
+    import numpy as np
+
+    from nasprune.training import build_fused_convnet, evaluate, to_float, train_fused_net
+    from nasprune.training._loop import validation_part
+
+    d = fmnist
+    val = (d.val_x[:1000], d.val_y[:1000])
+    part_x, part_y = validation_part(val, TrainConfig(val_images=200))
+    assert len(part_y) == 200 and torch.equal(validation_part(val, TrainConfig(val_images=200))[0], part_x)
+    counts, share = np.bincount(part_y.numpy(), minlength=10), np.bincount(val[1].numpy(), minlength=10) / 1000
+    assert np.abs(counts - 200 * share).max() < 1  # largest remainders: each class within one image of its share
+    rows = {tuple(r) for r in val[0].reshape(1000, -1).tolist()}
+    assert all(tuple(r) in rows for r in part_x.reshape(200, -1).tolist())  # a part of the split
+    assert validation_part(val, TrainConfig(val_images=5000)) is val and validation_part(val, TrainConfig()) is val
+
+    torch.manual_seed(0)
+    model = build_convnet("w8-d1-relu-none-avgpooling", d.in_channels, d.image_size, d.num_classes)
+    cfg = TrainConfig(epochs=1, batch_size=100, lr=0.05, mean=d.mean, std=d.std, val_images=200)
+    result = train(model, d.train_x[:300], d.train_y[:300], cfg, val=val)
+    expected = evaluate(model.eval(), to_float(part_x, d.mean, d.std, torch.device("cpu")), part_y)
+    assert result.val_acc == expected and result.val_acc != evaluate(
+        model, to_float(val[0], d.mean, d.std, torch.device("cpu")), val[1])  # the part, not the whole split
+    net = build_fused_convnet("w8-d1-relu-none-avgpooling", d.in_channels, d.image_size, d.num_classes, [0, 1])
+    fused = train_fused_net(net, [(d.train_x[:300], d.train_y[:300])] * 2, [0, 1], cfg, val=val)
+    member = net.member_state(0)
+    torch.manual_seed(0)
+    alone = build_convnet("w8-d1-relu-none-avgpooling", d.in_channels, d.image_size, d.num_classes)
+    alone.load_state_dict(member)
+    assert fused[0].val_acc == evaluate(alone.eval(), to_float(part_x, d.mean, d.std, torch.device("cpu")), part_y)
+    with pytest.raises(ValueError, match="val_images must be >= 1"):
+        TrainConfig(val_images=0)
