@@ -1,10 +1,11 @@
-"""The search: every candidate trained on every training set of an experiment, as jobs kept in Optuna storage.
+"""The search: candidates trained on the training sets of an experiment, as jobs kept in Optuna storage, and schedules.
 
 An :class:`Experiment` (``DIR/experiment.json``) names the candidates, the training sets and the seeds. Each
 (training set, candidate, seed) is one job: a trial of the training set's study, queued, claimed, trained and
 recorded by the :class:`JobStore`. :func:`run_search` runs the unfinished jobs with worker processes (resumable,
 several machines on one PostgreSQL URL); :func:`load_jobs`, :func:`load_history` and :func:`job_status` read them
-back; :func:`search_status` says how far a search is. :func:`search_on_proxy` runs your own Optuna study on a proxy.
+back; :func:`search_status` says how far a search is. :func:`search_on_proxy` runs your own Optuna study on a proxy
+(a fixed pool queued with ``candidates``, for a pruner; :func:`replay_objective` answers it from recorded curves).
 A :class:`Schedule` of :class:`Rung` s (zero-cost scores, proxies, the whole set at a budget) is run by
 :func:`run_schedule`, its rungs answered by a live search or replayed from finished jobs (:class:`ReplaySource`).
 """
