@@ -142,7 +142,8 @@ def _optuna_section(summaries: dict[str, pd.DataFrame]) -> list[str]:
 def _paper(summaries: dict[str, pd.DataFrame], strategy: str) -> str:
     """The strategy's goal cost at 720 candidates, over the pools' cost models."""
     costs = [s.set_index("strategy").loc[strategy, "paper_cost"] for s in summaries.values()]
-    return f"{100 * min(costs):.1f}-{100 * max(costs):.1f}%"
+    low, high = f"{100 * min(costs):.1f}", f"{100 * max(costs):.1f}"
+    return f"{low}%" if low == high else f"{low}-{high}%"
 
 
 def _num(x: float) -> str:
