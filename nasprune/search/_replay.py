@@ -9,7 +9,6 @@ would have spent: each job's SGD steps, and for a run continued across rungs onl
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -65,7 +64,7 @@ class ReplaySource:
 
     def _steps_per_epoch(self, training_set: str, rows: pd.DataFrame) -> int:
         images = int(rows["images"].iloc[0])
-        return math.ceil(images / self.trains[training_set].batch_size)
+        return self.trains[training_set].steps(images, epochs=1)
 
     # --- measuring ------------------------------------------------------------------------------------------
 
@@ -112,15 +111,11 @@ class ReplaySource:
     def _zero_cost(self, score: str, candidates: Sequence[str]) -> Measurement:
         if self.zero_cost is None:
             raise ValueError(f"a zero-cost rung ({score}) needs a table of zero-cost scores")
-        from nasprune.zerocost import SCORES, ensemble, get_score
+        from nasprune.zerocost import SCORES, ranking_score
 
         table = self.zero_cost.reindex(list(candidates))
-        if score == "ensemble":
-            names = [s for s in SCORES if s in table]
-            values = ensemble(table, names)
-        else:
-            names = [score]
-            values = table[score] if get_score(score).higher_is_better else -table[score]
+        values = ranking_score(table, score)
+        names = [s for s in SCORES if s in table] if score == "ensemble" else [score]
         seconds = float(table[[f"seconds_{s}" for s in names]].to_numpy().sum())
         return Measurement(values.astype(float), seconds=seconds, scoring_seconds=seconds)
 

@@ -23,13 +23,14 @@ import pandas as pd
 from nasprune.config import to_mapping
 from nasprune.search import (EXPERIMENT_FILE, Experiment, JobStore, Measurement, Rung, Schedule, ScheduleResult,
                              TrainingSet, job_status, load_jobs, open_storage, run_schedule, run_search)
+from nasprune.training import TrainConfig
 
 from ._config import PipelineConfig
 
 __all__ = ["LiveSource", "live_source", "rung_set_name", "run_live_schedule"]
 
 #: The study, beside the experiment's, whose user attribute ``record`` holds one rung's recorded values.
-RECORD_STUDY = "{name}:schedule:{key}"
+RECORD_STUDY = "{name}:schedule:rung{index}"
 
 
 def rung_set_name(index: int, rung: Rung) -> str:
@@ -53,12 +54,15 @@ class LiveSource:
 
     # --- the record -------------------------------------------------------------------------------------------
 
-    def _recorded(self, key: str, compute: Callable[[], dict]) -> dict:
-        """The value recorded under ``key``, else ``compute()``, recorded. Each key is a study of its own, whose
+    def _record_study(self, index: int) -> str:
+        return RECORD_STUDY.format(name=self.base.name, index=index)
+
+    def _recorded(self, index: int, compute: Callable[[], dict]) -> dict:
+        """Rung ``index``'s record, else ``compute()``, recorded. Each rung's record is a study of its own, whose
         creation is atomic: the first process to create it records its value, and any other adopts that one
         (computed alike: a rung's jobs are shared, and a zero-cost score is seeded)."""
         store = open_storage(self.directory, self.storage)
-        name = RECORD_STUDY.format(name=self.base.name, key=key)
+        name = self._record_study(index)
         with contextlib.suppress(KeyError):
             return self._read(store, store.get_study_id_from_name(name))
         value = compute()
@@ -74,7 +78,7 @@ class LiveSource:
         store = open_storage(self.directory, self.storage)
         out = {}
         for index in range(len(self.config.search.schedule)):
-            name = RECORD_STUDY.format(name=self.base.name, key=f"rung{index}")
+            name = self._record_study(index)
             with contextlib.suppress(KeyError):
                 attrs = store.get_study_user_attrs(store.get_study_id_from_name(name))
                 if "record" in attrs:
@@ -115,16 +119,20 @@ class LiveSource:
             time.sleep(self.poll)  # created by another process an instant ago: its record follows
         return attrs["record"]
 
+    def run(self) -> ScheduleResult:
+        """The config's schedule on its candidates, rung by rung (a rerun resumes)."""
+        schedule = Schedule(self.config.name, tuple(self.config.search.schedule))
+        return run_schedule(schedule, self.config.search.candidate_ids(), self)
+
     # --- the rungs --------------------------------------------------------------------------------------------
 
     def measure(self, rung: Rung, candidates: Sequence[str]) -> Measurement:
         index, self.index = self.index, self.index + 1
-        key = f"rung{index}"
         if rung.zero_cost:
-            record = self._recorded(key, lambda: self._zero_cost(rung, candidates))
+            record = self._recorded(index, lambda: self._zero_cost(rung, candidates))
         else:  # declared first: a machine that finds the rung recorded by another still lists its jobs
             self._declare(index, rung, candidates)
-            record = self._recorded(key, lambda: self._train(index, rung, candidates))
+            record = self._recorded(index, lambda: self._train(index, rung, candidates))
         if record["rung"] != to_mapping(rung):
             raise self._changed(index, record["rung"], rung)
         if record["candidates"] != list(candidates):
@@ -135,15 +143,14 @@ class LiveSource:
                            scoring_seconds=record["scoring_seconds"], whole_steps=record["whole_steps"])
 
     def _zero_cost(self, rung: Rung, candidates: Sequence[str]) -> dict:
-        from nasprune.zerocost import SCORES, ensemble, get_score, score_candidates
+        from nasprune.zerocost import SCORES, ranking_score, score_candidates
 
         score = rung.source.split(":", 1)[1]
-        names = list(SCORES) if score == "ensemble" else [score]
         start = time.perf_counter()
-        table = score_candidates(self.base.dataset.load(), list(candidates), names, seed=self.base.seeds[0])
+        table = score_candidates(self.base.dataset.load(), list(candidates),
+                                 list(SCORES) if score == "ensemble" else [score], seed=self.base.seeds[0])
         seconds = time.perf_counter() - start
-        values = ensemble(table, names) if score == "ensemble" else (
-            table[score] if get_score(score).higher_is_better else -table[score])
+        values = ranking_score(table, score)
         self.log(f"[schedule] rung {rung.source}: {len(candidates)} candidates scored in {seconds:.1f} s")
         return {"rung": to_mapping(rung), "candidates": list(candidates),
                 "values": [float(v) for v in values.reindex(list(candidates))],
@@ -208,6 +215,4 @@ def run_live_schedule(config: PipelineConfig, directory: str | Path, *, workers:
                       storage: str | None = None, progress: bool = True,
                       log: Callable[[str], None] = print) -> ScheduleResult:
     """Run ``config.search.schedule`` on the config's candidates, in ``directory``, rung by rung; rerun it to resume."""
-    source = live_source(config, directory, workers=workers, storage=storage, progress=progress, log=log)
-    schedule = Schedule(config.name, tuple(config.search.schedule))
-    return run_schedule(schedule, config.search.candidate_ids(), source)
+    return live_source(config, directory, workers=workers, storage=storage, progress=progress, log=log).run()

@@ -22,7 +22,7 @@ from nasprune.analysis import write_report, write_schedule_report
 from nasprune.config import to_mapping
 from nasprune.proxies import (InfluenceConfig, ObjectiveConfig, ProxySet, build_proxy, check_reuse, load_or_run,
                               needs_scoring_run, proxy_settings)
-from nasprune.search import EXPERIMENT_FILE, JobStore, Schedule, ScheduleResult, run_schedule, run_search
+from nasprune.search import EXPERIMENT_FILE, JobStore, ScheduleResult, run_search
 
 from ._config import PipelineConfig
 from ._live_schedule import live_source
@@ -87,7 +87,7 @@ def run_pipeline(config: PipelineConfig, directory: str | os.PathLike, *, worker
     if source is not None:  # rung by rung, each training set holding only the candidates the previous one kept
         log(f"[3/4] schedule: {len(config.search.schedule)} rungs on {len(exp.candidates)} candidates, "
             f"{workers} worker(s)")
-        result = run_schedule(Schedule(config.name, config.search.schedule), config.search.candidate_ids(), source)
+        result = source.run()
         trained = (directory / EXPERIMENT_FILE).exists()  # not when every rung was zero-cost
         summary = (JobStore.open(directory, url=storage or exp.storage).summary() if trained else
                    {"total": 0, "complete": 0, "failed": 0, "unfinished": 0})

@@ -11,7 +11,7 @@ from ._registry import NEEDS, SCORES, ZeroCostScore, get_score, register_score
 
 # registers the scores, in this order: naswot, synflow, grad_norm, snip, zico, params, flops
 from . import _scores  # noqa: F401  (isort: skip)
-from ._pool import Batch, compute_score, ensemble, fixed_batch, score_candidates
+from ._pool import Batch, compute_score, ensemble, fixed_batch, ranking_score, score_candidates
 
 __all__ = ["NEEDS", "SCORES", "Batch", "ZeroCostScore", "compute_score", "ensemble", "fixed_batch", "get_score",
-           "register_score", "score_candidates"]
+           "ranking_score", "register_score", "score_candidates"]

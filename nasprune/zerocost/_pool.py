@@ -98,3 +98,11 @@ def ensemble(table: pd.DataFrame, scores: Sequence[str], higher_is_better: Mappi
         values = np.where(np.isnan(values), -np.inf, values)
         total += np.log(stats.rankdata(values) / n)
     return total
+
+
+def ranking_score(table: pd.DataFrame, score: str) -> pd.Series:
+    """What a zero-cost rung ranks by, from a table of :func:`score_candidates`: the column ``score`` oriented so
+    that higher ranks higher, or for ``"ensemble"`` the :func:`ensemble` of every registered score the table holds."""
+    if score == "ensemble":
+        return ensemble(table, [s for s in SCORES if s in table])
+    return table[score] if get_score(score).higher_is_better else -table[score]

@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import math
-
 import numpy as np
 import optuna
 import pandas as pd
@@ -177,7 +175,7 @@ def _optuna_replay(strategy: Strategy, candidates: Sequence[str], history: pd.Da
     study.optimize(replay_objective(history, candidates, "whole", seed), n_trials=len(candidates))
     epochs = {t.user_attrs["candidate"]: t.user_attrs["epochs"] for t in study.trials}
     rows = whole[whole["seed"] == seed].set_index("candidate")
-    per_epoch = math.ceil(int(rows["images"].iloc[0]) / train.batch_size)
+    per_epoch = train.steps(int(rows["images"].iloc[0]), epochs=1)
     seconds = float(sum(rows.loc[c, "seconds"] * e / int(rows.loc[c, "epochs"]) for c, e in epochs.items()))
     chosen = study.best_trial.user_attrs["candidate"]
     return chosen, float(sum(epochs.values()) * per_epoch), seconds, float(epochs[chosen] * per_epoch)

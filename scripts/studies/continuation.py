@@ -100,7 +100,8 @@ def schedules(pool: FreshPool) -> pd.DataFrame:
     fresh = Schedule("sh-fresh-1-3-10-eta3", (Rung(names[1], eta=3), Rung(names[3], eta=3), Rung("whole")))
     test = jobs[jobs["training_set"] == "whole"].groupby("candidate")["test_acc"].mean()
     n, rows = len(experiment.candidates), []
-    per_epoch = np.ceil(50_000 / trains["whole"].batch_size)
+    images = int(jobs.loc[jobs["training_set"] == "whole", "images"].iloc[0])
+    per_epoch = trains["whole"].steps(images, epochs=1)
     for schedule, way in ((continued, "continued"), (fresh, "fresh")):
         for seed in (0, 1):
             result = run_schedule(schedule, experiment.candidates, ReplaySource(jobs, history, trains, seed=seed))
