@@ -7,8 +7,8 @@ else.
 
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "ConfigError", "DatasetError", "ExperimentError", "NasPruneError", "OutputError",
-           "ProxyError", "ScoringError", "StorageError", "join_key"]
+__all__ = ["ArtifactError", "ConfigError", "DatasetError", "ExperimentError", "MissingJobsError", "NasPruneError",
+           "OutputError", "ProxyError", "ScoringError", "StorageError", "join_key"]
 
 
 class NasPruneError(ValueError):
@@ -58,6 +58,11 @@ class OutputError(NasPruneError):
 
 class DatasetError(NasPruneError):
     """A dataset that cannot be found, read or split (``nasprune/data.py``)."""
+
+
+class MissingJobsError(NasPruneError):
+    """A replay that reads finished jobs a pool does not have: a training set, or some candidates of one
+    (``nasprune/search/_replay.py``)."""
 
 
 def join_key(prefix: str, key: str) -> str:

@@ -1,5 +1,6 @@
-"""Writes results/budget-search/: every strategy of its PLAN.md replayed over the finished jobs of the three pools
-(the study: scripts/studies/budget_search.py).
+"""Writes results/budget-search/: every strategy of its PLAN.md replayed over the finished jobs of the three pools of
+the first reading and, once it has jobs, the pool not yet seen (scripts/budget_unseen.py trains it; the study:
+scripts/studies/budget_search.py).
 
     python scripts/budget_search.py              # zero-cost scores computed once (minutes), then the replays
 """
@@ -14,13 +15,17 @@ import optuna
 import pandas as pd
 
 from nasprune.analysis import markdown_table, write_readme
+from nasprune.errors import MissingJobsError
 from nasprune.provenance import provenance
 from nasprune.search import Experiment
-from studies.budget_search import (GOAL_COST, GOAL_P, OPTUNA_BASELINES, POOLS, REGRET, STRATEGIES, available, best_by_budget, ceiling,
-                                   choose_default, confirmed, cost_at, cost_model, evaluate, plot, pool_table,
-                                   repetitions, summarise, zero_cost_table)
+from studies.budget_search import (GOAL_COST, GOAL_P, HALF_FILTER, OPTUNA_BASELINES, POOLS, REGRET, STRATEGIES,
+                                   UNDER_TEST, UNSEEN, available, best_by_budget, ceiling, choose_default, confirm_unseen,
+                                   confirmed, cost_at, cost_model, evaluate, plot, pool_table, repetitions, summarise,
+                                   truth_seeds, zero_cost_table)
 
 OUT = Path("results/budget-search")
+#: The issue's goal at the paper's scale: the default's goal cost at 720 candidates.
+PAPER_GOAL = 0.02
 
 
 def main() -> None:
@@ -30,42 +35,59 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per replayed trial otherwise
     out, start = Path(args.out), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    all_reps, summaries, ceilings, sizes = [], {}, {}, {}
-    for pool in POOLS:
+    all_reps, summaries, ceilings, sizes, gaps, seeds_of = [], {}, {}, {}, {}, {}
+    pools = [*POOLS, UNSEEN] if (UNSEEN.directory / "jobs.csv").exists() else list(POOLS)
+    everything = (*STRATEGIES, HALF_FILTER, *OPTUNA_BASELINES)
+    for pool in pools:
         experiment = Experiment.load(pool.directory)
         jobs, history = (pd.read_csv(pool.directory / f) for f in ("jobs.csv", "history.csv"))
         zero_cost = zero_cost_table(pool, out)
-        runnable = [s for s in (*STRATEGIES, *OPTUNA_BASELINES) if available(s, jobs)]
-        reps = pd.concat([evaluate(s, jobs, history, experiment, zero_cost.__getitem__, repetitions())
-                          for s in runnable], ignore_index=True)
+        seeds_of[pool.name] = truth_seeds(jobs, experiment.candidates)
+        if not seeds_of[pool.name]:
+            print(f"{pool.name}: no whole-set seed has finished on every candidate yet; left out")
+            continue
+        per, gaps[pool.name] = [], []
+        for s in (s for s in everything if available(s, jobs)):
+            try:
+                per.append(evaluate(s, jobs, history, experiment, zero_cost.__getitem__,
+                                    repetitions(seeds=seeds_of[pool.name])))
+            except MissingJobsError:  # a rung reaches candidates whose jobs this pool did not train
+                gaps[pool.name].append(s.name)
+        reps = pd.concat(per, ignore_index=True)
         reps.insert(0, "pool", pool.name)
         summary = summarise(reps)
+        runnable = set(summary["strategy"])
         n = len(experiment.candidates)
-        models = {s.name: cost_model(s, jobs, history, experiment, zero_cost[0]) for s in runnable}
+        models = {s.name: cost_model(s, jobs, history, experiment, zero_cost[0]) for s in everything
+                  if s.name in runnable}
         summary["paper_cost"] = [cost_at(models[s], 720) if models[s] else float("nan") for s in summary["strategy"]]
         summary["candidates"] = n
         summaries[pool.name], ceilings[pool.name], sizes[pool.name] = summary, ceiling(jobs), n
         all_reps.append(reps)
-        print(f"{pool.name}: {len(runnable)} of {len(STRATEGIES) + len(OPTUNA_BASELINES)} strategies x {len(repetitions())} repetitions "
-              "replayed (the others read training sets this pool does not have)")
+        print(f"{pool.name}: {len(runnable)} of {len(everything)} strategies x "
+              f"{len(repetitions(seeds=seeds_of[pool.name]))} repetitions replayed (the others read training sets or "
+              "candidates this pool does not have)")
     reps = pd.concat(all_reps, ignore_index=True)
     reps.to_csv(out / "repetitions.csv", index=False)
     pd.concat([s.assign(pool=p) for p, s in summaries.items()], ignore_index=True).to_csv(out / "summary.csv",
                                                                                          index=False)
     plot(summaries, out / "cost_quality.png")
-    body = write_up(summaries, ceilings, sizes)
+    body = write_up(summaries, ceilings, sizes, gaps, seeds_of)
     prov = provenance(time.perf_counter() - start, repetitions="random draws 0-19 x whole-set seeds 0, 1",
                       zero_cost_batch="128 training images, stratified, seed = the repetition's whole-set seed",
-                      strategies=f"{len(STRATEGIES)} planned + {len(OPTUNA_BASELINES)} Optuna pruner baselines")
+                      strategies=f"{len(STRATEGIES)} planned + 1 added with the pool not yet seen + "
+                                 f"{len(OPTUNA_BASELINES)} Optuna pruner baselines",
+                      pools=", ".join(summaries))
     write_readme(out / "README.md", "Budget search: the best architecture at a share of the cost, replayed", body, prov)
     print(f"{out / 'README.md'} written")
 
 
-def write_up(summaries: dict[str, pd.DataFrame], ceilings: dict[str, dict], sizes: dict[str, int]) -> list[str]:
-    dev = summaries["development"]
-    default = choose_default(dev)
-    lines = ["Plan, strategies and decision rule, fixed before any schedule was evaluated: [PLAN.md](PLAN.md). Every "
-             "strategy replayed through nasprune's scheduler over the finished jobs of three pools, 40 repetitions "
+def write_up(summaries: dict[str, pd.DataFrame], ceilings: dict[str, dict], sizes: dict[str, int],
+             gaps: dict[str, list[str]], seeds_of: dict[str, tuple[int, ...]]) -> list[str]:
+    first = {p.name: summaries[p.name] for p in POOLS}  # the first reading's pools
+    default = choose_default(first["development"])
+    lines = ["Plan, strategies and decision rules, fixed before the data they decide on: [PLAN.md](PLAN.md). Every "
+             "strategy replayed through nasprune's scheduler over the finished jobs of the pools, 40 repetitions "
              "each (20 random draws x 2 whole-set seeds); per repetition: repetitions.csv; per strategy: summary.csv; "
              "zero-cost scores: zerocost-<pool>.csv.", "",
              f"Goal (the issue's): the choice within {REGRET} points of the whole set's best test accuracy in at least "
@@ -73,43 +95,36 @@ def write_up(summaries: dict[str, pd.DataFrame], ceilings: dict[str, dict], size
              "chosen net's own whole-set training left out; the total cost counts it).", "",
              "How much 40 repetitions are: a strategy that reads no proxy (zero-cost scores, the whole set alone) varies "
              "only with the whole-set seed, so its 40 are 2 distinct runs and its P moves in steps of 0.5; a P of 1.00 "
-             "there rests on two. A strategy with a proxy rung varies with the 20 draws too.", "",
-             "## The decision", ""]
+             "there rests on two. A strategy with a proxy rung varies with the 20 draws too.", ""]
+    lines += _unseen_section(summaries, seeds_of)
+    lines += ["## The first reading's decision (three pools)", ""]
     if default is None:
         lines += ["No strategy has a median goal cost within 5% on the development pool.", ""]
     else:
         name = default["strategy"]
-        verdicts = {p: confirmed(s, name) for p, s in summaries.items() if p != "development"}
-        rows = []
-        for pool, summary in summaries.items():
-            if name not in set(summary["strategy"]):
-                rows.append([pool, "not available", "", "", "", "", ""])
-                continue
-            r = summary.set_index("strategy").loc[name]
-            rows.append([pool, f"{r.p_within:.2f}", f"{r.regret_median:.2f}", _num(r.ndcg), f"{100 * r.goal_cost:.1f}%",
-                         f"{100 * r.total_cost:.1f}%", f"{100 * r.paper_cost:.2f}%" if pd.notna(r.paper_cost) else "n/a"])
+        verdicts = {p: confirmed(s, name) for p, s in first.items() if p != "development"}
         met_dev = default["p_within"] >= GOAL_P
         lines += [f"PLAN.md's rule picks **`{name}`** ({default['family']}) on the development pool: P(regret <= 0.2) "
                   f"{default['p_within']:.2f} at a median goal cost of {100 * default['goal_cost']:.1f}%"
                   + ("" if met_dev else f", **below the {GOAL_P:.0%} goal** there") + ". Held out: "
                   + "; ".join(f"{p} {'confirms it' if v else 'does not confirm it'}" for p, v in verdicts.items())
-                  + ".", "",
-                  *markdown_table(["pool", "P(regret <= 0.2)", "regret median", "NDCG", "goal cost", "total cost",
-                                   "at 720 candidates"], rows), ""]
-        everywhere = _cheapest_everywhere(summaries)
-        lines += ["The cheapest strategy at P(regret <= 0.2) >= 0.90 on every pool: " + (
+                  + ".", "", *_strategy_table(summaries, name), ""]
+        everywhere = _cheapest_everywhere(first)
+        lines += ["The cheapest strategy of the first reading at P(regret <= 0.2) >= 0.90 on its three pools: " + (
             f"**`{everywhere[0]}`**, at a median goal cost of {everywhere[1]} (the worst pool), and "
-            f"{_paper(summaries, everywhere[0])} at 720 candidates. It was found by reading all three pools, so it is "
-            "a candidate for a pool not seen yet, not a confirmed default." if everywhere else
-            f"none of the {len(STRATEGIES) + len(OPTUNA_BASELINES)}."), ""]
+            f"{_paper(first, everywhere[0])} at 720 candidates. It was found by reading all three pools; the pool not "
+            "yet seen (above) is its test." if everywhere else f"none of the {len(STRATEGIES)}."), ""]
     lines += _optuna_section(summaries)
-    missing = {p: [s.name for s in STRATEGIES if s.name not in set(summary["strategy"])] for p, summary in
-               summaries.items()}
-    lines += [f"Not available on {p} (it has no such training set): {', '.join(f'`{m}`' for m in names)}." for p, names in
-              missing.items() if names] + [""]
-    lines += ["## The best buy at each budget", "",
+    for p, summary in summaries.items():
+        lacking = [s.name for s in STRATEGIES if s.name not in set(summary["strategy"]) and s.name not in gaps[p]]
+        if lacking:
+            lines += [f"Not available on {p} (it has no such training set): {', '.join(f'`{m}`' for m in lacking)}."]
+        if gaps[p]:
+            lines += [f"Not available on {p} (a rung reaches candidates whose jobs it did not train): "
+                      f"{len(gaps[p])} strategies, e.g. {', '.join(f'`{m}`' for m in gaps[p][:3])}."]
+    lines += ["", "## The best buy at each budget", "",
               "Per budget, the strategy with the highest P(regret <= 0.2) whose median goal cost fits, per pool "
-              "(descriptive: the rule above is the decision).", "", *best_by_budget(summaries), "",
+              "(descriptive: the rules above decide).", "", *best_by_budget(summaries), "",
               "![quality against cost](cost_quality.png)", ""]
     for pool, summary in summaries.items():
         c = ceilings[pool]
@@ -118,6 +133,52 @@ def write_up(summaries: dict[str, pd.DataFrame], ceilings: dict[str, dict], size
                   f"regret {c.get('regret', float('nan')):.2f} points. Every strategy, cheapest first; minutes: the "
                   "median wall time its replayed jobs took (and its zero-cost scoring) on this 2-core CPU.", "",
                   *pool_table(summary), ""]
+    return lines
+
+
+def _strategy_table(summaries: dict[str, pd.DataFrame], name: str) -> list[str]:
+    """One strategy on every pool: P, regret, NDCG, the goal and total cost, and the cost at 720 candidates."""
+    rows = []
+    for pool, summary in summaries.items():
+        if name not in set(summary["strategy"]):
+            rows.append([pool, "not available", "", "", "", "", ""])
+            continue
+        r = summary.set_index("strategy").loc[name]
+        rows.append([pool, f"{r.p_within:.2f}", f"{r.regret_median:.2f}", _num(r.ndcg), f"{100 * r.goal_cost:.1f}%",
+                     f"{100 * r.total_cost:.1f}%", f"{100 * r.paper_cost:.2f}%" if pd.notna(r.paper_cost) else "n/a"])
+    return markdown_table(["pool", "P(regret <= 0.2)", "regret median", "NDCG", "goal cost", "total cost",
+                           "at 720 candidates"], rows)
+
+
+def _unseen_section(summaries: dict[str, pd.DataFrame], seeds_of: dict[str, tuple[int, ...]]) -> list[str]:
+    """PLAN.md's "A pool not yet seen": strategies A and B on every pool, the verdicts, and the default."""
+    head = ["## The decision: a pool not yet seen", ""]
+    if UNSEEN.name not in summaries:
+        return head + ["The pool not yet seen has no finished jobs yet (`scripts/budget_unseen.py`).", ""]
+    partial = seeds_of[UNSEEN.name] != (0, 1)
+    default, verdicts = confirm_unseen(summaries)
+    lines = head + [
+        "PLAN.md (\"A pool not yet seen\") fixed two strategies and the rule before any job of this pool ran: each is "
+        f"confirmed when every pool, this one included, gives it P(regret <= 0.2) >= {GOAL_P:.2f} at a median goal cost "
+        f"<= {GOAL_COST:.0%}; the default is the confirmed one cheaper at 720 candidates.", ""]
+    if partial:
+        lines += [f"**Partial**: the whole set's seeds finished on every candidate of this pool: "
+                  f"{list(seeds_of[UNSEEN.name]) or 'none'}; by PLAN.md a partial reading decides nothing.", ""]
+    for label, name in zip("AB", UNDER_TEST):
+        fails = [p for p, ok in verdicts[name].items() if not ok]
+        lines += [f"**{label}. `{name}`**: " + ("confirmed on every pool." if not fails else
+                                                 f"not confirmed on {', '.join(fails)}."), "",
+                  *_strategy_table(summaries, name), ""]
+    if partial:
+        lines += ["No decision until the pool has finished.", ""]
+    elif default is None:
+        lines += ["**No confirmed default**: neither strategy meets the rule on every pool. nasprune's recommendation "
+                  "stays as it was (README).", ""]
+    else:
+        worst = max(s.set_index("strategy").loc[default, "paper_cost"] for s in summaries.values())
+        lines += [f"**The default: `{default}`**, confirmed on all {len(summaries)} pools, "
+                  f"{_paper(summaries, default)} of the whole-set search at 720 candidates "
+                  f"({'within' if worst <= PAPER_GOAL + 1e-12 else 'over'} the issue's {PAPER_GOAL:.0%} there).", ""]
     return lines
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from nasprune.errors import MissingJobsError
 from nasprune.proxies import draw_name
 from nasprune.training import TrainConfig
 
@@ -55,7 +56,7 @@ class ReplaySource:
             return draw_name(source, self.draw)
         if source in names:
             return source
-        raise ValueError(f"no finished jobs of {source!r}; training sets with jobs: {sorted(names)[:12]} ...")
+        raise MissingJobsError(f"no finished jobs of {source!r}; training sets with jobs: {sorted(names)[:12]} ...")
 
     def _rows(self, training_set: str) -> pd.DataFrame:
         rows = self.jobs[self.jobs["training_set"] == training_set]
@@ -75,7 +76,7 @@ class ReplaySource:
         rows = self._rows(training_set).reindex(list(candidates))
         if rows["val_acc"].isna().any():
             missing = list(rows.index[rows["val_acc"].isna()])
-            raise ValueError(f"{training_set} has no finished job of {missing[:3]} (seed {self.seed})")
+            raise MissingJobsError(f"{training_set} has no finished job of {missing[:3]} (seed {self.seed})")
         full = int(rows["epochs"].max())
         epochs = full if rung.epochs is None else rung.epochs
         if epochs > full:

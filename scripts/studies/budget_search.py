@@ -6,7 +6,7 @@ truth exists. This module holds the plan's strategies as data, its cost and qual
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,9 @@ from nasprune.search import (Experiment, ReplaySource, Rung, Schedule, enqueue_c
                              run_brackets, run_schedule, successive_halving)
 from nasprune.zerocost import SCORES
 
-__all__ = ["GOAL_COST", "GOAL_P", "OPTUNA_BASELINES", "POOLS", "REGRET", "STRATEGIES", "Pool", "Strategy", "available", "choose_default",
-           "evaluate", "repetitions"]
+__all__ = ["GOAL_COST", "GOAL_P", "HALF_FILTER", "OPTUNA_BASELINES", "POOLS", "REGRET", "STRATEGIES", "UNDER_TEST",
+           "UNSEEN", "Pool", "Strategy", "available", "choose_default", "confirm_unseen", "confirmed", "evaluate",
+           "repetitions", "truth_seeds"]
 
 #: The issue's goals, as PLAN.md's decision rule reads them.
 GOAL_COST, GOAL_P, REGRET = 0.05, 0.90, 0.2
@@ -39,6 +40,8 @@ class Pool:
 
 POOLS = (Pool("development", Path("results/proxy-benchmark")), Pool("competitive", Path("results/proxy-benchmark-comp")),
          Pool("fmnist-ref", Path("results/proxy-benchmark-ref")))
+#: PLAN.md's "A pool not yet seen": trained for the confirmation below (``scripts/budget_unseen.py``).
+UNSEEN = Pool("unseen", Path("results/budget-search/unseen"))
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,15 @@ OPTUNA_BASELINES = (
 )
 
 
+#: Added with the pool not yet seen, before its jobs ran and before any replay of it (PLAN.md, "A pool not yet seen"):
+#: the cheapest strategy of the first reading with half its proxy rung, 1.7% at 720 candidates. PLAN.md's first rule
+#: does not read it.
+HALF_FILTER = _one("zero-cost filter, proxy, top k", "zc:zico/6>random-pc100@400>top1>whole",
+                   Rung("zerocost:zico", eta=6), Rung("random-pc100", keep=1), Rung("whole"))
+#: The two strategies under test on the pool not yet seen, A and B of PLAN.md.
+UNDER_TEST = ("zc:zico/3>random-pc100@400>top1>whole", HALF_FILTER.name)
+
+
 def available(strategy: Strategy, jobs: pd.DataFrame) -> bool:
     """Whether the pool has every training set the strategy's rungs read (the competitive pool and fmnist-ref have no
     20-per-class draws, say)."""
@@ -115,6 +127,12 @@ def available(strategy: Strategy, jobs: pd.DataFrame) -> bool:
 def repetitions(draws: int = 20, seeds: Sequence[int] = (0, 1)) -> list[tuple[int, int]]:
     """PLAN.md's repetitions: every random draw with every whole-set seed."""
     return [(d, s) for d in range(draws) for s in seeds]
+
+
+def truth_seeds(jobs: pd.DataFrame, candidates: Sequence[str], seeds: Sequence[int] = (0, 1)) -> tuple[int, ...]:
+    """The whole-set seeds finished on every candidate: a pool still training reads only those."""
+    whole = jobs[jobs["training_set"] == "whole"]
+    return tuple(s for s in seeds if set(candidates) <= set(whole.loc[whole["seed"] == s, "candidate"]))
 
 
 def evaluate(strategy: Strategy, jobs: pd.DataFrame, history: pd.DataFrame, experiment: Experiment,
@@ -196,7 +214,8 @@ def summarise(reps: pd.DataFrame) -> pd.DataFrame:
 def choose_default(summary: pd.DataFrame) -> pd.Series | None:
     """PLAN.md's rule on the development pool: among the strategies with a median goal cost at most 5%, the highest
     P(regret <= 0.2); ties to the lower cost, then the higher NDCG. None when no strategy is that cheap."""
-    planned = summary[~summary["strategy"].isin({s.name for s in OPTUNA_BASELINES})]  # the baselines added later
+    later = {s.name for s in (*OPTUNA_BASELINES, HALF_FILTER)}  # added after the first reading: not candidates
+    planned = summary[~summary["strategy"].isin(later)]
     cheap = planned[planned["goal_cost"] <= GOAL_COST + 1e-12]
     if cheap.empty:
         return None
@@ -214,6 +233,18 @@ def confirmed(summary: pd.DataFrame, strategy: str) -> bool:
     return bool(row["p_within"] >= GOAL_P and row["goal_cost"] <= GOAL_COST + 1e-12)
 
 
+def confirm_unseen(summaries: Mapping[str, pd.DataFrame]) -> tuple[str | None, dict[str, dict[str, bool]]]:
+    """PLAN.md's rule for the pool not yet seen: whether each pool confirms each strategy of :data:`UNDER_TEST`
+    (:func:`confirmed`), and the default: of those every pool confirms, the one cheaper at 720 candidates (the
+    worst pool's cost model), else None."""
+    verdicts = {name: {pool: confirmed(summary, name) for pool, summary in summaries.items()} for name in UNDER_TEST}
+    passed = [name for name, by_pool in verdicts.items() if all(by_pool.values())]
+    if not passed:
+        return None, verdicts
+    at_720 = {name: max(s.set_index("strategy").loc[name, "paper_cost"] for s in summaries.values()) for name in passed}
+    return min(passed, key=lambda name: (at_720[name], UNDER_TEST.index(name))), verdicts
+
+
 def ceiling(jobs: pd.DataFrame) -> dict:
     """The pool's noise ceiling (one whole-set seed against the other) at its NDCG's k."""
     return noise_ceiling(jobs, k=top_quartile_k(candidate_means(jobs, "whole")["val_acc"].notna().sum()), n_boot=200)
@@ -222,13 +253,14 @@ def ceiling(jobs: pd.DataFrame) -> dict:
 # --- the pools' zero-cost scores, and the paper's scale -----------------------------------------------------------
 
 
-def zero_cost_table(pool: Pool, out: Path, seeds: Sequence[int] = (0, 1)) -> dict[int, pd.DataFrame]:
+def zero_cost_table(pool: Pool, out: Path, seeds: Sequence[int] = (0, 1),
+                    experiment: Experiment | None = None) -> dict[int, pd.DataFrame]:
     """Every zero-cost score of the pool's candidates, per seed (the networks' initialisation and the batch's),
-    computed once and kept in ``out/zerocost-<pool>.csv``."""
+    computed once and kept in ``out/zerocost-<pool>.csv``; ``experiment`` None reads the pool's."""
     from nasprune.zerocost import score_candidates
 
     path = out / f"zerocost-{pool.name}.csv"
-    experiment = Experiment.load(pool.directory)
+    experiment = experiment or Experiment.load(pool.directory)
     if path.exists():
         table = pd.read_csv(path, index_col="candidate")
         if sorted(set(table.index)) == sorted(experiment.candidates) and set(table["seed"]) == set(seeds):

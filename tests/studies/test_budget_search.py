@@ -69,3 +69,54 @@ def test_an_optuna_pruner_replay_pays_for_the_epochs_its_trials_ran():
     assert all(e == round(e) and 10 + 3 <= e <= 40 for e in epochs)  # the chosen net's 10, and at least a rung
     assert (reps["goal_cost"] == (reps["steps"] - 3910) / (4 * 3910)).all()
     assert reps["steps"].nunique() > 1  # the order changes what is pruned
+
+
+def test_the_rule_for_the_pool_not_yet_seen_needs_every_pool_and_prefers_the_cheaper_at_720():
+    from studies.budget_search import HALF_FILTER, UNDER_TEST, confirm_unseen
+
+    a, b = UNDER_TEST
+    assert a in {s.name for s in STRATEGIES} and b == HALF_FILTER.name and b not in {s.name for s in STRATEGIES}
+
+    def pool(p_a, p_b, cost_b=0.03):
+        return pd.DataFrame({"strategy": [a, b], "p_within": [p_a, p_b], "goal_cost": [0.04, cost_b],
+                             "paper_cost": [0.034, 0.017]})
+
+    both = {"x": pool(1.0, 0.95), "y": pool(0.9, 0.9)}
+    assert confirm_unseen(both)[0] == b  # both confirmed: B is cheaper at 720
+    default, verdicts = confirm_unseen({**both, "z": pool(0.95, 0.85)})
+    assert default == a and verdicts[b] == {"x": True, "y": True, "z": False}
+    assert confirm_unseen({**both, "z": pool(0.95, 0.95, cost_b=0.06)})[0] == a  # B over 5% on one pool
+    assert confirm_unseen({"x": pool(0.8, 0.5)}) == (None, {a: {"x": False}, b: {"x": False}})
+    # B is added after the first rule: never its pick, however good
+    s = summary([("f", b, 1.0, 0.0, 1.0), ("f", "planned", 0.5, 0.01, 0.1)])
+    assert choose_default(s)["strategy"] == "planned"
+
+
+def test_a_pool_whose_proxy_covers_only_the_filtered_candidates_replays_the_filter_and_refuses_the_flat_proxy():
+    """Six candidates, the proxy trained only on the two that a zero-cost score keeps (a third): the filter schedule
+    replays and chooses the better of the two; the flat proxy, which reaches all six, raises MissingJobsError."""
+    from nasprune.errors import MissingJobsError
+    from nasprune.search import Experiment
+    from studies.budget_search import truth_seeds
+
+    candidates = [f"w{w}-d{d}-relu-none-avgpooling" for w in (8, 16, 32) for d in (1, 2)]
+    exp = Experiment(name="t", dataset={"name": "synthetic"}, candidates=candidates, training_sets={
+        "whole": {"proxy": None, "train": {"epochs": 10, "batch_size": 128}},
+        "random-pc100-d0": {"proxy": "p.json", "train": {"epochs": 50, "batch_size": 128}, "seeds": [0],
+                            "candidates": candidates[-2:]}})
+    whole = [{"training_set": "whole", "candidate": c, "seed": s, "val_acc": 80 + i, "test_acc": 80 + i, "tse": 1.0,
+              "images": 50_000, "epochs": 10, "seconds": 100.0, "diverged": False}
+             for i, c in enumerate(candidates) for s in (0, 1)]
+    proxy = [{"training_set": "random-pc100-d0", "candidate": c, "seed": 0, "val_acc": 70 + i, "test_acc": float("nan"),
+              "tse": 1.0, "images": 1_000, "epochs": 50, "seconds": 10.0, "diverged": False}
+             for i, c in enumerate(candidates[-2:])]
+    jobs = pd.DataFrame(whole + proxy)
+    zero_cost = pd.DataFrame({"zico": range(6), "seconds_zico": 0.1}, index=candidates)  # the last two the highest
+    by_name = {s.name: s for s in STRATEGIES}
+    reps = evaluate(by_name["zc:zico/3>random-pc100@400>top1>whole"], jobs, None, exp, lambda seed: zero_cost,
+                    [(0, 0), (0, 1)])
+    assert set(reps["chosen"]) == {candidates[-1]} and set(reps["regret"]) == {0.0}
+    with pytest.raises(MissingJobsError, match="no finished job of"):
+        evaluate(by_name["random-pc100@400"], jobs, None, exp, lambda seed: zero_cost, [(0, 0)])
+    assert truth_seeds(jobs, candidates) == (0, 1)
+    assert truth_seeds(jobs.drop(index=1), candidates) == (0,)  # seed 1 of the first candidate still training
