@@ -19,9 +19,9 @@ from nasprune.errors import MissingJobsError
 from nasprune.provenance import provenance
 from nasprune.search import Experiment
 from studies.budget_search import (GOAL_COST, GOAL_P, HALF_FILTER, OPTUNA_BASELINES, POOLS, REGRET, STRATEGIES,
-                                   UNDER_TEST, UNSEEN, available, best_by_budget, ceiling, choose_default, confirm_unseen,
-                                   confirmed, cost_at, cost_model, evaluate, plot, pool_table, repetitions, summarise,
-                                   truth_seeds, zero_cost_table)
+                                   UNDER_TEST, UNSEEN, available, beaten_at_equal_cost, best_by_budget, ceiling,
+                                   choose_default, confirm_unseen, confirmed, cost_at, cost_model, evaluate, plot,
+                                   pool_table, repetitions, summarise, truth_seeds, zero_cost_table)
 
 OUT = Path("results/budget-search")
 #: The issue's goal at the paper's scale: the default's goal cost at 720 candidates.
@@ -169,6 +169,13 @@ def _unseen_section(summaries: dict[str, pd.DataFrame], seeds_of: dict[str, tupl
         lines += [f"**{label}. `{name}`**: " + ("confirmed on every pool." if not fails else
                                                  f"not confirmed on {', '.join(fails)}."), "",
                   *_strategy_table(summaries, name), ""]
+    lines += ["At equal or lower cost (the issue's second goal): per pool, the strategies whose median goal cost is at "
+              "most the strategy's own and whose P(regret <= 0.2) or NDCG is higher.", "",
+              *markdown_table(["strategy", "pool", "higher P at <= its cost", "higher NDCG at <= its cost"],
+                              [[label, pool, _names(b[b["better_p"]]), _names(b[b["better_ndcg"]])]
+                               for label, name in zip("AB", UNDER_TEST) for pool, summary in summaries.items()
+                               if name in set(summary["strategy"])
+                               for b in [beaten_at_equal_cost(summary, name)]]), ""]
     if partial:
         lines += ["No decision until the pool has finished.", ""]
     elif default is None:
@@ -205,6 +212,14 @@ def _paper(summaries: dict[str, pd.DataFrame], strategy: str) -> str:
     costs = [s.set_index("strategy").loc[strategy, "paper_cost"] for s in summaries.values()]
     low, high = f"{100 * min(costs):.1f}", f"{100 * max(costs):.1f}"
     return f"{low}%" if low == high else f"{low}-{high}%"
+
+
+def _names(rows: pd.DataFrame) -> str:
+    """Strategies as a short list: their names and P, or 'none'."""
+    if rows.empty:
+        return "none"
+    shown = [f"`{r.strategy}` ({r.p_within:.2f}, NDCG {_num(r.ndcg)})" for r in rows.itertuples()][:4]
+    return "; ".join(shown) + (f"; and {len(rows) - 4} more" if len(rows) > 4 else "")
 
 
 def _num(x: float) -> str:

@@ -21,7 +21,7 @@ from nasprune.search import (Experiment, ReplaySource, Rung, Schedule, enqueue_c
 from nasprune.zerocost import SCORES
 
 __all__ = ["GOAL_COST", "GOAL_P", "HALF_FILTER", "OPTUNA_BASELINES", "POOLS", "REGRET", "STRATEGIES", "UNDER_TEST",
-           "UNSEEN", "Pool", "Strategy", "available", "choose_default", "confirm_unseen", "confirmed", "evaluate",
+           "UNSEEN", "Pool", "Strategy", "available", "beaten_at_equal_cost", "choose_default", "confirm_unseen", "confirmed", "evaluate",
            "repetitions", "truth_seeds"]
 
 #: The issue's goals, as PLAN.md's decision rule reads them.
@@ -243,6 +243,16 @@ def confirm_unseen(summaries: Mapping[str, pd.DataFrame]) -> tuple[str | None, d
         return None, verdicts
     at_720 = {name: max(s.set_index("strategy").loc[name, "paper_cost"] for s in summaries.values()) for name in passed}
     return min(passed, key=lambda name: (at_720[name], UNDER_TEST.index(name))), verdicts
+
+
+def beaten_at_equal_cost(summary: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The issue's second goal, read for ``name`` on one pool: the other strategies whose median goal cost is at most
+    its own and whose P(regret <= 0.2) or NDCG is higher (NDCG where both have one)."""
+    me = summary.set_index("strategy").loc[name]
+    others = summary[(summary["strategy"] != name) & (summary["goal_cost"] <= me["goal_cost"] + 1e-12)]
+    better_p = others["p_within"] > me["p_within"] + 1e-12
+    better_ndcg = others["ndcg"].notna() & pd.notna(me["ndcg"]) & (others["ndcg"] > me["ndcg"] + 1e-12)
+    return others[better_p | better_ndcg].assign(better_p=better_p, better_ndcg=better_ndcg)
 
 
 def ceiling(jobs: pd.DataFrame) -> dict:

@@ -120,3 +120,13 @@ def test_a_pool_whose_proxy_covers_only_the_filtered_candidates_replays_the_filt
         evaluate(by_name["random-pc100@400"], jobs, None, exp, lambda seed: zero_cost, [(0, 0)])
     assert truth_seeds(jobs, candidates) == (0, 1)
     assert truth_seeds(jobs.drop(index=1), candidates) == (0,)  # seed 1 of the first candidate still training
+
+
+def test_at_equal_cost_a_strategy_is_beaten_only_by_cheaper_or_equal_ones_with_higher_p_or_ndcg():
+    from studies.budget_search import beaten_at_equal_cost
+
+    s = summary([("f", "me", 0.90, 0.03, 0.5), ("f", "dearer", 1.00, 0.04, 0.9), ("f", "cheap-p", 0.95, 0.01, 0.1),
+                 ("f", "equal-ndcg", 0.90, 0.03, 0.6), ("f", "worse", 0.85, 0.00, 0.4), ("f", "no-ndcg", 0.5, 0.0, None)])
+    b = beaten_at_equal_cost(s, "me").set_index("strategy")
+    assert list(b.index) == ["cheap-p", "equal-ndcg"]
+    assert b.loc["cheap-p", "better_p"] and not b.loc["cheap-p", "better_ndcg"] and b.loc["equal-ndcg", "better_ndcg"]
