@@ -144,10 +144,11 @@ def _strategy_table(summaries: dict[str, pd.DataFrame], name: str) -> list[str]:
             rows.append([pool, "not available", "", "", "", "", ""])
             continue
         r = summary.set_index("strategy").loc[name]
-        rows.append([pool, f"{r.p_within:.2f}", f"{r.regret_median:.2f}", _num(r.ndcg), f"{100 * r.goal_cost:.1f}%",
-                     f"{100 * r.total_cost:.1f}%", f"{100 * r.paper_cost:.2f}%" if pd.notna(r.paper_cost) else "n/a"])
-    return markdown_table(["pool", "P(regret <= 0.2)", "regret median", "NDCG", "goal cost", "total cost",
-                           "at 720 candidates"], rows)
+        rows.append([pool, f"{r.p_within:.2f} [{r.p_low:.2f}, {r.p_high:.2f}]", f"{r.regret_median:.2f}", _num(r.ndcg),
+                     f"{100 * r.goal_cost:.1f}%", f"{100 * r.total_cost:.1f}%",
+                     f"{100 * r.paper_cost:.2f}%" if pd.notna(r.paper_cost) else "n/a"])
+    return markdown_table(["pool", "P(regret <= 0.2) [95% over the draws]", "regret median", "NDCG", "goal cost",
+                           "total cost", "at 720 candidates"], rows)
 
 
 def _unseen_section(summaries: dict[str, pd.DataFrame], seeds_of: dict[str, tuple[int, ...]]) -> list[str]:

@@ -21,8 +21,8 @@ from nasprune.search import (Experiment, ReplaySource, Rung, Schedule, enqueue_c
 from nasprune.zerocost import SCORES
 
 __all__ = ["GOAL_COST", "GOAL_P", "HALF_FILTER", "OPTUNA_BASELINES", "POOLS", "REGRET", "STRATEGIES", "UNDER_TEST",
-           "UNSEEN", "Pool", "Strategy", "available", "beaten_at_equal_cost", "choose_default", "confirm_unseen", "confirmed", "evaluate",
-           "repetitions", "truth_seeds"]
+           "UNSEEN", "Pool", "Strategy", "available", "beaten_at_equal_cost", "choose_default", "confirm_unseen",
+           "confirmed", "evaluate", "p_interval", "repetitions", "summarise", "truth_seeds"]
 
 #: The issue's goals, as PLAN.md's decision rule reads them.
 GOAL_COST, GOAL_P, REGRET = 0.05, 0.90, 0.2
@@ -208,7 +208,22 @@ def summarise(reps: pd.DataFrame) -> pd.DataFrame:
                 kendall=("kendall", "mean"), ndcg=("ndcg", "mean"), goal_cost=("goal_cost", "median"),
                 goal_cost_max=("goal_cost", "max"), total_cost=("total_cost", "median"),
                 minutes=("seconds", lambda s: float(s.median() / 60)))
-    return out.rename(columns={"reps_": "repetitions"}).reset_index()
+    out = out.rename(columns={"reps_": "repetitions"}).reset_index()
+    bounds = [p_interval(reps[reps["strategy"] == name]) for name in out["strategy"]]
+    out.insert(out.columns.get_loc("p_within") + 1, "p_low", [lo for lo, _ in bounds])
+    out.insert(out.columns.get_loc("p_low") + 1, "p_high", [hi for _, hi in bounds])
+    return out
+
+
+def p_interval(reps: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """A 95% bootstrap interval of P(regret <= 0.2) over the random draws: draws resampled with replacement, each
+    with all its seeds' repetitions (a draw's seeds share its proxy, so they are not independent). A strategy that
+    reads no proxy gives every draw the same result, and its interval only says that."""
+    within = (reps["regret"] <= REGRET + 1e-9).groupby(reps["draw"]).agg(["sum", "size"])
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(within), size=(n_boot, len(within)))
+    p = within["sum"].to_numpy()[picks].sum(axis=1) / within["size"].to_numpy()[picks].sum(axis=1)
+    return float(np.percentile(p, 2.5)), float(np.percentile(p, 97.5))
 
 
 def choose_default(summary: pd.DataFrame) -> pd.Series | None:

@@ -130,3 +130,19 @@ def test_at_equal_cost_a_strategy_is_beaten_only_by_cheaper_or_equal_ones_with_h
     b = beaten_at_equal_cost(s, "me").set_index("strategy")
     assert list(b.index) == ["cheap-p", "equal-ndcg"]
     assert b.loc["cheap-p", "better_p"] and not b.loc["cheap-p", "better_ndcg"] and b.loc["equal-ndcg", "better_ndcg"]
+
+
+def test_the_interval_of_p_resamples_whole_draws():
+    """Four draws of two seeds each. Every draw within: [1, 1]. Two of four draws within: the bootstrap over draws
+    gives P the distribution of (number of 'within' draws among 4 resampled) / 4, Binomial(4, 1/2) / 4, whose 2.5%
+    and 97.5% points are 0 and 1 (each has mass 1/16 > 2.5%)."""
+    from studies.budget_search import p_interval
+
+    def reps(within_draws):
+        return pd.DataFrame([{"draw": d, "seed": s, "regret": 0.0 if d in within_draws else 1.0}
+                             for d in range(4) for s in (0, 1)])
+
+    assert p_interval(reps({0, 1, 2, 3})) == (1.0, 1.0)
+    assert p_interval(reps({0, 1})) == (0.0, 1.0)
+    lo, hi = p_interval(reps({0, 1, 2}))  # Binomial(4, 3/4) / 4: P(0 of 4) = 1/256 < 2.5% < P(<= 1) = 13/256
+    assert (lo, hi) == (0.25, 1.0)
