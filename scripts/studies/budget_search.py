@@ -20,9 +20,9 @@ from nasprune.search import (Experiment, ReplaySource, Rung, Schedule, enqueue_c
                              run_brackets, run_schedule, successive_halving)
 from nasprune.zerocost import SCORES
 
-__all__ = ["GOAL_COST", "GOAL_P", "HALF_FILTER", "OPTUNA_BASELINES", "POOLS", "REGRET", "STRATEGIES", "UNDER_TEST",
-           "UNSEEN", "Pool", "Strategy", "available", "beaten_at_equal_cost", "choose_default", "confirm_unseen",
-           "confirmed", "evaluate", "p_interval", "repetitions", "summarise", "truth_seeds"]
+__all__ = ["GOAL_COST", "GOAL_P", "HALF_FILTER", "LIVE", "OPTUNA_BASELINES", "POOLS", "REGRET", "STRATEGIES",
+           "UNDER_TEST", "UNSEEN", "Pool", "Strategy", "available", "beaten_at_equal_cost", "choose_default", "confirm_unseen",
+           "confirmed", "evaluate", "live_against_replay", "p_interval", "repetitions", "summarise", "truth_seeds"]
 
 #: The issue's goals, as PLAN.md's decision rule reads them.
 GOAL_COST, GOAL_P, REGRET = 0.05, 0.90, 0.2
@@ -270,6 +270,25 @@ def beaten_at_equal_cost(summary: pd.DataFrame, name: str) -> pd.DataFrame:
     return others[better_p | better_ndcg].assign(better_p=better_p, better_ndcg=better_ndcg)
 
 
+#: ``nasprune run fmnist-schedule --out`` this: the default run live on fmnist-ref's candidates.
+LIVE = Path("results/budget-search/live-fmnist")
+
+
+def live_against_replay(live: Path, pool_jobs: pd.DataFrame, zero_cost: pd.DataFrame,
+                        replayed: pd.DataFrame) -> pd.DataFrame:
+    """The live run's rungs (its ``schedule.csv``) beside what the replay read for the same candidates: ZiCo with
+    seed 0, the stored ``random-pc100-d0`` jobs (the same images and training seed), and the replay's choice in
+    repetition (draw 0, seed 0), ``replayed`` (:func:`evaluate`'s rows)."""
+    table = pd.read_csv(live / "schedule.csv")
+    stored = {0: zero_cost["zico"],
+              1: pool_jobs[(pool_jobs["training_set"] == "random-pc100-d0") & (pool_jobs["seed"] == 0)]
+              .set_index("candidate")["val_acc"]}
+    table["replayed"] = [stored[r.rung].get(r.candidate, np.nan) if r.rung in stored else np.nan
+                         for r in table.itertuples()]
+    rep = replayed[(replayed["draw"] == 0) & (replayed["seed"] == 0)].iloc[0]
+    return table.assign(replay_chose=rep["chosen"])
+
+
 def ceiling(jobs: pd.DataFrame) -> dict:
     """The pool's noise ceiling (one whole-set seed against the other) at its NDCG's k."""
     return noise_ceiling(jobs, k=top_quartile_k(candidate_means(jobs, "whole")["val_acc"].notna().sum()), n_boot=200)
@@ -360,15 +379,18 @@ def best_by_budget(summaries: dict[str, pd.DataFrame], budgets=(0.01, 0.02, 0.05
     return markdown_table(["goal cost at most", *summaries], rows)
 
 
-def plot(summaries: dict[str, pd.DataFrame], path: Path) -> Path:
-    """P(regret <= 0.2) against the goal cost, one panel per pool, one colour per family, the goals dotted."""
+def plot(summaries: dict[str, pd.DataFrame], path: Path, highlight: str | None = None) -> Path:
+    """P(regret <= 0.2) against the goal cost, one panel per pool (two to a row), one colour per family, the goals
+    dotted, and ``highlight`` (the default) ringed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     families = list(dict.fromkeys(f for s in summaries.values() for f in s["family"]))
-    fig, axes = plt.subplots(1, len(summaries), figsize=(5.2 * len(summaries), 4.8), squeeze=False, sharey=True,
+    cols = 2 if len(summaries) > 3 else len(summaries)
+    rows_ = -(-len(summaries) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(5.6 * cols, 4.2 * rows_ + 0.8), squeeze=False, sharey=True,
                              layout="constrained")
     handles = {}
     for ax, (pool, summary) in zip(axes.flat, summaries.items()):
@@ -376,13 +398,19 @@ def plot(summaries: dict[str, pd.DataFrame], path: Path) -> Path:
             rows = summary[summary["family"] == family]
             handles[family] = ax.scatter(100 * rows["goal_cost"].clip(lower=1e-4), rows["p_within"], s=28,
                                          color=f"C{j}", marker="osD^v<>p"[j % 8], alpha=0.85, edgecolor="k", lw=0.4)
+        if highlight is not None and highlight in set(summary["strategy"]):
+            r = summary.set_index("strategy").loc[highlight]
+            handles[f"the default: {highlight}"] = ax.scatter(100 * r["goal_cost"], r["p_within"], s=160,
+                                                              facecolor="none", edgecolor="k", lw=1.5)
         handles["the goal: P >= 0.90 at <= 5%"] = ax.axvline(100 * GOAL_COST, color="0.3", ls=":", lw=1.2)
         ax.axhline(GOAL_P, color="0.3", ls=":", lw=1.2)
         ax.set_xscale("log")
         ax.set_xlabel("goal cost: % of the whole-set search (log)")
+        ax.set_ylabel("P(regret <= 0.2 points), 40 repetitions")
         ax.set_title(f"{pool} ({int(summary['candidates'].iloc[0])} candidates)", fontsize=10)
         ax.grid(alpha=0.3)
-    axes.flat[0].set_ylabel("P(regret <= 0.2 points), 40 repetitions")
+    for ax in list(axes.flat)[len(summaries):]:
+        ax.set_visible(False)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle("Budget search, replayed: how often each strategy's choice is within 0.2 points of the best, "
                  "against its cost", fontsize=11)

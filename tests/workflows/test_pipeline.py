@@ -70,14 +70,19 @@ def test_pipeline_runs_every_stage_then_resumes_without_redoing_them(tmp_path):
 def test_shipped_configs_load_and_cover_every_factor():
     from search_spaces import ConvNetSpec
 
-    for name in ("quick", "quick-schedule", "fmnist-ref", "paper"):
+    for name in ("quick", "quick-schedule", "fmnist-ref", "fmnist-schedule", "paper"):
         config = PipelineConfig.load(name)
         specs = [ConvNetSpec.from_id(c) for c in config.search.candidate_ids()]
         assert {s.act for s in specs} == {"sigmoid", "relu", "leakyrelu"}, name
     assert len(PipelineConfig.load("paper").search.candidate_ids()) == 720
     assert len(PipelineConfig.load("fmnist-ref").search.candidate_ids()) == 36
-    schedule = PipelineConfig.load("quick-schedule").search.schedule
-    assert [r.source for r in schedule] == ["zerocost:zico", "random-pc100", "whole"]
+    for name in ("quick-schedule", "fmnist-schedule"):  # the budget search's default (results/budget-search/)
+        schedule = PipelineConfig.load(name).search.schedule
+        assert [(r.source, r.eta, r.keep) for r in schedule] == [("zerocost:zico", 3, None), ("random-pc100", None, 1),
+                                                                   ("whole", None, None)], name
+    # fmnist-schedule searches the pool whose ground truth is in results/proxy-benchmark-ref/
+    assert PipelineConfig.load("fmnist-schedule").search.candidate_ids() == \
+        PipelineConfig.load("fmnist-ref").search.candidate_ids()
 
 
 def test_reference_candidates_are_disjoint_from_the_development_set(repo):
