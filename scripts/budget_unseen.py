@@ -10,23 +10,27 @@ pool's jobs.csv and history.csv; scripts/budget_search.py replays it beside the 
 from __future__ import annotations
 
 from nasprune.proxies import build_proxy
-from nasprune.search import exit_on_interrupt, load_history, load_jobs, run_search
+from nasprune.search import EXPERIMENT_FILE, Experiment, exit_on_interrupt, load_history, load_jobs, run_search
 from nasprune.workflows import PipelineConfig
-from studies.budget_search import Pool, zero_cost_table
-from studies.budget_unseen import DIRECTORY, draw_pool, proxy_candidates, restrict, seen_candidates
+from studies.budget_search import UNSEEN, zero_cost_table
+from studies.budget_unseen import draw_pool, proxy_candidates, restrict, seen_candidates
 from studies.common import study_parser
 
 
 def main() -> None:
-    args = study_parser(__doc__, DIRECTORY / "config.yaml").parse_args()
+    args = study_parser(__doc__, UNSEEN.directory / "config.yaml").parse_args()
     config = PipelineConfig.load(args.config)
-    directory = DIRECTORY
-    drawn = draw_pool(seen_candidates())
-    if config.search.candidate_ids() != drawn:
-        raise SystemExit(f"{args.config}: its candidates are not PLAN.md's draw ({drawn}); the pool changed")
+    directory = UNSEEN.directory
+    # before the pool's first job, its candidates must be PLAN.md's draw; afterwards, the ones it trained (a later
+    # folder of results/ may train some of them, which would change a new draw)
+    started = (directory / EXPERIMENT_FILE).exists()
+    expected = Experiment.load(directory).candidates if started else draw_pool(seen_candidates())
+    if config.search.candidate_ids() != expected:
+        which = "the ones the pool trained" if started else "PLAN.md's draw"
+        raise SystemExit(f"{args.config}: its candidates are not {which} ({expected}); the pool changed")
     if not args.analyse:
         experiment = config.experiment()
-        zero_cost = zero_cost_table(Pool("unseen", directory), directory.parent, experiment=experiment)
+        zero_cost = zero_cost_table(UNSEEN, directory.parent, experiment=experiment)
         kept = proxy_candidates(zero_cost, experiment.candidates)
         print(f"proxy rung on {len(kept)} of {len(experiment.candidates)} candidates (zico's top third, seed 0 or 1): "
               f"{', '.join(kept)}")

@@ -41,19 +41,20 @@ def main() -> None:
     picks = choices(stored, part, history, Experiment.load(POOL), zero_cost.__getitem__)
     kendalls.to_csv(OUT / "kendall.csv", index=False)
     picks.to_csv(OUT / "choices.csv", index=False)
-    verdict = decide(kendalls, picks)
-    body = [f"The competitive pool's random draws {', '.join(map(str, DRAWS))} (100 per class, 400 steps, training seed "
-            f"0) trained again and validated on {VAL_IMAGES:,} images (`val_images`, a fixed stratified part of the "
+    verdict = decide(kendalls, picks, len(Experiment.load(POOL).candidates))
+    body = [f"The competitive pool's random draws {', '.join(map(str, DRAWS))} (100 per class, 400 steps, training "
+            f"seed 0) trained again and validated on {VAL_IMAGES:,} images (`val_images`, a fixed stratified part of the "
             "validation split), against the stored jobs validated on all 10,000. The rule was written first "
             "([PLAN.md](../PLAN.md), \"A later stage: a proxy rung validated on part of the split\").", "",
             "## The decision", "",
-            f"`val_images: {VAL_IMAGES}` becomes the shipped schedule's proxy-rung setting when the part's mean Kendall "
-            f"against the truth is at least the whole split's minus {KENDALL_TOLERANCE}, and strategy A's choice read "
+            f"`val_images: {VAL_IMAGES}` becomes the shipped schedule's proxy-rung setting when the part's mean "
+            f"Kendall against the truth is at least the whole split's minus {KENDALL_TOLERANCE}, and strategy A's choice read "
             f"from the part is never more than {REGRET_TOLERANCE} points worse than read from the whole split.", "",
             f"Mean Kendall against the truth: part {kendalls['kendall_part_truth'].mean():.3f}, whole split "
             f"{kendalls['kendall_whole_split_truth'].mean():.3f}. " +
-            ("**The part is adopted.**" if verdict else "**The part is not adopted**; it stays an option."), "",
-            *_premise(part, stored),
+            {True: "**The part is adopted.**", False: "**The part is not adopted**; it stays an option.",
+             None: "**No verdict yet**: jobs are missing."}[verdict], "",
+            *_premise(kendalls),
             "## Per draw", "",
             *markdown_table(["draw", "candidates", "Kendall part vs whole split", "part vs truth",
                              "whole split vs truth", "largest difference (points)", "same training"],
@@ -72,21 +73,17 @@ def main() -> None:
     print(f"{len(part)} jobs finished; {OUT / 'README.md'} written; adopted: {verdict}")
 
 
-def _premise(part: pd.DataFrame, stored: pd.DataFrame) -> list[str]:
+def _premise(kendalls: pd.DataFrame) -> list[str]:
     """Whether the jobs repeated the stored training step for step, as PLAN.md expected, and what it means if not."""
-    key = ["training_set", "candidate", "seed"]
-    both = part.merge(stored, on=key, suffixes=("", "_stored"))
-    gap = (both["train_loss"] - both["train_loss_stored"]).abs()
-    if (gap <= 1e-7 + 1e-5 * both["train_loss_stored"].abs()).all():
+    if kendalls["same_training"].all():
         return ["Every job repeated its stored job's training step for step (equal last-epoch training loss): the two "
                 "validations differ only in the images they read.", ""]
     return [f"**PLAN.md's premise failed**: the jobs did not repeat the stored training step for step (last-epoch "
-            f"training loss differs by {gap.median():.1e} at the median, {gap.max():.1e} at most, over {len(both)} "
-            "jobs). The cause is not established: the stored jobs ran earlier, under code since changed, and "
-            "floating-point sums can differ with the code and the thread count. So each "
-            "comparison sets one run against another as well as one validation against another: the Kendall of the "
-            "part against the whole split mixes run-to-run noise with the part's own effect, and the rule's verdict "
-            "reads the part within that noise, not alone.", ""]
+            f"training loss differs by up to {kendalls['loss_gap_max'].max():.1e}). The cause is not established: the "
+            "stored jobs ran earlier, under code since changed, and floating-point sums can differ with the code and "
+            "the thread count. So each comparison sets one run against another as well as one validation against "
+            "another: the Kendall of the part against the whole split mixes run-to-run noise with the part's own "
+            "effect, and the rule's verdict reads the part within that noise, not alone.", ""]
 
 
 if __name__ == "__main__":

@@ -72,8 +72,8 @@ def test_every_error_is_a_nasprune_error_and_a_value_error_with_one_home():
     and no stage's ``__init__`` (nor ``nasprune``) holds it."""
     from nasprune import errors
 
-    names = ["ArtifactError", "ConfigError", "DatasetError", "ExperimentError", "OutputError", "ProxyError",
-             "ScoringError", "StorageError"]
+    names = ["ArtifactError", "ConfigError", "DatasetError", "ExperimentError", "MissingJobsError", "OutputError",
+             "ProxyError", "ScoringError", "StorageError"]
     assert set(names) | {"NasPruneError", "join_key"} == set(errors.__all__)
     for name in names:
         cls = getattr(errors, name)

@@ -99,10 +99,10 @@ class ReplaySource:
     def _from_history(self, training_set: str, candidates: Sequence[str], epoch: int, signal: str) -> pd.Series:
         """Each candidate's validation accuracy after ``epoch``, or its TSE up to it (negated: lower ranks higher)."""
         if self.history is None:
-            raise ValueError(f"a rung at epoch {epoch} of {training_set} or by TSE needs its per-epoch history")
+            raise MissingJobsError(f"a rung at epoch {epoch} of {training_set} or by TSE needs its per-epoch history")
         h = self.history[(self.history["training_set"] == training_set) & (self.history["seed"] == self.seed)]
         if h.empty:
-            raise ValueError(f"no per-epoch history of {training_set} (seed {self.seed})")
+            raise MissingJobsError(f"no per-epoch history of {training_set} (seed {self.seed})")
         if signal == "val_acc":
             at = h[h["epoch"] == epoch].set_index("candidate")["val_acc"]
         else:

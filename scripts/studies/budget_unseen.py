@@ -15,19 +15,18 @@ import pandas as pd
 from nasprune.search import Experiment, Rung
 from nasprune.workflows import CandidateDraw, Grid
 
-__all__ = ["DIRECTORY", "FILTER", "draw_pool", "proxy_candidates", "restrict", "seen_candidates"]
+__all__ = ["FILTER", "draw_pool", "proxy_candidates", "restrict", "seen_candidates"]
 
-DIRECTORY = Path("results/budget-search/unseen")
 #: The zero-cost rung whose kept candidates (under either seed) the proxy rung is trained on.
 FILTER = Rung("zerocost:zico", eta=3)
 
 
-def seen_candidates(results: Path = Path("results"), skip: Path = DIRECTORY) -> set[str]:
-    """Every candidate in the jobs of a folder of ``results`` (this pool's own folder left out)."""
+def seen_candidates(results: Path = Path("results")) -> set[str]:
+    """Every candidate in the jobs of a folder of ``results`` (one level down: this pool's own folder, deeper, is not
+    read)."""
     seen: set[str] = set()
     for path in sorted(results.glob("*/jobs.csv")):
-        if path.parent.resolve() != skip.resolve():
-            seen |= set(pd.read_csv(path, usecols=["candidate"])["candidate"])
+        seen |= set(pd.read_csv(path, usecols=["candidate"])["candidate"])
     return seen
 
 
@@ -37,15 +36,17 @@ def draw_pool(seen: set[str], count: int = 15, seed: int = 0) -> list[str]:
     return CandidateDraw(Grid(widths=(8, 16, 32)), count=count, seed=seed, exclude=tuple(sorted(seen))).ids()
 
 
-def proxy_candidates(zero_cost: Mapping[int, pd.DataFrame], candidates: Sequence[str], rung: Rung = FILTER) -> list[str]:
-    """The candidates ``rung`` keeps under any seed's zero-cost scores, in the pool's order."""
+def proxy_candidates(zero_cost: Mapping[int, pd.DataFrame], candidates: Sequence[str],
+                     rung: Rung = FILTER) -> list[str]:
+    """The candidates ``rung`` keeps (:func:`nasprune.search.promote`, as a schedule does) under any seed's zero-cost
+    scores, in the pool's order."""
+    from nasprune.search import promote
     from nasprune.zerocost import ranking_score
 
     score = rung.source.split(":", 1)[1]
     kept: set[str] = set()
     for table in zero_cost.values():
-        values = ranking_score(table.reindex(list(candidates)), score)
-        kept |= set(values.sort_values(ascending=False, kind="mergesort").index[:rung.kept(len(candidates))])
+        kept |= set(promote(ranking_score(table.reindex(list(candidates)), score), rung.kept(len(candidates))))
     return [c for c in candidates if c in kept]
 
 

@@ -49,7 +49,7 @@ def experiment(out: Path, pool: Path = POOL, draws=DRAWS, val_images: int = VAL_
 def compare(part: pd.DataFrame, stored: pd.DataFrame, draws=DRAWS) -> pd.DataFrame:
     """Per draw: Kendall of the part's ranking against the whole split's and of each against the truth (the whole
     set's mean final validation accuracy), the largest accuracy difference, and whether every job's last-epoch
-    training loss equals the stored one (the same training, step for step)."""
+    training loss equals the stored one (the same training, step for step), with the largest gap."""
     truth = candidate_means(stored, "whole")["val_acc"]
     rows = []
     for d in draws:
@@ -61,7 +61,8 @@ def compare(part: pd.DataFrame, stored: pd.DataFrame, draws=DRAWS) -> pd.DataFra
                      "kendall_part_truth": float(stats.kendalltau(a["val_acc"], truth)[0]),
                      "kendall_whole_split_truth": float(stats.kendalltau(b["val_acc"], truth)[0]),
                      "max_abs_diff": float((a["val_acc"] - b["val_acc"]).abs().max()),
-                     "same_training": bool(np.allclose(a["train_loss"], b["train_loss"], rtol=1e-5, atol=1e-7))})
+                     "same_training": bool(np.allclose(a["train_loss"], b["train_loss"], rtol=1e-5, atol=1e-7)),
+                     "loss_gap_max": float((a["train_loss"] - b["train_loss"]).abs().max())})
     return pd.DataFrame(rows)
 
 
@@ -69,7 +70,7 @@ def with_values(stored: pd.DataFrame, part: pd.DataFrame) -> pd.DataFrame:
     """The stored jobs with the draws' validation accuracy replaced by the part's (the rows ``part`` has)."""
     key = ["training_set", "candidate", "seed"]
     merged = stored.merge(part[key + ["val_acc"]], on=key, how="left", suffixes=("", "_part"))
-    merged["val_acc"] = merged["val_acc_part"].fillna(merged["val_acc"])
+    merged["val_acc"] = merged["val_acc_part"].fillna(merged["val_acc"])  # a partial run: decide() gives no verdict
     return merged.drop(columns="val_acc_part")
 
 
@@ -84,8 +85,11 @@ def choices(stored: pd.DataFrame, part: pd.DataFrame, history: pd.DataFrame, exp
                                                              on=["draw", "seed"], suffixes=("_whole_split", "_part"))
 
 
-def decide(kendalls: pd.DataFrame, picks: pd.DataFrame) -> bool:
+def decide(kendalls: pd.DataFrame, picks: pd.DataFrame, candidates: int) -> bool | None:
     """PLAN.md's rule: the part's mean Kendall against the truth within :data:`KENDALL_TOLERANCE` of the whole
-    split's, and A's choice from the part never more than :data:`REGRET_TOLERANCE` worse."""
+    split's, and A's choice from the part never more than :data:`REGRET_TOLERANCE` worse. None while jobs are
+    missing (a draw without all ``candidates``, or a repetition without both choices): no verdict."""
+    if (kendalls["candidates"] < candidates).any() or picks[["regret_part", "regret_whole_split"]].isna().any().any():
+        return None
     close = kendalls["kendall_part_truth"].mean() >= kendalls["kendall_whole_split_truth"].mean() - KENDALL_TOLERANCE
     return bool(close and (picks["regret_part"] - picks["regret_whole_split"] <= REGRET_TOLERANCE + 1e-9).all())

@@ -77,16 +77,22 @@ def test_the_rule_for_the_pool_not_yet_seen_needs_every_pool_and_prefers_the_che
     a, b = UNDER_TEST
     assert a in {s.name for s in STRATEGIES} and b == HALF_FILTER.name and b not in {s.name for s in STRATEGIES}
 
-    def pool(p_a, p_b, cost_b=0.03):
+    def pool(p_a, p_b, cost_b=0.03, paper_b=0.017, reps=40):
         return pd.DataFrame({"strategy": [a, b], "p_within": [p_a, p_b], "goal_cost": [0.04, cost_b],
-                             "paper_cost": [0.034, 0.017]})
+                             "paper_cost": [0.034, paper_b], "repetitions": [reps, reps]})
 
     both = {"x": pool(1.0, 0.95), "y": pool(0.9, 0.9)}
     assert confirm_unseen(both)[0] == b  # both confirmed: B is cheaper at 720
+    assert confirm_unseen({**both, "y": pool(0.9, 0.9, paper_b=0.036)})[0] == a  # by B's worst pool, A is cheaper
+    assert confirm_unseen({**both, "y": pool(0.9, 0.9, reps=20)})[0] is None  # a partial reading decides nothing
     default, verdicts = confirm_unseen({**both, "z": pool(0.95, 0.85)})
     assert default == a and verdicts[b] == {"x": True, "y": True, "z": False}
     assert confirm_unseen({**both, "z": pool(0.95, 0.95, cost_b=0.06)})[0] == a  # B over 5% on one pool
     assert confirm_unseen({"x": pool(0.8, 0.5)}) == (None, {a: {"x": False}, b: {"x": False}})
+    # the cheapest strategy at P >= 0.90 on every pool it ran on all of; one missing from a pool does not qualify
+    from studies.budget_search import cheapest_everywhere
+    assert cheapest_everywhere(both) == (b, 0.03)
+    assert cheapest_everywhere({**both, "z": pool(0.95, 0.95).iloc[:1]}) == (a, 0.04)
     # B is added after the first rule: never its pick, however good
     s = summary([("f", b, 1.0, 0.0, 1.0), ("f", "planned", 0.5, 0.01, 0.1)])
     assert choose_default(s)["strategy"] == "planned"
@@ -126,9 +132,11 @@ def test_at_equal_cost_a_strategy_is_beaten_only_by_cheaper_or_equal_ones_with_h
     from studies.budget_search import beaten_at_equal_cost
 
     s = summary([("f", "me", 0.90, 0.03, 0.5), ("f", "dearer", 1.00, 0.04, 0.9), ("f", "cheap-p", 0.95, 0.01, 0.1),
-                 ("f", "equal-ndcg", 0.90, 0.03, 0.6), ("f", "worse", 0.85, 0.00, 0.4), ("f", "no-ndcg", 0.5, 0.0, None)])
+                 ("f", "equal-ndcg", 0.90, 0.03, 0.6), ("f", "worse", 0.85, 0.00, 0.4),
+                 ("f", "no-ndcg", 0.5, 0.0, None), ("f", "noise-dearer", 0.95, 0.0305, 0.1)])
     b = beaten_at_equal_cost(s, "me").set_index("strategy")
-    assert list(b.index) == ["cheap-p", "equal-ndcg"]
+    # 0.05 points dearer is equal cost (zero-cost seconds); 'dearer' at 4% is not
+    assert list(b.index) == ["cheap-p", "equal-ndcg", "noise-dearer"]
     assert b.loc["cheap-p", "better_p"] and not b.loc["cheap-p", "better_ndcg"] and b.loc["equal-ndcg", "better_ndcg"]
 
 

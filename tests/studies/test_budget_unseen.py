@@ -12,15 +12,15 @@ def test_the_draw_leaves_out_the_seen_and_covers_every_level(tmp_path):
     seen_pool = draw_pool(set(), count=15, seed=0)
     (tmp_path / "old").mkdir()
     pd.DataFrame({"candidate": seen_pool[:5]}).to_csv(tmp_path / "old" / "jobs.csv", index=False)
-    (tmp_path / "mine").mkdir()  # the pool's own folder does not count as seen
-    pd.DataFrame({"candidate": seen_pool[5:]}).to_csv(tmp_path / "mine" / "jobs.csv", index=False)
-    seen = seen_candidates(tmp_path, skip=tmp_path / "mine")
+    (tmp_path / "old" / "nested").mkdir()  # a pool's own folder, a level deeper, is not read
+    pd.DataFrame({"candidate": seen_pool[5:]}).to_csv(tmp_path / "old" / "nested" / "jobs.csv", index=False)
+    seen = seen_candidates(tmp_path)
     assert seen == set(seen_pool[:5])
     pool = draw_pool(seen)
     assert pool == draw_pool(seen) and len(set(pool)) == 15 and not set(pool) & seen
     specs = [ConvNetSpec.from_id(c) for c in pool]
     assert {s.width for s in specs} == {8, 16, 32} and {s.depth for s in specs} == {1, 2, 3, 4}
-    assert len({s.norm for s in specs}) == 5
+    assert len({s.norm for s in specs}) == 5 and len({s.act for s in specs}) == 3 and len({s.pool for s in specs}) == 3
 
 
 def test_the_proxy_rung_holds_each_seeds_top_third_in_pool_order():

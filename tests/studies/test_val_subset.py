@@ -44,6 +44,9 @@ def test_compare_reads_each_ranking_against_the_whole_split_and_the_truth():
 def test_the_rule_needs_both_the_kendall_and_every_choice():
     k = pd.DataFrame({"kendall_part_truth": [0.40, 0.42], "kendall_whole_split_truth": [0.43, 0.41]})  # -0.01 mean
     ok = pd.DataFrame({"regret_part": [0.3, 0.0], "regret_whole_split": [0.1, 0.0]})  # +0.2: at the tolerance
-    assert decide(k, ok)
-    assert not decide(k, ok.assign(regret_part=[0.31, 0.0]))
-    assert not decide(k.assign(kendall_part_truth=[0.37, 0.42]), ok)  # -0.025 mean
+    k = k.assign(candidates=24)
+    assert decide(k, ok, 24) is True
+    assert decide(k, ok.assign(regret_part=[0.31, 0.0]), 24) is False
+    assert decide(k.assign(kendall_part_truth=[0.37, 0.42]), ok, 24) is False  # -0.025 mean
+    assert decide(k.assign(candidates=[24, 23]), ok, 24) is None  # a job still missing: no verdict
+    assert decide(k, ok.assign(regret_part=[0.0, float("nan")]), 24) is None

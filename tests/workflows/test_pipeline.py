@@ -80,6 +80,9 @@ def test_shipped_configs_load_and_cover_every_factor():
         schedule = PipelineConfig.load(name).search.schedule
         assert [(r.source, r.eta, r.keep) for r in schedule] == [("zerocost:zico", 3, None), ("random-pc100", None, 1),
                                                                    ("whole", None, None)], name
+        # the proxy rung validates on part of the split (results/budget-search/val-subset/), the whole set on all
+        search = PipelineConfig.load(name).search
+        assert search.proxy_train.val_images == 2000 and search.whole_train.val_images is None, name
     # fmnist-schedule searches the pool whose ground truth is in results/proxy-benchmark-ref/
     assert PipelineConfig.load("fmnist-schedule").search.candidate_ids() == \
         PipelineConfig.load("fmnist-ref").search.candidate_ids()
