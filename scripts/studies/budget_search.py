@@ -295,7 +295,8 @@ def beaten_at_equal_cost(summary: pd.DataFrame, name: str) -> pd.DataFrame:
     others = summary[(summary["strategy"] != name) & (summary["goal_cost"] <= me["goal_cost"] + COST_TOLERANCE)]
     better_p = others["p_within"] > me["p_within"] + 1e-12
     better_ndcg = others["ndcg"].notna() & pd.notna(me["ndcg"]) & (others["ndcg"] > me["ndcg"] + 1e-12)
-    return others[better_p | better_ndcg].assign(better_p=better_p, better_ndcg=better_ndcg)
+    marked = others.assign(better_p=better_p, better_ndcg=better_ndcg)  # before filtering: an empty frame's assign
+    return marked[marked["better_p"] | marked["better_ndcg"]]              # would take the Series' index as its own
 
 
 #: ``nasprune run fmnist-schedule --out`` this: the default run live on fmnist-ref's candidates.

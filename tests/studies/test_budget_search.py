@@ -169,3 +169,10 @@ def test_the_live_run_is_set_beside_the_values_its_replay_read(tmp_path):
     out = live_against_replay(tmp_path, jobs, zero_cost, reps)
     assert list(out["replayed"].iloc[:4]) == [3.0, 2.5, 1.0, 69.5] and pd.isna(out["replayed"].iloc[4])
     assert set(out["replay_chose"]) == {"a"}
+
+
+def test_a_strategy_nothing_beats_at_equal_cost_gets_an_empty_table():
+    from studies.budget_search import beaten_at_equal_cost
+
+    s = summary([("f", "me", 1.0, 0.03, 0.9), ("f", "cheap", 0.5, 0.0, 0.5), ("f", "dear", 1.0, 0.5, 1.0)])
+    assert beaten_at_equal_cost(s, "me").empty
