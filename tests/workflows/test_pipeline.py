@@ -119,7 +119,7 @@ def test_bad_configs_are_refused_before_anything_runs(tmp_path, change, match):
 
 def test_cli_run_unknown_config_is_a_clear_error(capsys):
     assert cli_main(["run", "no-such-config"]) == 2
-    assert "shipped configs: fmnist-ref, paper, quick" in capsys.readouterr().err
+    assert "shipped configs: fmnist-ref, fmnist-schedule, paper, quick, quick-schedule" in capsys.readouterr().err
 
 
 def test_random_proxies_need_no_scoring_run(tmp_path):
