@@ -15,15 +15,13 @@ import optuna
 import pandas as pd
 from scipy import stats
 
-from nasprune.analysis import candidate_means, markdown_table, write_readme
-from nasprune.errors import MissingJobsError
+from nasprune.analysis import markdown_table, write_readme
 from nasprune.provenance import provenance
-from nasprune.search import Experiment
 from studies.budget_search import (COST_TOLERANCE, GOAL_COST, GOAL_P, HALF_FILTERS, LIVE, OPTUNA_BASELINES,
-                                   PAPER_GOAL, POOLS, REGRET, STRATEGIES, UNDER_TEST, UNSEEN, available,
-                                   beaten_at_equal_cost, best_by_budget, ceiling, cheapest_everywhere, choose_default,
-                                   confirm_unseen, confirmed, cost_at, cost_model, evaluate, live_against_replay,
-                                   paper_cost, plot, pool_table, repetitions, summarise, truth_seeds, zero_cost_table)
+                                   PAPER_GOAL, POOLS, REGRET, STRATEGIES, UNDER_TEST, UNSEEN, beaten_at_equal_cost,
+                                   best_by_budget, ceiling, cheapest_everywhere, choose_default, confirm_unseen,
+                                   confirmed, live_against_replay, paper_cost, plot, pool_table, repetitions,
+                                   replay_pool)
 
 OUT = Path("results/budget-search")
 
@@ -35,43 +33,22 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per replayed trial otherwise
     out, start = Path(args.out), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    all_reps, summaries, ceilings, sizes, gaps, seeds_of, live = [], {}, {}, {}, {}, {}, None
+    summaries, ceilings, gaps, seeds_of, all_reps, live = {}, {}, {}, {}, [], None
     pools = [*POOLS, UNSEEN] if (UNSEEN.directory / "jobs.csv").exists() else list(POOLS)
     everything = (*STRATEGIES, *HALF_FILTERS, *OPTUNA_BASELINES)
     for pool in pools:
-        experiment = Experiment.load(pool.directory)
-        jobs, history = (pd.read_csv(pool.directory / f) for f in ("jobs.csv", "history.csv"))
-        zero_cost = zero_cost_table(pool, out)
-        seeds_of[pool.name] = truth_seeds(jobs, experiment.candidates)
-        if not seeds_of[pool.name]:
+        reading = replay_pool(pool, out, everything)
+        if reading is None:
             print(f"{pool.name}: no whole-set seed has finished on every candidate yet; left out")
             continue
-        # a pool still training: the truth and every rung read only the seeds finished on every candidate
-        jobs = jobs[(jobs["training_set"] != "whole") | jobs["seed"].isin(seeds_of[pool.name])]
-        per, gaps[pool.name] = [], []
-        for s in (s for s in everything if available(s, jobs)):
-            try:
-                per.append(evaluate(s, jobs, history, experiment, zero_cost.__getitem__,
-                                    repetitions(seeds=seeds_of[pool.name])))
-            except MissingJobsError:  # a rung reaches candidates whose jobs this pool did not train
-                gaps[pool.name].append(s.name)
-        reps = pd.concat(per, ignore_index=True)
-        reps.insert(0, "pool", pool.name)
-        summary = summarise(reps)
-        runnable = set(summary["strategy"])
-        n = len(experiment.candidates)
-        models = {s.name: cost_model(s, jobs, history, experiment, zero_cost[0]) for s in everything
-                  if s.name in runnable}
-        summary["paper_cost"] = [cost_at(models[s], 720) if models[s] else float("nan") for s in summary["strategy"]]
-        summary["candidates"] = n
-        summaries[pool.name], ceilings[pool.name], sizes[pool.name] = summary, ceiling(jobs), n
-        all_reps.append(reps)
+        summaries[pool.name], ceilings[pool.name] = reading.summary, ceiling(reading.jobs)
+        gaps[pool.name], seeds_of[pool.name] = reading.gaps, reading.seeds
+        all_reps.append(reading.reps)
         if pool.name == "fmnist-ref" and (LIVE / "schedule.csv").exists():
-            live = live_against_replay(LIVE, jobs, zero_cost[0], reps[reps["strategy"] == UNDER_TEST[0]])
-            truth = candidate_means(jobs, "whole")["test_acc"]
-            live["truth_regret"] = float(truth.max() - truth[live["candidate"].iloc[-1]])
-        print(f"{pool.name}: {len(runnable)} of {len(everything)} strategies x "
-              f"{len(repetitions(seeds=seeds_of[pool.name]))} repetitions replayed (the others read training sets or "
+            live = live_against_replay(LIVE, reading.jobs, reading.zero_cost[0],
+                                       reading.reps[reading.reps["strategy"] == UNDER_TEST[0]])
+        print(f"{pool.name}: {len(reading.summary)} of {len(everything)} strategies x "
+              f"{len(repetitions(seeds=reading.seeds))} repetitions replayed (the others read training sets or "
               "candidates this pool does not have)")
     reps = pd.concat(all_reps, ignore_index=True)
     reps.to_csv(out / "repetitions.csv", index=False)
@@ -79,7 +56,7 @@ def main() -> None:
                                                                                          index=False)
     default = confirm_unseen(summaries)[0] if UNSEEN.name in summaries else None  # None while partial
     plot(summaries, out / "cost_quality.png", highlight=default)
-    body = write_up(summaries, ceilings, sizes, gaps, seeds_of) + _live_section(live)
+    body = write_up(summaries, ceilings, gaps, seeds_of) + _live_section(live)
     prov = provenance(time.perf_counter() - start, repetitions="random draws 0-19 x whole-set seeds 0, 1",
                       zero_cost_batch="128 training images, stratified, seed = the repetition's whole-set seed",
                       strategies=f"{len(STRATEGIES)} planned + {len(HALF_FILTERS)} added with the pool not yet "
@@ -89,8 +66,8 @@ def main() -> None:
     print(f"{out / 'README.md'} written")
 
 
-def write_up(summaries: dict[str, pd.DataFrame], ceilings: dict[str, dict], sizes: dict[str, int],
-             gaps: dict[str, list[str]], seeds_of: dict[str, tuple[int, ...]]) -> list[str]:
+def write_up(summaries: dict[str, pd.DataFrame], ceilings: dict[str, dict], gaps: dict[str, list[str]],
+             seeds_of: dict[str, tuple[int, ...]]) -> list[str]:
     first = {p.name: summaries[p.name] for p in POOLS}  # the first reading's pools
     default = choose_default(first["development"])
     lines = ["Plan, strategies and decision rules, fixed before the data they decide on: [PLAN.md](PLAN.md). Every "
@@ -135,7 +112,7 @@ def write_up(summaries: dict[str, pd.DataFrame], ceilings: dict[str, dict], size
               "![quality against cost](cost_quality.png)", ""]
     for pool, summary in summaries.items():
         c = ceilings[pool]
-        lines += [f"## {pool} ({sizes[pool]} candidates)", "",
+        lines += [f"## {pool} ({int(summary['candidates'].iloc[0])} candidates)", "",
                   f"Noise ceiling (one whole-set seed against the other): Kendall {c.get('kendall_all', float('nan')):.3f}, "
                   f"regret {c.get('regret', float('nan')):.2f} points. Every strategy, cheapest first; minutes: the "
                   "median wall time its replayed jobs took (and its zero-cost scoring) on this 2-core CPU.", "",

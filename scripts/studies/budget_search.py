@@ -16,15 +16,16 @@ import pandas as pd
 from scipy import stats
 
 from nasprune.analysis import candidate_means, ndcg, noise_ceiling, top_quartile_k
+from nasprune.errors import MissingJobsError
 from nasprune.search import (Experiment, ReplaySource, Rung, Schedule, enqueue_candidates, hyperband, replay_objective,
                              run_brackets, run_schedule, successive_halving)
 from nasprune.zerocost import SCORES
 
 __all__ = ["COST_TOLERANCE", "GOAL_COST", "GOAL_P", "HALF_FILTER", "HALF_FILTERS", "LIVE", "OPTUNA_BASELINES",
-           "PAPER_GOAL", "POOLS", "REGRET", "STRATEGIES", "UNDER_TEST", "UNSEEN", "WHOLE_STEPS", "Pool", "Strategy",
-           "available", "beaten_at_equal_cost", "best_by_budget", "ceiling", "cheapest_everywhere", "choose_default",
+           "PAPER_GOAL", "POOLS", "REGRET", "STRATEGIES", "UNDER_TEST", "UNSEEN", "WHOLE_STEPS", "Pool", "PoolReading",
+           "Strategy", "available", "beaten_at_equal_cost", "best_by_budget", "ceiling", "cheapest_everywhere", "choose_default",
            "confirm_unseen", "confirmed", "cost_at", "cost_model", "evaluate", "live_against_replay", "p_interval",
-           "paper_cost", "plot", "pool_table", "repetitions", "strategies", "summarise", "truth_seeds",
+           "paper_cost", "plot", "pool_table", "repetitions", "replay_pool", "strategies", "summarise", "truth_seeds",
            "zero_cost_table"]
 
 #: The issue's goals, as PLAN.md's decision rule reads them, and the default's goal cost at 720 candidates.
@@ -205,6 +206,46 @@ def _optuna_replay(strategy: Strategy, candidates: Sequence[str], history: pd.Da
     return chosen, float(sum(epochs.values()) * per_epoch), seconds, float(epochs[chosen] * per_epoch)
 
 
+@dataclass(frozen=True)
+class PoolReading:
+    """One pool replayed: every repetition, the summary per strategy (with its cost at 720 candidates and the pool's
+    size), the strategies whose rungs reach candidates the pool did not train, the whole-set seeds read, and the jobs
+    and zero-cost tables read."""
+
+    reps: pd.DataFrame
+    summary: pd.DataFrame
+    gaps: list[str]
+    seeds: tuple[int, ...]
+    jobs: pd.DataFrame
+    zero_cost: dict[int, pd.DataFrame]
+
+
+def replay_pool(pool: Pool, out: Path, candidates: Sequence[Strategy]) -> PoolReading | None:
+    """Replay ``candidates`` over the pool's finished jobs; None while no whole-set seed has finished on every
+    candidate (a pool still training reads only the seeds that have)."""
+    experiment = Experiment.load(pool.directory)
+    jobs, history = (pd.read_csv(pool.directory / f) for f in ("jobs.csv", "history.csv"))
+    zero_cost = zero_cost_table(pool, out)
+    seeds = truth_seeds(jobs, experiment.candidates)
+    if not seeds:
+        return None
+    jobs = jobs[(jobs["training_set"] != "whole") | jobs["seed"].isin(seeds)]
+    per, gaps = [], []
+    for s in (s for s in candidates if available(s, jobs)):
+        try:
+            per.append(evaluate(s, jobs, history, experiment, zero_cost.__getitem__, repetitions(seeds=seeds)))
+        except MissingJobsError:  # a rung reaches candidates whose jobs this pool did not train
+            gaps.append(s.name)
+    reps = pd.concat(per, ignore_index=True)
+    reps.insert(0, "pool", pool.name)
+    summary = summarise(reps)
+    by_name = {s.name: s for s in candidates}
+    models = {name: cost_model(by_name[name], jobs, history, experiment, zero_cost[0]) for name in summary["strategy"]}
+    summary["paper_cost"] = [cost_at(models[s], 720) if models[s] else float("nan") for s in summary["strategy"]]
+    summary["candidates"] = len(experiment.candidates)
+    return PoolReading(reps, summary, gaps, seeds, jobs, zero_cost)
+
+
 def summarise(reps: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: P(regret <= 0.2), the median and 90th-percentile regret, the mean Kendall and NDCG, and the
     median and range of the goal cost and the total cost."""
@@ -307,8 +348,8 @@ def live_against_replay(live: Path, pool_jobs: pd.DataFrame, zero_cost: pd.DataF
                         replayed: pd.DataFrame) -> pd.DataFrame:
     """The live run's rungs (its ``schedule.csv``) beside what the replay read for the same candidates: ZiCo with
     seed 0, the stored ``random-pc100-d0`` jobs (the same images and training seed, validated on the whole split,
-    where the shipped schedule validates on 2,000 images), and the replay's choice in repetition (draw 0, seed 0),
-    ``replayed`` (:func:`evaluate`'s rows)."""
+    where the shipped schedule validates on 2,000 images), the replay's choice in repetition (draw 0, seed 0) of
+    ``replayed`` (:func:`evaluate`'s rows), and the live choice's regret against the pool's truth."""
     table = pd.read_csv(live / "schedule.csv")
     stored = {0: zero_cost["zico"],
               1: pool_jobs[(pool_jobs["training_set"] == "random-pc100-d0") & (pool_jobs["seed"] == 0)]
@@ -316,7 +357,9 @@ def live_against_replay(live: Path, pool_jobs: pd.DataFrame, zero_cost: pd.DataF
     table["replayed"] = [stored[r.rung].get(r.candidate, np.nan) if r.rung in stored else np.nan
                          for r in table.itertuples()]
     rep = replayed[(replayed["draw"] == 0) & (replayed["seed"] == 0)].iloc[0]
-    return table.assign(replay_chose=rep["chosen"])
+    truth = candidate_means(pool_jobs, "whole")["test_acc"]
+    return table.assign(replay_chose=rep["chosen"],
+                        truth_regret=float(truth.max() - truth[table["candidate"].iloc[-1]]))
 
 
 def ceiling(jobs: pd.DataFrame) -> dict:

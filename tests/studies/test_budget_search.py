@@ -162,8 +162,9 @@ def test_the_live_run_is_set_beside_the_values_its_replay_read(tmp_path):
     pd.DataFrame({"rung": [0, 0, 0, 1, 2], "source": ["zerocost:zico"] * 3 + ["random-pc100", "whole"],
                   "candidate": ["a", "b", "c", "a", "a"], "value": [3.0, 2.0, 1.0, 70.0, 90.0],
                   "kept": [True, False, False, True, True]}).to_csv(tmp_path / "schedule.csv", index=False)
-    jobs = pd.DataFrame({"training_set": ["random-pc100-d0", "random-pc100-d0", "random-pc100-d1"],
-                         "candidate": ["a", "a", "a"], "seed": [0, 1, 0], "val_acc": [69.5, 1.0, 2.0]})
+    jobs = pd.DataFrame({"training_set": ["random-pc100-d0", "random-pc100-d0", "random-pc100-d1", "whole", "whole"],
+                         "candidate": ["a", "a", "a", "a", "b"], "seed": [0, 1, 0, 0, 0],
+                         "val_acc": [69.5, 1.0, 2.0, 90.0, 91.0], "test_acc": [None, None, None, 90.0, 91.0]})
     zero_cost = pd.DataFrame({"zico": [3.0, 2.5, 1.0]}, index=["a", "b", "c"])
     reps = pd.DataFrame({"draw": [0, 0, 1], "seed": [0, 1, 0], "chosen": ["a", "b", "c"]})
     out = live_against_replay(tmp_path, jobs, zero_cost, reps)
